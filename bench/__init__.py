@@ -1,0 +1,1 @@
+"""driftline bench package."""

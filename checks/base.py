@@ -1,0 +1,134 @@
+"""Check results: small frozen records with a stable, versioned JSON form.
+
+Statistics (scores) are kept apart from the decision (thresholds, statuses) and from
+notification (alert routing, elsewhere). No DataFrames, plots or models in here.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, Literal
+
+RESULT_SCHEMA_VERSION = 1
+
+Status = Literal["ok", "warn", "alert", "insufficient_data", "error"]
+# Order used to roll feature statuses up into a check status. A feature that could not
+# be evaluated (missing or retyped column) is as serious as a drifted one.
+SEVERITY: dict[str, int] = {"ok": 0, "insufficient_data": 1, "warn": 2, "error": 3, "alert": 3}
+
+
+def json_safe(value):
+    """Replace NaN and infinities (not valid JSON) with None, recursively."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    return value
+
+
+def worst_status(statuses) -> str:
+    statuses = list(statuses)
+    if not statuses:
+        return "insufficient_data"
+    if all(s == "insufficient_data" for s in statuses):
+        return "insufficient_data"
+    if all(s == "error" for s in statuses):
+        return "error"
+    top = max(SEVERITY[s] for s in statuses)
+    if top >= SEVERITY["alert"]:
+        return "alert"
+    if top == SEVERITY["warn"]:
+        return "warn"
+    return "ok"
+
+
+@dataclass(frozen=True)
+class FeatureDrift:
+    feature: str
+    kind: str
+    method: str
+    score: float | None
+    threshold: float | None
+    status: str
+    reference_count: int
+    current_count: int
+    warn_threshold: float | None = None
+    null_rate_reference: float | None = None
+    null_rate_current: float | None = None
+    unseen_share: float | None = None
+    reasons: tuple[str, ...] = ()
+    message: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["reasons"] = list(self.reasons)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "FeatureDrift":
+        known = {f.name for f in fields(cls)}
+        values = {k: v for k, v in data.items() if k in known}
+        values["reasons"] = tuple(values.get("reasons", ()))
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    check: str
+    status: str
+    features: tuple[FeatureDrift, ...] = ()
+    model: str | None = None
+    window_start: str | None = None
+    window_end: str | None = None
+    reference_rows: int = 0
+    current_rows: int = 0
+    partial: bool = False
+    bad_files: tuple[str, ...] = ()
+    report_path: str | None = None
+    details: dict = field(default_factory=dict)
+
+    @property
+    def alerting_features(self) -> list[str]:
+        return [f.feature for f in self.features if f.status in ("alert", "error")]
+
+    def to_dict(self) -> dict[str, Any]:
+        return json_safe({
+            "schema_version": RESULT_SCHEMA_VERSION,
+            "check": self.check,
+            "status": self.status,
+            "model": self.model,
+            "window_start": self.window_start,
+            "window_end": self.window_end,
+            "reference_rows": self.reference_rows,
+            "current_rows": self.current_rows,
+            "partial": self.partial,
+            "bad_files": list(self.bad_files),
+            "report_path": self.report_path,
+            "details": self.details,
+            "features": [f.to_dict() for f in self.features],
+        })
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "CheckResult":
+        return cls(
+            check=data["check"],
+            status=data["status"],
+            features=tuple(FeatureDrift.from_dict(f) for f in data.get("features", [])),
+            model=data.get("model"),
+            window_start=data.get("window_start"),
+            window_end=data.get("window_end"),
+            reference_rows=data.get("reference_rows", 0),
+            current_rows=data.get("current_rows", 0),
+            partial=data.get("partial", False),
+            bad_files=tuple(data.get("bad_files", ())),
+            report_path=data.get("report_path"),
+            details=data.get("details", {}),
+        )
+
+    def with_updates(self, **changes) -> "CheckResult":
+        from dataclasses import replace
+
+        return replace(self, **changes)

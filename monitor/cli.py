@@ -1,0 +1,187 @@
+"""The `driftline` command line. The only place that turns exceptions into exit codes:
+0 the command ran (whatever it found), 1 a `--fail-on` level was met, 2 bad input."""
+
+from __future__ import annotations
+
+import json
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from monitor.errors import DriftlineError
+
+app = typer.Typer(help="Drift, skew and calibration monitoring for ranking and CTR models.", no_args_is_help=True,
+                  pretty_exceptions_enable=False)
+check_app = typer.Typer(help="One-off checks that need no config file.", no_args_is_help=True)
+app.add_typer(check_app, name="check")
+
+out = Console(width=None if sys.stdout.isatty() else 120)
+err = Console(stderr=True)
+
+
+class OutputFormat(str, Enum):
+    table = "table"
+    json = "json"
+
+
+class FailOn(str, Enum):
+    warn = "warn"
+    alert = "alert"
+
+
+def _fail(message: str) -> None:
+    err.print(f"error: {message}", markup=False, highlight=False, soft_wrap=True)
+    raise typer.Exit(2)
+
+
+def _exit_code(statuses: list[str], fail_on: FailOn | None) -> int:
+    if fail_on is None:
+        return 0
+    levels = {"warn": {"warn", "alert", "error"}, "alert": {"alert", "error"}}[fail_on.value]
+    return 1 if any(s in levels for s in statuses) else 0
+
+
+def _print_result_table(result) -> None:
+    table = Table(title=f"{result.check}: {result.status}", title_justify="left")
+    for column in ("feature", "kind", "method", "score", "threshold", "status", "ref n", "cur n", "why"):
+        table.add_column(column, justify="right" if column in ("score", "threshold", "ref n", "cur n") else "left")
+    colours = {"ok": "green", "warn": "yellow", "alert": "red", "error": "red", "insufficient_data": "blue"}
+    for f in result.features:
+        why = "; ".join(f.reasons) if f.reasons else (f.message or "")
+        table.add_row(
+            f.feature, f.kind, f.method,
+            "-" if f.score is None else f"{f.score:.4f}",
+            "-" if f.threshold is None else f"{f.threshold:.4f}",
+            f"[{colours.get(f.status, 'white')}]{f.status}[/]",
+            str(f.reference_count), str(f.current_count), why,
+        )
+    out.print(table)
+    if result.report_path:
+        out.print(f"report: {result.report_path}")
+    if result.bad_files:
+        out.print(f"[yellow]partial: {len(result.bad_files)} unreadable file(s)[/]")
+
+
+@check_app.command("drift")
+def check_drift(
+    reference: str = typer.Option(..., help="Reference (training) data: file, directory, glob or URI."),
+    current: str = typer.Option(..., help="Current (serving) data: file, directory, glob or URI."),
+    features: Optional[str] = typer.Option(None, help="Comma-separated features; default: every reference column."),
+    output_format: OutputFormat = typer.Option(OutputFormat.table, "--format", help="table or json."),
+    report: Optional[Path] = typer.Option(None, help="Write an Evidently drill-down report (HTML) here."),
+    fail_on: Optional[FailOn] = typer.Option(None, help="Exit 1 when any feature reaches this status."),
+    min_samples: int = typer.Option(1000, help="Fewer values than this give insufficient_data."),
+    method: list[str] = typer.Option([], help="Per-feature method, FEATURE=METHOD (wasserstein, psi, jensenshannon, linf)."),
+) -> None:
+    """Compare two datasets feature by feature and report drift."""
+    from monitor.oneoff import drift_between
+
+    try:
+        methods = _parse_methods(method)
+        names = [f.strip() for f in features.split(",") if f.strip()] if features else None
+        result = drift_between(reference, current, names, methods=methods, min_samples=min_samples, report=report)
+    except DriftlineError as exc:
+        _fail(str(exc))
+    if output_format is OutputFormat.json:
+        sys.stdout.write(json.dumps(result.to_dict(), indent=2) + "\n")
+    else:
+        _print_result_table(result)
+    raise typer.Exit(_exit_code([f.status for f in result.features] + [result.status], fail_on))
+
+
+def _parse_methods(items: list[str]) -> dict[str, str]:
+    methods = {}
+    for item in items:
+        if "=" not in item:
+            raise DriftlineError(f"--method {item!r}: expected FEATURE=METHOD")
+        feature, name = item.split("=", 1)
+        methods[feature.strip()] = name.strip()
+    return methods
+
+
+@app.command("run")
+def run(
+    config: Path = typer.Option(..., help="The driftline YAML config."),
+    window: str = typer.Option(..., help="START/END in ISO 8601, END exclusive, e.g. 2026-01-01/2026-01-02."),
+    model: Optional[str] = typer.Option(None, help="Model name (required when several are configured)."),
+    check: list[str] = typer.Option([], help="Check to run (repeatable); default: every enabled check."),
+    output_format: OutputFormat = typer.Option(OutputFormat.table, "--format", help="table or json."),
+    fail_on: Optional[FailOn] = typer.Option(None, help="Exit 1 when any check reaches this status."),
+) -> None:
+    """Run configured checks for one window and store the results (idempotent per window)."""
+    from monitor.config import load_config
+    from monitor.runner import run_config
+    from monitor.sources import parse_window
+
+    try:
+        cfg = load_config(config)
+        start, end = parse_window(window)
+        results = run_config(cfg, model, start, end, check or None,
+                             progress=(lambda m: err.print(m, style="dim")) if output_format is OutputFormat.table else None)
+    except DriftlineError as exc:
+        _fail(str(exc))
+    if output_format is OutputFormat.json:
+        sys.stdout.write(json.dumps([r.to_dict() for r in results], indent=2) + "\n")
+    else:
+        for result in results:
+            if result.features:
+                _print_result_table(result)
+            else:
+                out.print(f"{result.check}: {result.status} {result.details.get('error', '')}")
+    raise typer.Exit(_exit_code([r.status for r in results], fail_on))
+
+
+@app.command("init")
+def init(
+    path: Path = typer.Argument(Path("driftline.yaml"), help="Where to write the example config."),
+    force: bool = typer.Option(False, help="Overwrite an existing file."),
+) -> None:
+    """Write a commented example configuration."""
+    from monitor.config import example_config_text
+
+    if path.exists() and not force:
+        _fail(f"{path}: already exists (use --force to overwrite)")
+    path.write_text(example_config_text())
+    out.print(f"wrote {path}")
+
+
+@app.command("demo")
+def demo(
+    workdir: Path = typer.Option(Path("driftline-demo"), help="Where the demo world, store and reports go."),
+    seed: int = typer.Option(7, help="Seed of the demo world."),
+    rows_per_day: int = typer.Option(20_000, help="Impressions per simulated day."),
+) -> None:
+    """Build the demo world (if absent), backfill the monitoring jobs over its 7 serving days, summarise."""
+    from monitor.demo.run import run_demo
+
+    try:
+        summary = run_demo(workdir, seed=seed, rows_per_day=rows_per_day,
+                           progress=lambda m: err.print(m, style="dim"))
+    except DriftlineError as exc:
+        _fail(str(exc))
+    table = Table(title="driftline demo: planted incidents", title_justify="left")
+    for column in ("incident", "day", "features", "caught by", "status"):
+        table.add_column(column)
+    for incident in summary["incidents"]:
+        status = "[green]caught[/]" if incident["detected"] else f"[yellow]{incident.get('note', 'missed')}[/]"
+        table.add_row(incident["name"], incident["day"], ", ".join(incident["features"]) or "-",
+                      ", ".join(incident["detected_by"]) or "-", status)
+    out.print(table)
+    alarms = summary["false_alarms"]
+    out.print(f"false alarms on clean days: {len(alarms)}" + (
+        "" if not alarms else " (" + "; ".join(f"{a['day']} {a['check']} {','.join(a['features'])}" for a in alarms) + ")"
+    ))
+    out.print(f"summary: {workdir / 'summary.json'}")
+
+
+def main() -> None:  # pragma: no cover - console entry
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,1 @@
+"""Seeded demo data: a simulated offer-ranking business with planted incidents."""

@@ -1,0 +1,67 @@
+"""One-off checks between two datasets, with no config file (`driftline check ...`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from checks.base import CheckResult
+from checks.drift import DriftCheck
+from monitor.errors import SchemaError
+from monitor.profile import infer_kind, profile_batches
+from monitor.runner import REPORT_SAMPLE_ROWS, build_reference
+from monitor.sources import Source, sample_batches
+
+
+def feature_kinds(source: Source, names: list[str] | None) -> dict[str, str]:
+    """Kinds from the reference's Arrow types; without explicit names, unsupported columns are skipped."""
+    schema = source.schema
+    if names:
+        missing = [n for n in names if n not in schema.names]
+        if missing:
+            raise SchemaError(f"{source.location}: column '{missing[0]}' is not in the reference data")
+        return {n: infer_kind(schema.field(n).type) for n in names}
+    kinds = {}
+    for field in schema:
+        try:
+            kinds[field.name] = infer_kind(field.type)
+        except SchemaError:
+            continue  # timestamps, lists and the like are not drift features
+    if not kinds:
+        raise SchemaError(f"{source.location}: no numeric or categorical columns to compare")
+    return kinds
+
+
+def drift_between(
+    reference: str,
+    current: str,
+    features: list[str] | None = None,
+    methods: dict[str, str] | None = None,
+    min_samples: int = 1000,
+    report: Path | None = None,
+) -> CheckResult:
+    reference_source = Source(reference)
+    current_source = Source(current)
+    kinds = feature_kinds(reference_source, features)
+    unknown = [f for f in (methods or {}) if f not in kinds]
+    if unknown:
+        raise SchemaError(f"--method: column '{unknown[0]}' is not a compared feature")
+    built = build_reference(reference_source, kinds)
+    check = DriftCheck(methods=methods or {}, min_samples=min_samples)
+    fitted = check.fit(built.profile, built.chunks)
+    current_profile = profile_batches(current_source.batches(list(kinds)), built.spec)
+    bad = tuple(f"{path}: {why}" for path, why in reference_source.report.bad_files + current_source.report.bad_files)
+    result = fitted.evaluate(current_profile, partial=bool(bad), bad_files=bad)
+    if report is not None:
+        from monitor.reports import render_drift_report
+
+        current_sample = sample_batches(current_source.batches(list(kinds)), REPORT_SAMPLE_ROWS, seed=1)
+        columns = [c for c in kinds if c in current_sample.schema.names]
+        render_drift_report(
+            built.sample.slice(0, REPORT_SAMPLE_ROWS).select(columns).to_pandas(),
+            current_sample.select(columns).to_pandas(),
+            report,
+            numeric=[c for c in columns if kinds[c] == "numeric"],
+            categorical=[c for c in columns if kinds[c] == "categorical"],
+        )
+        result = result.with_updates(report_path=str(report))
+    return result

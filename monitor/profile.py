@@ -1,0 +1,566 @@
+"""Mergeable per-feature profiles: the one kernel every engine runs.
+
+A profile is a pure function of Arrow record batches and a `ProfileSpec` (bin edges
+fixed from the reference). Profiles of disjoint data merge into the profile of the
+union: counts and histograms add exactly, moments combine with Chan's formula, the
+quantile sketch adds bucket counts, categorical counts add. So hourly profiles merge
+into days and weeks without reading rows again, and partitions profiled anywhere
+(threads, Spark executors) merge into the same answer.
+
+Numeric features keep a fine histogram over reference-quantile edges with per-bin sums
+(bin means let Wasserstein be computed without rows), exact null/NaN/inf counts,
+moments, min/max and a DDSketch-style quantile sketch. Categorical features keep exact
+value counts up to a bound, folding the rarest into an `other` bucket beyond it.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Iterable, Literal
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from monitor.errors import SchemaError
+
+PROFILE_SCHEMA_VERSION = 1
+Kind = Literal["numeric", "categorical"]
+
+DEFAULT_NUMERIC_BINS = 100
+DEFAULT_MAX_CATEGORIES = 10_000
+SKETCH_RELATIVE_ACCURACY = 0.005
+_SKETCH_GAMMA = (1 + SKETCH_RELATIVE_ACCURACY) / (1 - SKETCH_RELATIVE_ACCURACY)
+_SKETCH_LOG_GAMMA = math.log(_SKETCH_GAMMA)
+# Magnitudes below this go to the zero bucket; keeps bucket indices bounded.
+_SKETCH_MIN_MAGNITUDE = 1e-12
+
+
+# --------------------------------------------------------------------------- spec
+
+
+@dataclass(frozen=True)
+class FeatureSpec:
+    """How one feature is profiled: its kind and, for numerics, the fixed bin edges."""
+
+    name: str
+    kind: Kind
+    edges: tuple[float, ...] = ()  # interior edges; bins are (-inf,e0), [e0,e1), ..., [e_last, inf)
+    arrow_type: str = ""  # the reference's type, to report retyped columns
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "kind": self.kind, "edges": list(self.edges), "arrow_type": self.arrow_type}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "FeatureSpec":
+        return cls(data["name"], data["kind"], tuple(float(e) for e in data["edges"]), data.get("arrow_type", ""))
+
+
+@dataclass(frozen=True)
+class ProfileSpec:
+    features: tuple[FeatureSpec, ...]
+    max_categories: int = DEFAULT_MAX_CATEGORIES
+
+    def __getitem__(self, name: str) -> FeatureSpec:
+        for spec in self.features:
+            if spec.name == name:
+                return spec
+        raise KeyError(name)
+
+    @property
+    def names(self) -> list[str]:
+        return [f.name for f in self.features]
+
+    def to_dict(self) -> dict:
+        return {"max_categories": self.max_categories, "features": [f.to_dict() for f in self.features]}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "ProfileSpec":
+        return cls(tuple(FeatureSpec.from_dict(f) for f in data["features"]), int(data["max_categories"]))
+
+
+def infer_kind(arrow_type: pa.DataType) -> Kind:
+    """Numbers are numeric; strings, booleans and dictionaries are categorical."""
+    if pa.types.is_dictionary(arrow_type):
+        return "categorical"
+    if pa.types.is_integer(arrow_type) or pa.types.is_floating(arrow_type) or pa.types.is_decimal(arrow_type):
+        return "numeric"
+    if pa.types.is_string(arrow_type) or pa.types.is_large_string(arrow_type) or pa.types.is_boolean(arrow_type):
+        return "categorical"
+    raise SchemaError(f"column type {arrow_type} is neither numeric nor categorical")
+
+
+def edges_from_sample(values: np.ndarray, n_bins: int = DEFAULT_NUMERIC_BINS) -> tuple[float, ...]:
+    """Interior bin edges: reference quantiles, or midpoints between values when few are distinct.
+
+    Midpoints keep every distinct value of a discrete feature in a bin of its own, so a
+    value never sits on an edge and bin means are the values themselves.
+    """
+    finite = values[np.isfinite(values)]
+    if finite.size == 0:
+        return ()
+    distinct = np.unique(finite)
+    if distinct.size <= n_bins:
+        return tuple(float(e) for e in (distinct[1:] + distinct[:-1]) / 2)
+    quantiles = np.quantile(finite, np.linspace(0, 1, n_bins + 1)[1:-1])
+    return tuple(float(e) for e in np.unique(quantiles))
+
+
+# --------------------------------------------------------------------------- sketch
+
+
+@dataclass
+class QuantileSketch:
+    """DDSketch-style log buckets: quantiles within 0.5% relative error, merged exactly by adding counts."""
+
+    positive: dict[int, int] = field(default_factory=dict)
+    negative: dict[int, int] = field(default_factory=dict)
+    zero: int = 0
+
+    @property
+    def count(self) -> int:
+        return self.zero + sum(self.positive.values()) + sum(self.negative.values())
+
+    @staticmethod
+    def from_values(values: np.ndarray) -> "QuantileSketch":
+        sketch = QuantileSketch()
+        magnitude = np.abs(values)
+        is_zero = magnitude < _SKETCH_MIN_MAGNITUDE
+        sketch.zero = int(is_zero.sum())
+        for sign_mask, target in ((values > 0) & ~is_zero, sketch.positive), ((values < 0) & ~is_zero, sketch.negative):
+            selected = magnitude[sign_mask]
+            if selected.size == 0:
+                continue
+            index = np.ceil(np.log(selected) / _SKETCH_LOG_GAMMA).astype(np.int64)
+            low = int(index.min())
+            counts = np.bincount(index - low)
+            for offset in np.flatnonzero(counts):
+                target[low + int(offset)] = int(counts[offset])
+        return sketch
+
+    def merge(self, other: "QuantileSketch") -> "QuantileSketch":
+        merged = QuantileSketch(dict(self.positive), dict(self.negative), self.zero + other.zero)
+        for source, target in ((other.positive, merged.positive), (other.negative, merged.negative)):
+            for key, value in source.items():
+                target[key] = target.get(key, 0) + value
+        return merged
+
+    def quantile(self, q: float) -> float:
+        total = self.count
+        if total == 0:
+            return float("nan")
+        rank = q * (total - 1)
+        seen = 0
+        # Ascending order: most negative first (largest index among negatives), then zero, then positives.
+        for key in sorted(self.negative, reverse=True):
+            seen += self.negative[key]
+            if seen > rank:
+                return -self._value(key)
+        seen += self.zero
+        if seen > rank:
+            return 0.0
+        for key in sorted(self.positive):
+            seen += self.positive[key]
+            if seen > rank:
+                return self._value(key)
+        return self._value(max(self.positive)) if self.positive else 0.0
+
+    @staticmethod
+    def _value(key: int) -> float:
+        return 2 * _SKETCH_GAMMA**key / (_SKETCH_GAMMA + 1)
+
+    def to_dict(self) -> dict:
+        return {
+            "relative_accuracy": SKETCH_RELATIVE_ACCURACY,
+            "zero": self.zero,
+            "positive": {str(k): v for k, v in sorted(self.positive.items())},
+            "negative": {str(k): v for k, v in sorted(self.negative.items())},
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "QuantileSketch":
+        return cls(
+            {int(k): int(v) for k, v in data["positive"].items()},
+            {int(k): int(v) for k, v in data["negative"].items()},
+            int(data["zero"]),
+        )
+
+
+# --------------------------------------------------------------------------- feature profiles
+
+
+@dataclass
+class NumericProfile:
+    """Counts, moments, fine histogram (counts and sums per bin) and a quantile sketch."""
+
+    edges: tuple[float, ...]
+    rows: int = 0
+    null_count: int = 0
+    nan_count: int = 0
+    inf_count: int = 0
+    count: int = 0  # finite values
+    mean: float = 0.0
+    m2: float = 0.0  # sum of squared deviations from the mean
+    min: float = math.inf
+    max: float = -math.inf
+    bin_counts: np.ndarray | None = None
+    bin_sums: np.ndarray | None = None
+    sketch: QuantileSketch = field(default_factory=QuantileSketch)
+    kind: Kind = "numeric"
+
+    def __post_init__(self) -> None:
+        if self.bin_counts is None:
+            self.bin_counts = np.zeros(len(self.edges) + 1, dtype=np.int64)
+        if self.bin_sums is None:
+            self.bin_sums = np.zeros(len(self.edges) + 1, dtype=np.float64)
+
+    @property
+    def std(self) -> float:
+        return math.sqrt(self.m2 / (self.count - 1)) if self.count > 1 else 0.0
+
+    @property
+    def missing_count(self) -> int:
+        return self.null_count + self.nan_count
+
+    @property
+    def bin_means(self) -> np.ndarray:
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(self.bin_counts > 0, self.bin_sums / np.maximum(self.bin_counts, 1), np.nan)
+
+    @staticmethod
+    def from_array(array: pa.Array, edges: tuple[float, ...]) -> "NumericProfile":
+        profile = NumericProfile(edges)
+        profile.rows = len(array)
+        profile.null_count = array.null_count
+        values = array.to_numpy(zero_copy_only=False).astype(np.float64, copy=False)
+        if profile.null_count:
+            values = values[~np.asarray(array.is_null())]
+        finite_mask = np.isfinite(values)
+        profile.nan_count = int(np.isnan(values).sum())
+        profile.inf_count = int(values.size - finite_mask.sum() - profile.nan_count)
+        finite = values if profile.nan_count + profile.inf_count == 0 else values[finite_mask]
+        profile.count = int(finite.size)
+        if finite.size:
+            profile.mean = float(finite.mean())
+            profile.m2 = float(np.square(finite - profile.mean).sum())
+            profile.min = float(finite.min())
+            profile.max = float(finite.max())
+            bins = np.searchsorted(np.asarray(edges, dtype=np.float64), finite, side="right")
+            profile.bin_counts = np.bincount(bins, minlength=len(edges) + 1).astype(np.int64)
+            profile.bin_sums = np.bincount(bins, weights=finite, minlength=len(edges) + 1)
+            profile.sketch = QuantileSketch.from_values(finite)
+        return profile
+
+    def merge(self, other: "NumericProfile") -> "NumericProfile":
+        if tuple(self.edges) != tuple(other.edges):
+            raise ValueError("cannot merge numeric profiles with different bin edges")
+        merged = NumericProfile(self.edges)
+        merged.rows = self.rows + other.rows
+        merged.null_count = self.null_count + other.null_count
+        merged.nan_count = self.nan_count + other.nan_count
+        merged.inf_count = self.inf_count + other.inf_count
+        merged.count = self.count + other.count
+        if merged.count:
+            delta = other.mean - self.mean
+            merged.mean = self.mean + delta * other.count / merged.count
+            merged.m2 = self.m2 + other.m2 + delta * delta * self.count * other.count / merged.count
+        merged.min = min(self.min, other.min)
+        merged.max = max(self.max, other.max)
+        merged.bin_counts = self.bin_counts + other.bin_counts
+        merged.bin_sums = self.bin_sums + other.bin_sums
+        merged.sketch = self.sketch.merge(other.sketch)
+        return merged
+
+    def to_dict(self) -> dict:
+        return {
+            "kind": "numeric",
+            "rows": self.rows,
+            "null_count": self.null_count,
+            "nan_count": self.nan_count,
+            "inf_count": self.inf_count,
+            "count": self.count,
+            "mean": self.mean,
+            "m2": self.m2,
+            "min": self.min if self.count else None,
+            "max": self.max if self.count else None,
+            "edges": list(self.edges),
+            "bin_counts": self.bin_counts.tolist(),
+            "bin_sums": self.bin_sums.tolist(),
+            "sketch": self.sketch.to_dict(),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "NumericProfile":
+        return cls(
+            edges=tuple(data["edges"]),
+            rows=data["rows"],
+            null_count=data["null_count"],
+            nan_count=data["nan_count"],
+            inf_count=data["inf_count"],
+            count=data["count"],
+            mean=data["mean"],
+            m2=data["m2"],
+            min=math.inf if data["min"] is None else data["min"],
+            max=-math.inf if data["max"] is None else data["max"],
+            bin_counts=np.asarray(data["bin_counts"], dtype=np.int64),
+            bin_sums=np.asarray(data["bin_sums"], dtype=np.float64),
+            sketch=QuantileSketch.from_dict(data["sketch"]),
+        )
+
+
+@dataclass
+class CategoricalProfile:
+    """Exact value counts up to `max_categories` distinct values; the rarest fold into `other_count`."""
+
+    max_categories: int = DEFAULT_MAX_CATEGORIES
+    rows: int = 0
+    null_count: int = 0
+    counts: dict[str, int] = field(default_factory=dict)
+    other_count: int = 0  # values folded away once the bound was reached
+    kind: Kind = "categorical"
+
+    @property
+    def count(self) -> int:
+        return self.rows - self.null_count
+
+    @property
+    def missing_count(self) -> int:
+        return self.null_count
+
+    @property
+    def truncated(self) -> bool:
+        return self.other_count > 0
+
+    @staticmethod
+    def from_array(array: pa.Array, max_categories: int) -> "CategoricalProfile":
+        profile = CategoricalProfile(max_categories)
+        profile.rows = len(array)
+        profile.null_count = array.null_count
+        if pa.types.is_dictionary(array.type):
+            array = array.dictionary_decode()
+        if not (pa.types.is_string(array.type) or pa.types.is_large_string(array.type)):
+            array = pc.cast(array, pa.string())
+        counted = pc.value_counts(array.drop_null())
+        values = counted.field("values").to_pylist()
+        totals = counted.field("counts").to_pylist()
+        profile.counts = dict(zip(values, totals))
+        return profile._bounded()
+
+    def _bounded(self) -> "CategoricalProfile":
+        if len(self.counts) > self.max_categories:
+            # Keep the most frequent; ties broken by value so the result is deterministic.
+            ranked = sorted(self.counts.items(), key=lambda item: (-item[1], item[0]))
+            kept = dict(ranked[: self.max_categories])
+            self.other_count += sum(v for _, v in ranked[self.max_categories :])
+            self.counts = kept
+        return self
+
+    def merge(self, other: "CategoricalProfile") -> "CategoricalProfile":
+        merged = CategoricalProfile(
+            min(self.max_categories, other.max_categories),
+            self.rows + other.rows,
+            self.null_count + other.null_count,
+            dict(self.counts),
+            self.other_count + other.other_count,
+        )
+        for key, value in other.counts.items():
+            merged.counts[key] = merged.counts.get(key, 0) + value
+        return merged._bounded()
+
+    def to_dict(self) -> dict:
+        return {
+            "kind": "categorical",
+            "rows": self.rows,
+            "null_count": self.null_count,
+            "max_categories": self.max_categories,
+            "counts": dict(sorted(self.counts.items(), key=lambda item: (-item[1], item[0]))),
+            "other_count": self.other_count,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "CategoricalProfile":
+        return cls(data["max_categories"], data["rows"], data["null_count"], dict(data["counts"]), data["other_count"])
+
+
+@dataclass
+class FeatureError:
+    """A feature that could not be profiled (missing or retyped column); the rest of the run goes on."""
+
+    message: str
+    rows: int = 0
+    kind: str = "error"
+
+    @property
+    def count(self) -> int:
+        return 0
+
+    def merge(self, other):
+        return FeatureError(self.message, self.rows + other.rows) if isinstance(other, FeatureError) else self
+
+    def to_dict(self) -> dict:
+        return {"kind": "error", "message": self.message, "rows": self.rows}
+
+
+FeatureProfile = NumericProfile | CategoricalProfile | FeatureError
+
+
+def feature_profile_from_dict(data: dict) -> FeatureProfile:
+    if data["kind"] == "numeric":
+        return NumericProfile.from_dict(data)
+    if data["kind"] == "categorical":
+        return CategoricalProfile.from_dict(data)
+    return FeatureError(data["message"], data.get("rows", 0))
+
+
+# --------------------------------------------------------------------------- dataset profile
+
+
+@dataclass
+class DatasetProfile:
+    """Profiles of every feature of one window (or chunk) of data."""
+
+    spec: ProfileSpec
+    rows: int = 0
+    features: dict[str, FeatureProfile] = field(default_factory=dict)
+
+    def merge(self, other: "DatasetProfile") -> "DatasetProfile":
+        if self.spec.to_dict() != other.spec.to_dict():
+            raise ValueError("cannot merge profiles computed with different specs")
+        merged = DatasetProfile(self.spec, self.rows + other.rows)
+        for name in self.spec.names:
+            mine, theirs = self.features.get(name), other.features.get(name)
+            if mine is None or theirs is None:
+                merged.features[name] = mine if theirs is None else theirs
+            elif isinstance(theirs, FeatureError) and not isinstance(mine, FeatureError):
+                merged.features[name] = theirs.merge(mine)
+            else:
+                merged.features[name] = mine.merge(theirs)
+        return merged
+
+    def to_dict(self) -> dict:
+        return {
+            "schema_version": PROFILE_SCHEMA_VERSION,
+            "rows": self.rows,
+            "spec": self.spec.to_dict(),
+            "features": {name: profile.to_dict() for name, profile in self.features.items()},
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "DatasetProfile":
+        if data.get("schema_version") != PROFILE_SCHEMA_VERSION:
+            raise ValueError(f"unsupported profile schema_version {data.get('schema_version')!r}")
+        return cls(
+            ProfileSpec.from_dict(data["spec"]),
+            data["rows"],
+            {name: feature_profile_from_dict(f) for name, f in data["features"].items()},
+        )
+
+
+def empty_profile(spec: ProfileSpec) -> DatasetProfile:
+    features: dict[str, FeatureProfile] = {}
+    for feature in spec.features:
+        if feature.kind == "numeric":
+            features[feature.name] = NumericProfile(feature.edges)
+        else:
+            features[feature.name] = CategoricalProfile(spec.max_categories)
+    return DatasetProfile(spec, 0, features)
+
+
+def _profile_column(column: pa.Array | None, spec: FeatureSpec, max_categories: int, rows: int) -> FeatureProfile:
+    if column is None:
+        return FeatureError(f"column '{spec.name}' is missing", rows)
+    if isinstance(column, pa.ChunkedArray):
+        column = column.combine_chunks()
+    try:
+        actual = infer_kind(column.type)
+    except SchemaError:
+        actual = None
+    if pa.types.is_null(column.type):
+        # An all-null column read from CSV/JSON has no type; it is simply all missing.
+        column = pa.nulls(len(column), pa.float64() if spec.kind == "numeric" else pa.string())
+        actual = spec.kind
+    if actual != spec.kind:
+        expected = spec.arrow_type or spec.kind
+        return FeatureError(f"column '{spec.name}' is retyped: {expected} in reference, {column.type} now", rows)
+    if spec.kind == "numeric":
+        return NumericProfile.from_array(column, spec.edges)
+    return CategoricalProfile.from_array(column, max_categories)
+
+
+def profile_batch(batch: pa.RecordBatch | pa.Table, spec: ProfileSpec) -> DatasetProfile:
+    """Profile one batch: the pure kernel that every engine calls."""
+    names = set(batch.schema.names)
+    profile = DatasetProfile(spec, batch.num_rows)
+    for feature in spec.features:
+        column = batch.column(feature.name) if feature.name in names else None
+        profile.features[feature.name] = _profile_column(column, feature, spec.max_categories, batch.num_rows)
+    return profile
+
+
+def profile_batches(batches: Iterable[pa.RecordBatch], spec: ProfileSpec, workers: int = 2) -> DatasetProfile:
+    """Stream batches through the kernel and merge; memory stays bounded by one batch per worker."""
+    result = empty_profile(spec)
+    if workers <= 1:
+        for batch in batches:
+            result = result.merge(profile_batch(batch, spec))
+        return result
+    from concurrent.futures import ThreadPoolExecutor
+
+    # numpy and pyarrow release the GIL in the heavy calls, so threads give real parallelism.
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        pending = []
+        for batch in batches:
+            pending.append(pool.submit(profile_batch, batch, spec))
+            if len(pending) >= workers * 2:
+                result = result.merge(pending.pop(0).result())
+        for future in pending:
+            result = result.merge(future.result())
+    return result
+
+
+def profile_table(table: pa.Table, spec: ProfileSpec, batch_rows: int = 262_144) -> DatasetProfile:
+    return profile_batches(table.to_batches(max_chunksize=batch_rows), spec)
+
+
+def build_spec(
+    sample: pa.Table,
+    features: dict[str, Kind] | list[str] | None = None,
+    n_bins: int = DEFAULT_NUMERIC_BINS,
+    max_categories: int = DEFAULT_MAX_CATEGORIES,
+    edges: dict[str, list[float]] | None = None,
+) -> ProfileSpec:
+    """Fix each feature's kind and bin edges from a (sample of the) reference.
+
+    `features` maps names to kinds, or lists names whose kinds are inferred from the
+    Arrow types; None profiles every column. `edges` overrides the edges of a feature.
+    """
+    if features is None:
+        features = list(sample.schema.names)
+    if isinstance(features, list):
+        missing = [name for name in features if name not in sample.schema.names]
+        if missing:
+            raise SchemaError(f"column '{missing[0]}' is not in the reference data")
+        features = {name: infer_kind(sample.schema.field(name).type) for name in features}
+    specs = []
+    for name, kind in features.items():
+        if name not in sample.schema.names:
+            raise SchemaError(f"column '{name}' is not in the reference data")
+        arrow_type = str(sample.schema.field(name).type)
+        if kind == "numeric":
+            if edges and name in edges:
+                feature_edges = tuple(sorted(float(e) for e in edges[name]))
+            else:
+                column = sample.column(name)
+                if infer_kind(column.type) != "numeric":
+                    raise SchemaError(f"column '{name}' is declared numeric but has type {column.type}")
+                values = column.to_numpy().astype(np.float64) if column.null_count == 0 else (
+                    pc.drop_null(column).to_numpy().astype(np.float64)
+                )
+                feature_edges = edges_from_sample(values, n_bins)
+            specs.append(FeatureSpec(name, "numeric", feature_edges, arrow_type))
+        elif kind == "categorical":
+            specs.append(FeatureSpec(name, "categorical", (), arrow_type))
+        else:
+            raise SchemaError(f"feature '{name}' has unknown kind {kind!r} (numeric or categorical)")
+    return ProfileSpec(tuple(specs), max_categories)

@@ -1,0 +1,296 @@
+"""Run configured checks for a window: profile once, evaluate every check, store idempotently.
+
+The reference is read twice (a bounded sample to fix bin edges, then a full pass in
+chunks whose spread gives learned thresholds) and cached in the store under a
+fingerprint of its files. Serving data is profiled slice by slice (e.g. hourly) when a
+granularity is configured; stored slices are merged into the window without reading
+rows again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Callable, Iterator
+
+import pyarrow as pa
+
+from checks.base import CheckResult
+from checks.registry import get_check
+from monitor.config import Config, ModelConfig
+from monitor.errors import DriftlineError
+from monitor.profile import (
+    DatasetProfile,
+    FeatureSpec,
+    ProfileSpec,
+    build_spec,
+    empty_profile,
+    profile_batch,
+    profile_batches,
+)
+from monitor.sources import Limits, Source, sample_batches
+from monitor.store import ResultsStore
+
+log = logging.getLogger("driftline.runner")
+
+REFERENCE_SAMPLE_ROWS = 200_000
+REFERENCE_CHUNKS = 10
+REPORT_SAMPLE_ROWS = 20_000
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+DRIFT_CHECKS = ("data_drift", "prediction_drift")
+
+
+@dataclass
+class Reference:
+    spec: ProfileSpec
+    profile: DatasetProfile
+    chunks: list[DatasetProfile]
+    sample: pa.Table | None = None  # only when built in this process; used for reports
+
+
+def spec_key(spec: ProfileSpec) -> str:
+    return hashlib.sha256(json.dumps(spec.to_dict(), sort_keys=True).encode()).hexdigest()[:32]
+
+
+def build_reference(
+    source: Source,
+    features: dict[str, str],
+    n_chunks: int = REFERENCE_CHUNKS,
+    sample_rows: int = REFERENCE_SAMPLE_ROWS,
+    max_categories: int = 10_000,
+    n_bins: int | None = None,
+) -> Reference:
+    """Fix the spec from a sample, then profile the reference in `n_chunks` row-order chunks."""
+    present = [name for name in features if name in source.schema.names]
+    sample = source.sample(sample_rows, present, seed=0)
+    spec = build_spec(sample, {n: features[n] for n in present}, max_categories=max_categories,
+                      **({"n_bins": n_bins} if n_bins else {}))
+    # Columns the reference lacks still get a spec, so they are reported per feature, not fatal.
+    spec = ProfileSpec(
+        tuple(spec[n] if n in present else FeatureSpec(n, features[n]) for n in features), spec.max_categories
+    )
+    total = source.report.rows
+    chunk_rows = max(1, -(-total // n_chunks))
+    chunks = [empty_profile(spec) for _ in range(n_chunks)]
+
+    def slices() -> Iterator[tuple[int, pa.RecordBatch]]:
+        seen = 0
+        for batch in source.batches(present):
+            offset = 0
+            while offset < batch.num_rows:
+                index = min((seen + offset) // chunk_rows, n_chunks - 1)
+                take = min(batch.num_rows - offset, chunk_rows * (index + 1) - (seen + offset))
+                take = batch.num_rows - offset if index == n_chunks - 1 else max(take, 1)
+                yield index, batch.slice(offset, take)
+                offset += take
+            seen += batch.num_rows
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        for index, partial in zip(*_parallel_profiles(pool, slices(), spec)):
+            chunks[index] = chunks[index].merge(partial)
+    profile = empty_profile(spec)
+    for chunk in chunks:
+        profile = profile.merge(chunk)
+    return Reference(spec, profile, [c for c in chunks if c.rows], sample)
+
+
+def _parallel_profiles(pool, items, spec):
+    indices, futures = [], []
+    for index, batch in items:
+        indices.append(index)
+        futures.append(pool.submit(profile_batch, batch, spec))
+    return indices, [f.result() for f in futures]
+
+
+def combine_references(features: Reference, scores: Reference) -> Reference:
+    """Side by side: features profiled from one source, prediction columns from another."""
+    spec = ProfileSpec(features.spec.features + scores.spec.features, features.spec.max_categories)
+
+    def joined(a: DatasetProfile, b: DatasetProfile) -> DatasetProfile:
+        return DatasetProfile(spec, a.rows, {**a.features, **b.features})
+
+    chunks = [joined(a, b) for a, b in zip(features.chunks, scores.chunks)]
+    return Reference(spec, joined(features.profile, scores.profile), chunks, features.sample)
+
+
+def source_fingerprint(source: Source) -> str:
+    files = sorted(source.dataset.files)
+    parts = []
+    for path in files:
+        info = source.filesystem.get_file_info(path)
+        parts.append(f"{path}:{info.size}:{info.mtime_ns}")
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()
+
+
+class ModelRunner:
+    """Everything needed to run one model's checks; reuses the reference across windows."""
+
+    def __init__(self, config: Config, model: ModelConfig, store: ResultsStore,
+                 progress: Callable[[str], None] | None = None) -> None:
+        self.config = config
+        self.model = model
+        self.store = store
+        self.progress = progress or (lambda message: None)
+        self._reference: Reference | None = None
+        schema = model.model_schema
+        self.features: dict[str, str] = dict(model.feature_kinds)
+        for column in schema.predictions:
+            self.features.setdefault(column, "numeric")
+
+    def _source(self, role: str) -> Source:
+        if role == "prediction_reference" and self.model.prediction_reference is None:
+            role = "reference"
+        cfg = getattr(self.model, role)
+        limits = Limits(cfg.limits.max_bytes, cfg.limits.max_rows)
+        timestamp = self.model.model_schema.timestamp if role == "serving" else None
+        return Source(cfg.resolved(self.config.base_dir), cfg.format, timestamp, limits)
+
+    def reference(self) -> Reference:
+        """Profile of the reference (features) joined with that of the prediction reference (scores)."""
+        if self._reference is not None:
+            return self._reference
+        source = self._source("reference")
+        kinds = dict(self.features)
+        predictions = [p for p in self.model.model_schema.predictions if p not in source.schema.names]
+        parts = [(source, {k: v for k, v in kinds.items() if k not in predictions})]
+        if predictions and self.model.prediction_reference is not None:
+            parts.append((self._source("prediction_reference"), {p: "numeric" for p in predictions}))
+        fingerprint = "".join(source_fingerprint(s) for s, _ in parts)
+        key = hashlib.sha256((fingerprint + json.dumps(kinds, sort_keys=True)).encode()).hexdigest()[:32]
+        cached = self.store.load_profile(self.model.name, "reference", _EPOCH, _EPOCH, key)
+        if cached is not None:
+            self._reference = Reference(
+                ProfileSpec.from_dict(cached["spec"]),
+                DatasetProfile.from_dict(cached["profile"]),
+                [DatasetProfile.from_dict(c) for c in cached["chunks"]],
+            )
+            return self._reference
+        built = []
+        for part_source, part_kinds in parts:
+            self.progress(f"profiling reference {part_source.location}")
+            built.append(build_reference(part_source, part_kinds,
+                                         max_categories=self.model.reference.limits.max_categories))
+        self._reference = built[0] if len(built) == 1 else combine_references(built[0], built[1])
+        payload = {
+            "rows": self._reference.profile.rows,
+            "spec": self._reference.spec.to_dict(),
+            "profile": self._reference.profile.to_dict(),
+            "chunks": [c.to_dict() for c in self._reference.chunks],
+        }
+        self.store.save_profile(self.model.name, "reference", _EPOCH, _EPOCH, key, payload)
+        return self._reference
+
+    def window_profile(self, start: datetime, end: datetime) -> tuple[DatasetProfile, Source]:
+        """Profile [start, end); with a granularity, reuse stored slices and store new ones."""
+        reference = self.reference()
+        source = self._source("serving")
+        columns = list(self.features)
+        step = self.model.profile_granularity
+        if step is None:
+            return profile_batches(source.batches(columns, start, end), reference.spec), source
+        key = spec_key(reference.spec)
+        profile = empty_profile(reference.spec)
+        cursor = start
+        while cursor < end:
+            upper = min(cursor + step, end)
+            stored = self.store.load_profile(self.model.name, "serving", cursor, upper, key)
+            if stored is None:
+                before = len(source.report.bad_files)
+                piece = profile_batches(source.batches(columns, cursor, upper), reference.spec)
+                partial = len(source.report.bad_files) > before
+                self.store.save_profile(self.model.name, "serving", cursor, upper, key, piece.to_dict(), partial)
+            else:
+                piece = DatasetProfile.from_dict(stored)
+            profile = profile.merge(piece)
+            cursor = upper
+        return profile, source
+
+    def run(self, start: datetime, end: datetime, checks: list[str] | None = None,
+            report: bool = True) -> list[CheckResult]:
+        names = checks or self.model.checks.enabled()
+        self.progress(f"{self.model.name} {start:%Y-%m-%d %H:%M}..{end:%Y-%m-%d %H:%M}")
+        context = dict(model=self.model.name, window_start=start.isoformat(), window_end=end.isoformat())
+        try:
+            profile, source = self.window_profile(start, end)
+        except DriftlineError as exc:
+            results = [CheckResult(check=n, status="error", details={"error": str(exc)}, **context) for n in names]
+            for result in results:
+                self.store.save_run(self.model.name, result, start, end)
+            return results
+        results = []
+        for name in names:
+            results.append(self._run_check(name, profile, source, start, end, context, report))
+        return results
+
+    def _run_check(self, name, profile, source, start, end, context, report) -> CheckResult:
+        reference = self.reference()
+        cfg = getattr(self.model.checks, name, None)
+        try:
+            params = cfg.check_params() if cfg is not None else {}
+            if name == "prediction_drift":
+                params["features"] = tuple(self.model.model_schema.predictions) or None
+                if params["features"] is None:
+                    raise DriftlineError("prediction_drift: the schema lists no prediction columns")
+            elif name == "data_drift" and params.get("features") is None:
+                params["features"] = tuple(self.model.feature_kinds)
+            fitted = get_check(name)(**params).fit(reference.profile, reference.chunks)
+            bad = tuple(f"{path}: {why}" for path, why in source.report.bad_files)
+            result = fitted.evaluate(profile, partial=bool(bad), bad_files=bad, **context)
+        except DriftlineError as exc:
+            result = CheckResult(check=name, status="error", details={"error": str(exc)}, **context)
+        if report and cfg is not None and getattr(cfg, "report", False) and name == "data_drift" \
+                and result.status != "error" and profile.rows:
+            result = self._with_report(result, source, start, end)
+        self.store.save_run(self.model.name, result, start, end)
+        return result
+
+    def _with_report(self, result: CheckResult, source: Source, start, end) -> CheckResult:
+        from monitor.reports import render_drift_report
+
+        reference = self.reference()
+        kinds = self.model.feature_kinds
+        try:
+            reference_sample = reference.sample or self._source("reference").sample(REPORT_SAMPLE_ROWS, list(kinds))
+            current = sample_batches(source.batches(list(kinds), start, end), REPORT_SAMPLE_ROWS, seed=1)
+            path = self.config.reports_dir() / self.model.name / result.check / (
+                f"{start:%Y%m%dT%H%M}_{end:%Y%m%dT%H%M}.html"
+            )
+            columns = [c for c in kinds if c in current.schema.names and c in reference_sample.schema.names]
+            render_drift_report(
+                reference_sample.slice(0, REPORT_SAMPLE_ROWS).select(columns).to_pandas(),
+                current.select(columns).to_pandas(),
+                path,
+                numeric=[c for c in columns if kinds[c] == "numeric"],
+                categorical=[c for c in columns if kinds[c] == "categorical"],
+                title=f"{self.model.name} {result.check} {start:%Y-%m-%d %H:%M} .. {end:%Y-%m-%d %H:%M}",
+            )
+            return result.with_updates(report_path=str(path))
+        except Exception as exc:  # a report is a convenience: never lose the result over it
+            log.warning("report for %s %s failed: %s", self.model.name, result.check, exc)
+            return result.with_updates(details={**result.details, "report_error": str(exc)[:300]})
+
+
+def windows(start: datetime, end: datetime, step: timedelta) -> Iterator[tuple[datetime, datetime]]:
+    cursor = start
+    while cursor < end:
+        yield cursor, min(cursor + step, end)
+        cursor += step
+
+
+def run_config(config: Config, model_name: str | None, start: datetime, end: datetime,
+               checks: list[str] | None = None, progress=None) -> list[CheckResult]:
+    store = ResultsStore(config.store_url())
+    try:
+        runner = ModelRunner(config, config.model(model_name), store, progress)
+        return runner.run(start, end, checks)
+    finally:
+        store.close()
+
+
+def report_dir_for(config: Config) -> Path:
+    return config.reports_dir()

@@ -1,0 +1,306 @@
+"""Data sources: Parquet, CSV and JSONL files, directories, globs and object-store URIs.
+
+Everything is read as a stream of Arrow record batches with column projection and a
+time-window predicate pushed down to the scanner (hive partitions `dt=`/`hour=` are
+pruned too). A file that cannot be read is recorded and skipped, so one corrupt hour
+marks the window partial instead of failing it. Limits on bytes and rows stop runaway
+reads with a clear error.
+"""
+
+from __future__ import annotations
+
+import glob as globlib
+import os
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Iterator
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv  # noqa: F401  (pa.csv.ParseOptions)
+import pyarrow.dataset as ds
+import pyarrow.fs as pafs
+
+from monitor.errors import DataSourceError, LimitExceededError, SchemaError
+
+FORMATS = {
+    ".parquet": "parquet",
+    ".pq": "parquet",
+    ".csv": "csv",
+    ".tsv": "csv",
+    ".txt": "csv",
+    ".jsonl": "json",
+    ".ndjson": "json",
+    ".json": "json",
+}
+DEFAULT_BATCH_ROWS = 262_144
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_bytes: int | None = None
+    max_rows: int | None = None
+
+
+@dataclass
+class ScanReport:
+    """What a scan read: rows, files, and the files it had to skip (with why)."""
+
+    rows: int = 0
+    files: int = 0
+    bad_files: list[tuple[str, str]] = field(default_factory=list)
+
+    @property
+    def partial(self) -> bool:
+        return bool(self.bad_files)
+
+
+def _format_of(path: str, explicit: str | None) -> str:
+    if explicit:
+        if explicit not in {"parquet", "csv", "json", "jsonl"}:
+            raise DataSourceError(f"{path}: unknown format {explicit!r} (parquet, csv, json)")
+        return "json" if explicit == "jsonl" else explicit
+    suffix = Path(path).suffix.lower()
+    if suffix in FORMATS:
+        return FORMATS[suffix]
+    raise DataSourceError(f"{path}: cannot tell the file format from its name; set format: parquet|csv|json")
+
+
+def _file_format(fmt: str, path: str):
+    if fmt == "csv" and Path(path).suffix.lower() in {".tsv", ".txt"}:
+        return ds.CsvFileFormat(parse_options=pa.csv.ParseOptions(delimiter="\t"))
+    return fmt
+
+
+def _resolve(location: str | os.PathLike) -> tuple[pafs.FileSystem, list[str]]:
+    """Expand a path, directory, glob or URI into a filesystem and a sorted file list."""
+    text = str(location)
+    if "://" in text and not text.startswith("file://"):
+        try:
+            filesystem, root = pafs.FileSystem.from_uri(text)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, OSError) as exc:
+            raise DataSourceError(f"{text}: cannot open ({exc})") from exc
+        info = filesystem.get_file_info(root)
+        if info.type == pafs.FileType.Directory:
+            selector = pafs.FileSelector(root, recursive=True)
+            files = [i.path for i in filesystem.get_file_info(selector) if i.type == pafs.FileType.File]
+        elif info.type == pafs.FileType.File:
+            files = [root]
+        else:
+            raise DataSourceError(f"{text}: no such file or directory")
+        return filesystem, sorted(files)
+    text = text.removeprefix("file://")
+    if any(ch in text for ch in "*?["):
+        files = sorted(p for p in globlib.glob(text, recursive=True) if os.path.isfile(p))
+        if not files:
+            raise DataSourceError(f"{text}: the glob matches no files")
+    elif os.path.isdir(text):
+        files = sorted(
+            os.path.join(root, name)
+            for root, _, names in os.walk(text)
+            for name in names
+            if not name.startswith((".", "_")) and Path(name).suffix.lower() in FORMATS
+        )
+        if not files:
+            raise DataSourceError(f"{text}: the directory holds no data files")
+    elif os.path.isfile(text):
+        files = [text]
+    else:
+        raise DataSourceError(f"{text}: no such file or directory")
+    return pafs.LocalFileSystem(), files
+
+
+class Source:
+    """One logical table spread over files; scanned as batches."""
+
+    def __init__(
+        self,
+        location: str | os.PathLike,
+        format: str | None = None,
+        timestamp_column: str | None = None,
+        limits: Limits = Limits(),
+    ) -> None:
+        self.location = str(location)
+        self.timestamp_column = timestamp_column
+        self.limits = limits
+        self.filesystem, files = _resolve(location)
+        self.format = _format_of(files[0], format)
+        self.report = ScanReport()
+        if limits.max_bytes is not None:
+            size = sum(self.filesystem.get_file_info(f).size or 0 for f in files)
+            if size > limits.max_bytes:
+                raise LimitExceededError(f"{self.location}: {size} bytes exceeds the limit of {limits.max_bytes}")
+        self.dataset = self._discover(files)
+
+    def _discover(self, files: list[str]) -> ds.Dataset:
+        partitioning = ds.HivePartitioning.discover(infer_dictionary=False)
+        file_format = _file_format(self.format, files[0])
+        try:
+            return ds.dataset(files, format=file_format, filesystem=self.filesystem, partitioning=partitioning,
+                              partition_base_dir=self._base_dir(files))
+        except (pa.ArrowInvalid, OSError) as exc:
+            if len(files) == 1:
+                raise DataSourceError(f"{files[0]}: cannot read as {self.format} ({_short(exc)})") from exc
+        # Some file is unreadable: find which, record it, and go on with the rest.
+        good = []
+        for path in files:
+            try:
+                ds.dataset(path, format=file_format, filesystem=self.filesystem).schema
+                good.append(path)
+            except (pa.ArrowInvalid, OSError) as exc:
+                self.report.bad_files.append((path, _short(exc)))
+        if not good:
+            raise DataSourceError(f"{self.location}: no readable {self.format} files ({self.report.bad_files[0][1]})")
+        return ds.dataset(good, format=file_format, filesystem=self.filesystem, partitioning=partitioning,
+                          partition_base_dir=self._base_dir(good))
+
+    def _base_dir(self, files: list[str]) -> str:
+        if len(files) == 1:
+            return str(Path(files[0]).parent)
+        return os.path.commonpath(files) if not isinstance(self.filesystem, pafs.LocalFileSystem) else (
+            os.path.commonpath([os.path.dirname(f) for f in files])
+        )
+
+    @property
+    def schema(self) -> pa.Schema:
+        return self.dataset.schema
+
+    def _window_filter(self, start: datetime | None, end: datetime | None) -> ds.Expression | None:
+        if start is None and end is None:
+            return None
+        schema = self.schema
+        expression = None
+        column = self.timestamp_column
+        if column:
+            if column not in schema.names:
+                raise SchemaError(f"{self.location}: timestamp column '{column}' is missing")
+            if pa.types.is_timestamp(schema.field(column).type):
+                field_type = schema.field(column).type
+                if start is not None:
+                    expression = _and(expression, ds.field(column) >= pa.scalar(_as_utc(start), field_type))
+                if end is not None:
+                    expression = _and(expression, ds.field(column) < pa.scalar(_as_utc(end), field_type))
+        # Prune hive `dt=YYYY-MM-DD` partitions so a window opens only its own files.
+        if "dt" in schema.names and pa.types.is_string(schema.field("dt").type):
+            if start is not None:
+                expression = _and(expression, ds.field("dt") >= _as_utc(start).strftime("%Y-%m-%d"))
+            if end is not None:
+                expression = _and(expression, ds.field("dt") <= _as_utc(end).strftime("%Y-%m-%d"))
+        return expression
+
+    def batches(
+        self,
+        columns: list[str] | None = None,
+        start: datetime | None = None,
+        end: datetime | None = None,
+        batch_rows: int = DEFAULT_BATCH_ROWS,
+    ) -> Iterator[pa.RecordBatch]:
+        """Stream the window's rows; columns absent from the data are simply not returned."""
+        names = self.schema.names
+        projected = None if columns is None else [c for c in dict.fromkeys(columns) if c in names]
+        if projected is not None and self.timestamp_column in names and start is not None:
+            needs_ts = not pa.types.is_timestamp(self.schema.field(self.timestamp_column).type)
+            if needs_ts and self.timestamp_column not in projected:
+                projected.append(self.timestamp_column)
+        expression = self._window_filter(start, end)
+        for fragment in self.dataset.get_fragments(filter=expression):
+            self.report.files += 1
+            try:
+                for batch in fragment.to_batches(
+                    schema=self.schema, columns=projected, filter=expression, batch_size=batch_rows, use_threads=True
+                ):
+                    batch = self._filter_text_timestamps(batch, start, end)
+                    if batch.num_rows == 0:
+                        continue
+                    self.report.rows += batch.num_rows
+                    if self.limits.max_rows is not None and self.report.rows > self.limits.max_rows:
+                        raise LimitExceededError(
+                            f"{self.location}: more than {self.limits.max_rows} rows in the window (limit max_rows)"
+                        )
+                    yield batch
+            except (pa.ArrowInvalid, OSError) as exc:
+                self.report.bad_files.append((fragment.path, _short(exc)))
+
+    def _filter_text_timestamps(self, batch: pa.RecordBatch, start, end) -> pa.RecordBatch:
+        """CSV/JSON may carry timestamps as text; filter those after parsing."""
+        column = self.timestamp_column
+        if (start is None and end is None) or not column or column not in batch.schema.names:
+            return batch
+        values = batch.column(column)
+        if pa.types.is_timestamp(values.type):
+            return batch
+        try:
+            parsed = pc.cast(values, pa.timestamp("us", tz="UTC"))
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+            raise SchemaError(f"{self.location}: timestamp column '{column}' cannot be parsed ({_short(exc)})") from exc
+        mask = None
+        if start is not None:
+            mask = pc.greater_equal(parsed, pa.scalar(_as_utc(start), pa.timestamp("us", tz="UTC")))
+        if end is not None:
+            upper = pc.less(parsed, pa.scalar(_as_utc(end), pa.timestamp("us", tz="UTC")))
+            mask = upper if mask is None else pc.and_(mask, upper)
+        return batch.filter(mask)
+
+    def head(self, rows: int, columns: list[str] | None = None) -> pa.Table:
+        names = self.schema.names
+        projected = None if columns is None else [c for c in columns if c in names]
+        return self.dataset.head(rows, columns=projected)
+
+    def sample(self, rows: int, columns: list[str] | None = None, seed: int = 0) -> pa.Table:
+        """A uniform sample without replacement (bottom-k of random keys), in one bounded pass."""
+        return sample_batches(self.batches(columns), rows, seed, self.schema, columns)
+
+
+def sample_batches(batches, rows: int, seed: int, schema: pa.Schema | None = None,
+                   columns: list[str] | None = None) -> pa.Table:
+    """Keep the `rows` rows with the smallest random keys: uniform, mergeable, bounded memory."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    kept: pa.Table | None = None
+    kept_keys = np.empty(0)
+    for batch in batches:
+        keys = rng.random(batch.num_rows)
+        table = pa.Table.from_batches([batch])
+        if kept is not None:
+            table = pa.concat_tables([kept, table], promote_options="permissive")
+            keys = np.concatenate([kept_keys, keys])
+        if len(keys) > rows:
+            chosen = np.sort(np.argpartition(keys, rows - 1)[:rows])
+            table = table.take(pa.array(chosen))
+            keys = keys[chosen]
+        kept, kept_keys = table, keys
+    if kept is None:
+        if schema is None:
+            return pa.table({})
+        names = [c for c in (columns or schema.names) if c in schema.names]
+        return pa.schema([schema.field(n) for n in names]).empty_table()
+    return kept
+
+
+def _and(left: ds.Expression | None, right: ds.Expression) -> ds.Expression:
+    return right if left is None else left & right
+
+
+def _as_utc(moment: datetime) -> datetime:
+    return moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment.astimezone(timezone.utc)
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return text[:200]
+
+
+def parse_window(text: str) -> tuple[datetime, datetime]:
+    """Parse 'START/END' (ISO 8601, UTC when no offset is given); END is exclusive."""
+    parts = text.split("/")
+    if len(parts) != 2:
+        raise DataSourceError(f"window {text!r}: expected START/END, e.g. 2026-01-01/2026-01-02")
+    try:
+        start, end = (_as_utc(datetime.fromisoformat(p.strip())) for p in parts)
+    except ValueError as exc:
+        raise DataSourceError(f"window {text!r}: {exc}") from exc
+    if end <= start:
+        raise DataSourceError(f"window {text!r}: END must be after START")
+    return start, end
