@@ -132,3 +132,17 @@ class CheckResult:
         from dataclasses import replace
 
         return replace(self, **changes)
+
+
+class WindowCheck:
+    """A check that reads the window's rows (labels, predictions, ids), not only profiles.
+
+    Subclasses are registered with `checks.registry.register_check(name)` on a factory
+    `factory(model_config, check_config) -> WindowCheck`; the runner calls `run` with a
+    `monitor.runner.WindowContext` and stores the returned result like any other.
+    """
+
+    name: str = "window_check"
+
+    def run(self, context) -> CheckResult:  # pragma: no cover - interface
+        raise NotImplementedError

@@ -204,8 +204,10 @@ def score_profiles(method: str, ref, cur, coarse: np.ndarray | None = None) -> f
     """The distance between two feature profiles of one kind (the kernel shared with skew/)."""
     if isinstance(ref, NumericProfile):
         if method == "wasserstein":
+            # Population std (ddof=0), as Evidently normalises.
+            population_std = math.sqrt(ref.m2 / ref.count) if ref.count else 0.0
             return stats.wasserstein_normalized(
-                _points(ref), ref.bin_counts, _points(cur), cur.bin_counts, ref.std
+                _points(ref), ref.bin_counts, _points(cur), cur.bin_counts, population_std
             )
         groups = coarse if coarse is not None else np.arange(len(ref.bin_counts))
         ref_counts = np.bincount(groups, weights=ref.bin_counts)

@@ -2,16 +2,16 @@
 
 Every function takes reference and current *counts* over the same bins and returns a
 non-negative effect size. They never see rows, so they work on merged profiles.
-Zero-count bins are smoothed the way Evidently does (a small floor), so values agree
-with Evidently's when the bins agree.
+Zero-count bins are floored the way Evidently does for PSI (JS needs no floor), so values
+agree with Evidently's when the bins agree.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-# Floor for empty bins in PSI, as in Evidently's get_binned_data for numerical data.
-PSI_EMPTY_BIN_SHARE = 1e-4
+# Evidently's floor for a constant reference's std in the normalised Wasserstein distance.
+MIN_REFERENCE_STD = 1e-3
 
 
 def _shares(counts: np.ndarray) -> np.ndarray:
@@ -22,12 +22,17 @@ def _shares(counts: np.ndarray) -> np.ndarray:
     return counts / total
 
 
-def psi(reference_counts, current_counts, empty_share: float = PSI_EMPTY_BIN_SHARE) -> float:
+def _floor_empty(shares: np.ndarray) -> np.ndarray:
+    # Evidently's get_binned_data: per sample, zero shares become min_nonzero / 1e6 when
+    # the smallest non-zero share is <= 1e-4, else 1e-4.
+    smallest = shares[shares > 0].min()
+    return np.where(shares == 0, smallest / 1e6 if smallest <= 1e-4 else 1e-4, shares)
+
+
+def psi(reference_counts, current_counts) -> float:
     """Population stability index: sum((c - r) * ln(c / r)); 0 for identical shares, unbounded above."""
-    ref = _shares(reference_counts)
-    cur = _shares(current_counts)
-    ref = np.where(ref == 0, empty_share, ref)
-    cur = np.where(cur == 0, empty_share, cur)
+    ref = _floor_empty(_shares(reference_counts))
+    cur = _floor_empty(_shares(current_counts))
     return float(np.sum((ref - cur) * np.log(ref / cur)))
 
 
@@ -60,8 +65,8 @@ def wasserstein_normalized(
     """Earth mover's distance between two weighted point sets, divided by the reference std.
 
     Points are the per-bin means of a fine histogram, so the result approximates
-    scipy.stats.wasserstein_distance(ref_rows, cur_rows) / std(ref_rows), Evidently's
-    `wasserstein` score, without the rows.
+    scipy.stats.wasserstein_distance(ref_rows, cur_rows) / max(std(ref_rows), 0.001)
+    (population std), Evidently's `wasserstein` score, without the rows.
     """
     ref_x = np.asarray(reference_points, dtype=np.float64)
     cur_x = np.asarray(current_points, dtype=np.float64)
@@ -70,10 +75,9 @@ def wasserstein_normalized(
     if ref_w.sum() <= 0 or cur_w.sum() <= 0:
         raise ValueError("cannot compute a distance to an empty histogram")
     distance = _weighted_w1(ref_x, ref_w / ref_w.sum(), cur_x, cur_w / cur_w.sum())
-    if not np.isfinite(reference_std) or reference_std <= 0:
-        # A constant reference has no scale to normalise by: report the raw distance.
-        return distance
-    return distance / reference_std
+    if not np.isfinite(reference_std):
+        reference_std = 0.0
+    return distance / max(reference_std, MIN_REFERENCE_STD)
 
 
 def _weighted_w1(x: np.ndarray, wx: np.ndarray, y: np.ndarray, wy: np.ndarray) -> float:

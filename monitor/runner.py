@@ -46,6 +46,38 @@ DRIFT_CHECKS = ("data_drift", "prediction_drift")
 
 
 @dataclass
+class WindowContext:
+    """What a row-reading check (checks.base.WindowCheck) gets for one window."""
+
+    runner: "ModelRunner"
+    start: datetime
+    end: datetime
+    result_context: dict  # model, window_start, window_end: pass to CheckResult(**result_context)
+
+    @property
+    def model(self) -> ModelConfig:
+        return self.runner.model
+
+    @property
+    def store(self) -> ResultsStore:
+        return self.runner.store
+
+    def serving_source(self) -> Source:
+        return self.runner._source("serving")
+
+    def reference_source(self) -> Source:
+        return self.runner._source("reference")
+
+    def serving_batches(self, columns: list[str]) -> Iterator[pa.RecordBatch]:
+        return self.serving_source().batches(columns, self.start, self.end)
+
+    def report_path(self, check: str, suffix: str = "html") -> Path:
+        return self.runner.config.reports_dir() / self.model.name / check / (
+            f"{self.start:%Y%m%dT%H%M}_{self.end:%Y%m%dT%H%M}.{suffix}"
+        )
+
+
+@dataclass
 class Reference:
     spec: ProfileSpec
     profile: DatasetProfile
@@ -213,6 +245,9 @@ class ModelRunner:
     def run(self, start: datetime, end: datetime, checks: list[str] | None = None,
             report: bool = True) -> list[CheckResult]:
         names = checks or self.model.checks.enabled()
+        unknown = [n for n in names if n not in DRIFT_CHECKS]
+        for name in unknown:
+            get_check(name)  # an unknown name fails here, listing the known ones
         self.progress(f"{self.model.name} {start:%Y-%m-%d %H:%M}..{end:%Y-%m-%d %H:%M}")
         context = dict(model=self.model.name, window_start=start.isoformat(), window_end=end.isoformat())
         try:
@@ -224,8 +259,21 @@ class ModelRunner:
             return results
         results = []
         for name in names:
-            results.append(self._run_check(name, profile, source, start, end, context, report))
+            if name in DRIFT_CHECKS:
+                results.append(self._run_check(name, profile, source, start, end, context, report))
+            else:
+                results.append(self._run_window_check(name, start, end, context))
         return results
+
+    def _run_window_check(self, name: str, start: datetime, end: datetime, context: dict) -> CheckResult:
+        cfg = getattr(self.model.checks, name, None)
+        try:
+            check = get_check(name)(self.model, cfg)
+            result = check.run(WindowContext(self, start, end, context))
+        except DriftlineError as exc:
+            result = CheckResult(check=name, status="error", details={"error": str(exc)}, **context)
+        self.store.save_run(self.model.name, result, start, end)
+        return result
 
     def _run_check(self, name, profile, source, start, end, context, report) -> CheckResult:
         reference = self.reference()
