@@ -179,6 +179,21 @@ def demo(
     out.print(f"summary: {workdir / 'summary.json'}")
 
 
+# Command groups living in their own modules (monitor/commands/<name>.py, each with
+# `register(app, check_app)`). Their imports stay inside the commands, keeping startup light.
+COMMAND_MODULES: list[str] = []
+
+
+def _register_command_modules() -> None:
+    import importlib
+
+    for name in COMMAND_MODULES:
+        importlib.import_module(f"monitor.commands.{name}").register(app, check_app)
+
+
+_register_command_modules()
+
+
 def main() -> None:  # pragma: no cover - console entry
     app()
 
