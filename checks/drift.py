@@ -145,7 +145,9 @@ class FittedDriftCheck:
         noise = self.noise.get(name)
         if noise is None or noise.method != method or current_count <= 0:
             return warn, alert
-        scale = (noise.chunk_rows / current_count) ** _NOISE_EXPONENT[method]
+        # Window-vs-reference noise ~ (1/n + 1/N); the chunk spread was measured at 1/n_chunk.
+        reference_count = max(self.reference.features[name].count, 1)
+        scale = (noise.chunk_rows * (1 / current_count + 1 / reference_count)) ** _NOISE_EXPONENT[method]
         k_warn, k_alert = self.check.learned_k
         return (
             max(warn, (noise.mean + k_warn * noise.std) * scale),

@@ -255,7 +255,10 @@ def test_report_writes_html(data, tmp_path):
     assert report.is_file()
     text = report.read_text(encoding="utf-8", errors="replace")
     assert text.lstrip().lower().startswith(("<!doctype html", "<html"))
-    assert "score" in text and "dev" in text
+    # The drift table has a record for each compared column, with its kind.
+    assert '"column_name": "score", "column_type": "num"' in text
+    assert '"column_name": "dev", "column_type": "cat"' in text
+    assert '"column_name": "price"' not in text  # --features limits the report too
     assert payload["report_path"] == str(report)
 
 
