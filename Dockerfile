@@ -1,4 +1,7 @@
+# driftline: `docker build -t driftline .` (docker-compose.yml builds and runs it with
+# Prometheus, Alertmanager and Grafana).
 FROM python:3.11-slim
+ENV PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY monitor monitor
@@ -8,8 +11,15 @@ COPY explain explain
 COPY retrain retrain
 COPY dashboards dashboards
 COPY bench bench
-RUN pip install --no-cache-dir . && useradd --create-home driftline
+# The demo folder exists (owned by driftline) before a named volume is mounted on it, so
+# the volume starts writable by the unprivileged user.
+RUN pip install . \
+    && useradd --create-home driftline \
+    && install -d -o driftline -g driftline /home/driftline/demo
 USER driftline
 WORKDIR /home/driftline
+EXPOSE 9108
+# In a container the service binds beyond loopback, so it requires a bearer token:
+# DRIFTLINE_TOKEN, or `serve --token-file FILE` (docker-compose.yml reads a secret).
 ENTRYPOINT ["driftline"]
-CMD ["demo", "--workdir", "/home/driftline/demo"]
+CMD ["demo", "--serve", "--workdir", "/home/driftline/demo", "--host", "0.0.0.0", "--port", "9108"]

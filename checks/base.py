@@ -12,10 +12,11 @@ from typing import Any, Literal
 
 RESULT_SCHEMA_VERSION = 1
 
-Status = Literal["ok", "warn", "alert", "insufficient_data", "error"]
+Status = Literal["ok", "warn", "alert", "insufficient_data", "error", "pending"]
 # Order used to roll feature statuses up into a check status. A feature that could not
-# be evaluated (missing or retyped column) is as serious as a drifted one.
-SEVERITY: dict[str, int] = {"ok": 0, "insufficient_data": 1, "warn": 2, "error": 3, "alert": 3}
+# be evaluated (missing or retyped column) is as serious as a drifted one. `pending`: the
+# window's labels have not matured yet; the run ledger re-runs it later.
+SEVERITY: dict[str, int] = {"ok": 0, "pending": 1, "insufficient_data": 1, "warn": 2, "error": 3, "alert": 3}
 
 
 def json_safe(value):
@@ -33,7 +34,9 @@ def worst_status(statuses) -> str:
     statuses = list(statuses)
     if not statuses:
         return "insufficient_data"
-    if all(s == "insufficient_data" for s in statuses):
+    if all(s == "pending" for s in statuses):
+        return "pending"
+    if all(s in ("insufficient_data", "pending") for s in statuses):
         return "insufficient_data"
     if all(s == "error" for s in statuses):
         return "error"

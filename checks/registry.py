@@ -23,6 +23,12 @@ def register_check(name: str):
 
 def _load_builtins() -> None:
     import checks.drift  # noqa: F401  (registers data_drift, prediction_drift)
+    import checks.calibration  # noqa: F401  (calibration)
+    import checks.concept  # noqa: F401  (concept_drift)
+    import checks.performance  # noqa: F401  (performance)
+    import checks.quality  # noqa: F401  (data_quality)
+    import explain.check  # noqa: F401  (registers attribution_drift)
+    import skew.scheduled  # noqa: F401  (train_serve_skew)
 
 
 def _load_entry_points() -> None:

@@ -155,6 +155,9 @@ def demo(
     workdir: Path = typer.Option(Path("driftline-demo"), help="Where the demo world, store and reports go."),
     seed: int = typer.Option(7, help="Seed of the demo world."),
     rows_per_day: int = typer.Option(20_000, help="Impressions per simulated day."),
+    serve: bool = typer.Option(False, "--serve", help="Then keep `driftline serve` running on the demo config."),
+    host: str = typer.Option("127.0.0.1", help="With --serve: address to bind."),
+    port: int = typer.Option(9108, help="With --serve: port for /metrics, /healthz and /reports/."),
 ) -> None:
     """Build the demo world (if absent), backfill the monitoring jobs over its 7 serving days, summarise."""
     from monitor.demo.run import run_demo
@@ -176,12 +179,26 @@ def demo(
     out.print(f"false alarms on clean days: {len(alarms)}" + (
         "" if not alarms else " (" + "; ".join(f"{a['day']} {a['check']} {','.join(a['features'])}" for a in alarms) + ")"
     ))
+    if summary.get("retrain"):
+        from retrain.demo import summary_line
+
+        out.print(summary_line(summary["retrain"]), highlight=False)
     out.print(f"summary: {workdir / 'summary.json'}")
+    if serve:
+        from monitor.commands.serve import run_service, setup_logging
+
+        setup_logging()
+        try:
+            run_service(workdir / "driftline.yaml", host, port,
+                        announce=lambda m: err.print(m, markup=False, highlight=False, soft_wrap=True))
+        except DriftlineError as exc:
+            _fail(str(exc))
 
 
 # Command groups living in their own modules (monitor/commands/<name>.py, each with
 # `register(app, check_app)`). Their imports stay inside the commands, keeping startup light.
-COMMAND_MODULES: list[str] = []
+COMMAND_MODULES: list[str] = ["db", "dashboards", "serve", "jobs", "alerts", "quality", "calibration", "explain",
+                               "skew", "retrain"]
 
 
 def _register_command_modules() -> None:

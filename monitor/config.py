@@ -8,14 +8,22 @@ from __future__ import annotations
 
 import os
 import re
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Literal
 
 import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from checks.settings import (  # light: pydantic only
+    CalibrationCheckConfig,
+    ConceptCheckConfig,
+    PerformanceCheckConfig,
+    QualityCheckConfig,
+)
+from explain.config import AttributionDriftConfig  # light: pydantic only
 from monitor.errors import ConfigError
+from retrain.settings import GatesConfig, PushConfig, check_cron  # light: pydantic only
 
 _DURATION = re.compile(r"^\s*(\d+)\s*(s|m|h|d|w)\s*$")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
@@ -112,9 +120,49 @@ class DriftCheckConfig(_Strict):
         }
 
 
+class TrainServeSkewConfig(_Strict):
+    """`checks.train_serve_skew` (skew/scheduled.py): serving logs vs the training examples of the same events."""
+
+    enabled: bool = False
+    training: SourceConfig | None = None  # training examples generated for the served events
+    key: str | None = None  # default: schema.example_id
+    features: list[str] | None = None  # default: the schema's features
+    serving_absent: list[str] = []  # absent at serving by design, beyond the labels
+    segments: list[str] | None = None  # default: the schema's segments
+    thresholds: dict[str, Pair] = {}  # distribution [warn, alert] per feature
+    min_samples: int = Field(default=1000, ge=1)
+    null_rate_thresholds: Pair = (0.05, 0.1)
+    tolerance: float = Field(default=1e-9, ge=0)
+    relative_tolerance: float = Field(default=1e-9, ge=0)
+    decimals: dict[str, int] = {}  # compare these numerics rounded instead
+    value_mismatch_thresholds: Pair = (0.001, 0.01)
+    join_thresholds: Pair = (0.01, 0.05)
+    model_path: str | None = None  # LightGBM text model replayed on the logged features
+    model_paths: dict[str, str] = {}  # per logged model version
+    vocabulary_path: str | None = None
+    prediction_tolerance: float = Field(default=1e-6, ge=0)
+    prediction_thresholds: Pair = (0.001, 0.01)
+    max_examples: int = Field(default=5, ge=0, le=100)
+    memory_limit: str = Field(default="1.5GB", pattern=r"^\s*\d+(\.\d+)?\s*([KMGT]i?B|B)\s*$")
+    threads: int = Field(default=2, ge=1)
+
+    @model_validator(mode="after")
+    def _training_given(self):
+        if self.enabled and self.training is None:
+            raise ValueError("training is required when train_serve_skew is enabled")
+        return self
+
+
 class ChecksConfig(_Strict):
     data_drift: DriftCheckConfig = DriftCheckConfig()
     prediction_drift: DriftCheckConfig = DriftCheckConfig()
+    attribution_drift: AttributionDriftConfig = AttributionDriftConfig()  # explain/check.py
+    # checks/quality.py, calibration.py, performance.py, concept.py (off unless enabled).
+    data_quality: QualityCheckConfig = QualityCheckConfig()
+    calibration: CalibrationCheckConfig = CalibrationCheckConfig()
+    performance: PerformanceCheckConfig = PerformanceCheckConfig()
+    concept_drift: ConceptCheckConfig = ConceptCheckConfig()
+    train_serve_skew: TrainServeSkewConfig = TrainServeSkewConfig()  # skew/scheduled.py
 
     def enabled(self) -> list[str]:
         return [name for name in type(self).model_fields if getattr(self, name).enabled]
@@ -127,12 +175,32 @@ class ScheduleConfig(_Strict):
     window: Duration = timedelta(days=1)
     timezone: str = "UTC"
     max_backfill_windows: int = Field(default=24, ge=0)
+    # Service settings (monitor/scheduling.py, monitor/service.py). Windows outside [start, end]
+    # are never scheduled; a window is due `delay` after it closes (e.g. for labels to mature).
+    start: datetime | None = None
+    end: datetime | None = None
+    delay: Duration = timedelta(0)
+    timeout: Duration = timedelta(hours=1)
+    retries: int = Field(default=3, ge=0, le=10)
 
     @model_validator(mode="after")
     def _one_trigger(self):
         if (self.cron is None) == (self.interval is None):
             raise ValueError("give exactly one of cron or interval")
+        if self.interval is not None and self.interval.total_seconds() < 1:
+            raise ValueError("interval must be at least 1s")
         return self
+
+
+class EmailConfig(_Strict):
+    host: str
+    port: int = Field(default=587, gt=0, lt=65536)
+    security: Literal["starttls", "ssl", "none"] = "starttls"
+    sender: str
+    to: list[str] = Field(min_length=1)
+    username: str | None = None
+    password_env: str | None = None
+    password_file: str | None = None
 
 
 class AlertRouteConfig(_Strict):
@@ -141,6 +209,14 @@ class AlertRouteConfig(_Strict):
     url: str | None = None
     secret_env: str | None = None
     cooldown: Duration = timedelta(hours=1)
+    # monitor/alerts: secrets (signing secret, Slack URL, SMTP password) come from env or files only.
+    name: str | None = Field(default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+    url_env: str | None = None
+    url_file: str | None = None
+    secret_file: str | None = None
+    allow_private: bool = False  # let the URL resolve to loopback/private addresses (SSRF guard)
+    max_attempts: int = Field(default=8, ge=1, le=50)
+    email: EmailConfig | None = None
 
 
 class RetrainConfig(_Strict):
@@ -148,6 +224,26 @@ class RetrainConfig(_Strict):
     training_window: Duration = timedelta(days=14)
     params: dict = {}
     on_sustained_alert: bool = False
+    # Retraining (retrain/pipeline.py); see the README's "Retraining" section.
+    registry: str = Field(default="models", description="model registry directory (relative to the config file)")
+    labels: list[str] = Field(default=[], description="label columns, primary first; default: the schema's first")
+    sources: list[Literal["reference", "serving"]] = Field(default=["serving"], min_length=1)
+    holdout: Duration = Field(default=timedelta(days=1), description="the window's last stretch, scored by both models")
+    holdout_fraction: float | None = Field(default=None, gt=0, lt=1, description="instead: the latest share of rows")
+    validation_fraction: float = Field(default=0.1, gt=0, lt=1, description="latest share of training, for early stopping")
+    max_rows: int | None = Field(default=2_000_000, gt=0, description="uniform sample of the window beyond this")
+    gates: GatesConfig = GatesConfig()
+    infra_sample_rows: int = Field(default=1000, ge=1)
+    push: PushConfig = PushConfig()
+    schedule: str | None = Field(default=None, description="cron expression (UTC) for scheduled retraining")
+    sustained_windows: int = Field(default=3, ge=1, description="consecutive alerting windows that trigger retraining")
+    alert_checks: list[str] = ["data_drift", "prediction_drift", "calibration"]
+    cooldown: Duration = timedelta(days=1)
+
+    @field_validator("schedule")
+    @classmethod
+    def _cron(cls, value: str | None) -> str | None:
+        return check_cron(value)
 
 
 class ModelConfig(_Strict):

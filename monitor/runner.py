@@ -53,6 +53,7 @@ class WindowContext:
     start: datetime
     end: datetime
     result_context: dict  # model, window_start, window_end: pass to CheckResult(**result_context)
+    now: datetime | None = None  # the run's clock (label maturity); None: the wall clock
 
     @property
     def model(self) -> ModelConfig:
@@ -163,11 +164,13 @@ class ModelRunner:
     """Everything needed to run one model's checks; reuses the reference across windows."""
 
     def __init__(self, config: Config, model: ModelConfig, store: ResultsStore,
-                 progress: Callable[[str], None] | None = None) -> None:
+                 progress: Callable[[str], None] | None = None,
+                 clock: Callable[[], datetime] | None = None) -> None:
         self.config = config
         self.model = model
         self.store = store
         self.progress = progress or (lambda message: None)
+        self.clock = clock  # injected "now" for label checks (pending until labels mature)
         self._reference: Reference | None = None
         schema = model.model_schema
         self.features: dict[str, str] = dict(model.feature_kinds)
@@ -269,7 +272,8 @@ class ModelRunner:
         cfg = getattr(self.model.checks, name, None)
         try:
             check = get_check(name)(self.model, cfg)
-            result = check.run(WindowContext(self, start, end, context))
+            now = self.clock() if self.clock is not None else None
+            result = check.run(WindowContext(self, start, end, context, now))
         except DriftlineError as exc:
             result = CheckResult(check=name, status="error", details={"error": str(exc)}, **context)
         self.store.save_run(self.model.name, result, start, end)

@@ -21,8 +21,6 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
-    create_engine,
-    event,
     select,
 )
 from sqlalchemy.engine import Engine
@@ -76,10 +74,12 @@ def _naive_utc(moment: datetime) -> datetime:
 class ResultsStore:
     def __init__(self, url: str) -> None:
         self.url = url
-        self.engine: Engine = create_engine(url, future=True)
-        if self.engine.dialect.name == "sqlite":
-            event.listen(self.engine, "connect", _sqlite_pragmas)
-        metadata.create_all(self.engine)
+        from monitor.database import create_store_engine
+        from monitor.migrations import ensure_schema
+
+        self.engine: Engine = create_store_engine(url)
+        # Alembic migrations are the one schema source (monitor/migrations); no create_all.
+        ensure_schema(self.engine)
 
     def _insert(self, table: Table):
         if self.engine.dialect.name == "postgresql":
@@ -193,14 +193,6 @@ class ResultsStore:
 
     def close(self) -> None:
         self.engine.dispose()
-
-
-def _sqlite_pragmas(dbapi_connection, _record) -> None:
-    cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA busy_timeout=30000")
-    cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.close()
 
 
 def _json_default(value):

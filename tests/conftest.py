@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from pg_fixture import backend_url, postgres_server  # noqa: F401  (a real PostgreSQL, on demand)
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 

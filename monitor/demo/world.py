@@ -25,7 +25,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-CODE_VERSION = "demo-world/1"
+CODE_VERSION = "demo-world/2"  # 2: training examples of the served events
 MODEL_VERSION = "lgbm-v1"
 SERVING_START = datetime(2024, 6, 3, tzinfo=timezone.utc)  # a Monday
 NUMERIC_FEATURES = ("cart_value", "offer_price", "hour_of_day", "user_tenure_days")
@@ -102,6 +102,7 @@ class World:
     numeric_features: tuple[str, ...]
     categorical_features: tuple[str, ...]
     seed: int = 7
+    training_examples_path: Path | None = None  # the served events as the offline pipeline computes them
 
     def manifest(self) -> dict[str, Any]:
         return json.loads((self.root / "world.json").read_text())
@@ -281,7 +282,8 @@ def score_frame(world: World, df) -> np.ndarray:
 def _paths(root: Path) -> dict[str, Path]:
     return dict(reference_path=root / "reference" / "history.parquet",
                 serving_path=root / "serving", model_path=root / "model" / "model.txt",
-                ground_truth_path=root / "ground_truth.json")
+                ground_truth_path=root / "ground_truth.json",
+                training_examples_path=root / "training_examples")
 
 
 def generate_world(root: Path, seed: int = 7, rows_per_day: int = 20_000,
@@ -290,7 +292,7 @@ def generate_world(root: Path, seed: int = 7, rows_per_day: int = 20_000,
     root = Path(root)
     paths = _paths(root)
     (root / "world.json").unlink(missing_ok=True)  # written last: no manifest = incomplete
-    for sub in ("reference", "serving", "model"):
+    for sub in ("reference", "serving", "model", "training_examples"):
         shutil.rmtree(root / sub, ignore_errors=True)
     paths["reference_path"].parent.mkdir(parents=True)
     cat = _catalog(seed)
@@ -308,8 +310,8 @@ def generate_world(root: Path, seed: int = 7, rows_per_day: int = 20_000,
     by_day = {i["day_index"]: i["name"] for i in INCIDENTS}
     for s in range(serving_days):
         incident = by_day.get(s)
-        cols = _serve(_simulate_day(seed, history_days + s, rows_per_day,
-                                    start_us + s * _US_PER_DAY, cat, incident), incident)
+        true_cols = _simulate_day(seed, history_days + s, rows_per_day, start_us + s * _US_PER_DAY, cat, incident)
+        cols = _serve(true_cols, incident)
         n = len(cols["ts"])
         table = _table(cols, history_days + s, vocab, extra=dict(
             score=pa.array(_predict(paths["model_path"], cols), pa.float64()),
@@ -321,6 +323,13 @@ def generate_world(root: Path, seed: int = 7, rows_per_day: int = 20_000,
             part.mkdir(parents=True)
             pq.write_table(table.slice(bounds[h], bounds[h + 1] - bounds[h]),
                            part / "part-0.parquet")
+        # Training examples for the same events (same example ids and partitions), with the
+        # feature values the offline pipeline computes: the true ones, whatever was served.
+        examples = _table(true_cols, history_days + s, vocab)
+        for h in range(24):
+            part = paths["training_examples_path"] / f"dt={dt}" / f"hour={h:02d}"
+            part.mkdir(parents=True)
+            pq.write_table(examples.slice(bounds[h], bounds[h + 1] - bounds[h]), part / "part-0.parquet")
 
     def day_str(i: int) -> str:
         return (SERVING_START + timedelta(days=i)).strftime("%Y-%m-%d")

@@ -1,0 +1,102 @@
+"""Service benchmark: /metrics scrape time and ledger planning on a store with months of history.
+
+    .venv/bin/python -m bench.service --models 5 --checks 6 --windows 2000 --features 30
+
+Builds a SQLite store with models x checks x windows results (each with `features`
+drift scores and calibration-style details) and as many ledger rows, then times a full
+scrape (the exporter's collect + text exposition) and a ledger plan over a 2000-window gap.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import tempfile
+import time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+from sqlalchemy import insert
+
+
+def build(url: str, models: int, checks: int, windows: int, features: int) -> None:
+    from monitor.ledger import ledger
+    from monitor.store import ResultsStore, runs
+
+    store = ResultsStore(url)
+    start = datetime(2025, 1, 1)
+    now = datetime(2026, 1, 1)
+    feature_rows = [{"feature": f"f{i}", "kind": "numeric", "method": "wasserstein", "score": 0.01 * i,
+                     "threshold": 0.2, "status": "ok", "reference_count": 1000, "current_count": 1000}
+                    for i in range(features)]
+    details = {"prediction": "score", "overall": {"calibration_ratio": 1.01, "ece": 0.01, "auc": 0.7, "ne": 0.95},
+               "segments": [{"segment": "os", "value": f"v{i}", "calibration_ratio": 1.0, "auc": 0.7}
+                            for i in range(10)]}
+    with store.engine.begin() as connection:
+        for m in range(models):
+            for c in range(checks):
+                run_rows, ledger_rows = [], []
+                for w in range(windows):
+                    ws, we = start + timedelta(hours=w), start + timedelta(hours=w + 1)
+                    result = {"schema_version": 1, "check": f"check{c}", "status": "ok", "features": feature_rows,
+                              "details": details}
+                    run_rows.append(dict(model=f"model{m}", check_name=f"check{c}", window_start=ws, window_end=we,
+                                         status="ok", partial=False, result_json=json.dumps(result),
+                                         finished_at=now))
+                    ledger_rows.append(dict(model=f"model{m}", check_name=f"check{c}", window_start=ws,
+                                            window_end=we, grid="every 3600s|3600s|UTC", state="succeeded",
+                                            attempts=1, failures=0, duration_seconds=1.0 + w % 50,
+                                            finished_at=now, updated_at=now))
+                connection.execute(insert(runs), run_rows)
+                connection.execute(insert(ledger), ledger_rows)
+    store.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--models", type=int, default=5)
+    parser.add_argument("--checks", type=int, default=6)
+    parser.add_argument("--windows", type=int, default=2000)
+    parser.add_argument("--features", type=int, default=30)
+    args = parser.parse_args()
+
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    from monitor.config import ScheduleConfig
+    from monitor.exporter import DriftlineCollector
+    from monitor.ledger import Ledger
+    from monitor.scheduling import Schedule
+    from monitor.store import ResultsStore
+
+    with tempfile.TemporaryDirectory() as folder:
+        url = f"sqlite:///{Path(folder) / 'bench.db'}"
+        began = time.perf_counter()
+        build(url, args.models, args.checks, args.windows, args.features)
+        built = time.perf_counter() - began
+        store = ResultsStore(url)
+        registry = CollectorRegistry(auto_describe=False)
+        registry.register(DriftlineCollector(store.engine))
+        timings = []
+        for _ in range(5):
+            began = time.perf_counter()
+            text = generate_latest(registry)
+            timings.append(time.perf_counter() - began)
+        schedule = Schedule("model0", "check0", ScheduleConfig(check="check0", interval="1h", window="1h",
+                                                               max_backfill_windows=24))
+        ledger = Ledger(store.engine)
+        began = time.perf_counter()
+        plan = ledger.plan(schedule, datetime(2025, 1, 1, tzinfo=timezone.utc) + timedelta(hours=2 * args.windows))
+        planned = time.perf_counter() - began
+        store.close()
+    series = sum(1 for line in text.decode().splitlines() if line and not line.startswith("#"))
+    print(json.dumps({
+        "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
+        "results_rows": args.models * args.checks * args.windows, "series": series,
+        "build_s": round(built, 2), "scrape_s_median": round(sorted(timings)[2], 3), "scrape_bytes": len(text),
+        "plan_gap_windows": args.windows, "plan_s": round(planned, 3), "skipped": len(plan.skipped),
+        "due": len(plan.due)}, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,246 @@
+"""Benchmark: feature-value skew, the DuckDB join of serving logs with training examples.
+
+    python -m bench.skew                  # 10M serving x 10M training rows x 30 features
+    python -m bench.skew --rows 1000000
+
+Serving logs and training examples of the same N events (20 numeric + 10 categorical
+features, an int64 example id) are generated once under bench/data/ and reused. Every
+value is a hash of (example id, feature), so the two sides can be written in different
+orders (serving by id, training in a random permutation, as a separate pipeline would
+write them) without holding either in memory. Planted: 0.5% of events on one side only,
+1,000 duplicated training ids, and four skews (see SKEWS). The check runs as a separate
+process on 2 threads; we measure its wall time and peak RSS (`os.wait4` rusage) and
+keep the result in bench/RESULTS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from bench.drift import machine, measure
+
+BENCH_DIR = Path(__file__).resolve().parent
+DATA_DIR = BENCH_DIR / "data"
+RESULTS = BENCH_DIR / "RESULTS.md"
+DATA_VERSION = "s1"  # bump when the generator changes
+CHUNK_ROWS = 500_000
+N_NUMERIC = 20
+CARDINALITIES = (3, 5, 10, 20, 50, 100, 200, 500, 1000, 5000)
+ONE_SIDED = 0.005  # share of events with a row on one side only (each side)
+DUPLICATES = 1_000  # training ids written twice
+SKEWS = {
+    "num_00": "served x100 (units)",
+    "num_04": "nulls served as 0.0 (a default replacing nulls)",
+    "cat_02": "stale mapping: c02_0001 served as c02_0000",
+    "num_10": "relative noise 1e-12 (below tolerance: must not count)",
+}
+SECTION = "## Train/serve skew: `python -m bench.skew`"
+
+
+# --------------------------------------------------------------------------- data
+
+
+def _hash(keys: np.ndarray, salt: int) -> np.ndarray:
+    """splitmix64 of (key, salt): a value per (event, feature) that needs no state."""
+    with np.errstate(over="ignore"):
+        z = keys.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15) + np.uint64((salt * 0x632BE59BD9B4E019 + 1) % 2**64)
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        return z ^ (z >> np.uint64(31))
+
+
+def _uniform(h: np.ndarray) -> np.ndarray:
+    return (h >> np.uint64(11)).astype(np.float64) * 2.0**-53
+
+
+def _numeric(j: int, keys: np.ndarray, serving: bool) -> pa.Array:
+    h = _hash(keys, j)
+    u = _uniform(h)
+    kind = j % 4
+    if kind == 0:
+        values = np.round(u * 200.0, 2)  # a price
+    elif kind == 1:
+        values = -np.log1p(-u) * 30.0  # a duration
+    elif kind == 2:
+        values = (h % np.uint64(50)).astype(np.float64)  # a count
+    else:
+        values = np.round(u, 6)  # a rate
+    null = (h >> np.uint64(5)) % np.uint64(20) == 0 if j % 4 == 0 else None  # 5% nulls on some
+    if serving and j == 0:
+        values = values * 100.0
+    if serving and j == 10:
+        values = values * (1.0 + 1e-12)
+    if serving and j == 4:
+        values = np.where(null, 0.0, values)
+        null = None
+    return pa.array(values, mask=null)
+
+
+def _categorical(j: int, keys: np.ndarray, serving: bool) -> pa.Array:
+    cardinality = CARDINALITIES[j]
+    h = _hash(keys, 100 + j)
+    # Skewed shares: square a uniform so low indices are frequent.
+    index = np.minimum((_uniform(h) ** 2 * cardinality).astype(np.int32), cardinality - 1)
+    if serving and j == 2:
+        index = np.where(index == 1, 0, index).astype(np.int32)
+    names = pa.array([f"c{j:02d}_{k:04d}" for k in range(cardinality)], pa.string())
+    return names.take(pa.array(index))
+
+
+def _rows(keys: np.ndarray, serving: bool) -> pa.Table:
+    columns = {"example_id": pa.array(keys, pa.int64())}
+    columns.update({f"num_{j:02d}": _numeric(j, keys, serving) for j in range(N_NUMERIC)})
+    columns.update({f"cat_{j:02d}": _categorical(j, keys, serving) for j in range(len(CARDINALITIES))})
+    return pa.table(columns)
+
+
+def _write(path: Path, key_chunks, serving: bool) -> Path:
+    if path.exists():
+        return path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_suffix(".partial")
+    writer = None
+    try:
+        for keys in key_chunks:
+            table = _rows(keys, serving)
+            if writer is None:
+                writer = pq.ParquetWriter(partial, table.schema, compression="snappy")
+            writer.write_table(table, row_group_size=CHUNK_ROWS)
+    finally:
+        if writer is not None:
+            writer.close()
+    partial.rename(path)
+    return path
+
+
+def datasets(rows: int) -> tuple[Path, Path]:
+    """Serving holds events [d, rows + d) in id order; training holds [0, rows) permuted, plus duplicates."""
+    one_sided = int(rows * ONE_SIDED)
+    serving = DATA_DIR / f"skew_serving_{DATA_VERSION}_{rows}.parquet"
+    training = DATA_DIR / f"skew_training_{DATA_VERSION}_{rows}.parquet"
+
+    def serving_chunks():
+        for start in range(one_sided, rows + one_sided, CHUNK_ROWS):
+            yield np.arange(start, min(start + CHUNK_ROWS, rows + one_sided), dtype=np.int64)
+
+    def training_chunks():
+        order = np.random.default_rng(0).permutation(rows).astype(np.int64)
+        for start in range(0, rows, CHUNK_ROWS):
+            yield order[start:start + CHUNK_ROWS]
+        yield order[:DUPLICATES]
+
+    return _write(serving, serving_chunks(), True), _write(training, training_chunks(), False)
+
+
+# --------------------------------------------------------------------------- running
+
+
+def check_command(serving: Path, training: Path, threads: int, memory: str) -> list[str]:
+    return [sys.executable, "-m", "skew.feature_values", "--training", str(training), "--serving", str(serving),
+            "--key", "example_id", "--threads", str(threads), "--memory-limit", memory]
+
+
+def render(result: dict) -> str:
+    m, r = result["machine"], result["run"]
+    join, summary = result["join"], result["summary"]
+    ok = r["wall_s"] <= 30 and r["peak_rss_bytes"] <= 2e9
+    lines = [
+        f"#### {result['rows']:,} serving × {result['training_rows']:,} training rows × 30 features",
+        "",
+        f"{result['date']} · {m['nproc']} CPUs ({m['cpu']}), {m['ram_gib']:.0f} GiB RAM · "
+        f"DuckDB {result['duckdb']}, {result['threads']} threads, memory_limit {result['memory_limit']} · "
+        f"load average before the run {result['load_before']}",
+        "",
+        "| stage | wall time | peak RSS |",
+        "|---|---:|---:|",
+        f"| feature-value skew (keys pass + join pass) | {r['wall_s']:.1f} s | {r['peak_rss_bytes'] / 2**20:,.0f} MiB |",
+        "",
+        f"- join: matched {join['matched']:,}, serving only {join['serving_only']:,}, training only "
+        f"{join['training_only']:,}, duplicate keys {join['duplicate_keys']:,}",
+        f"- features flagged: {', '.join(summary) or 'none'}; planted: "
+        + "; ".join(f"{k} ({v})" for k, v in SKEWS.items()),
+    ]
+    if result["rows"] >= 10_000_000:
+        lines.append(f"- target (≤ 30 s, ≤ 2 GB peak RSS on 2 cores): **{'met' if ok else 'missed'}**")
+    return "\n".join(lines) + "\n"
+
+
+def update_results(section: str, rows: int) -> None:
+    """Keep our block above bench.drift's `### ` sections (that script re-sorts those)."""
+    text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
+    cut = text.find("\n### ")
+    head, tail = (text, "") if cut < 0 else (text[:cut + 1], text[cut + 1:])
+    marker = f"#### {rows:,} serving"
+    if SECTION in head:
+        before, block = head.split(SECTION, 1)
+        parts = [p for p in block.split("\n#### ") if p.strip()]
+        intro = parts[0] if not parts[0].startswith(f"{rows:,} serving") and "×" not in parts[0].split("\n")[0] \
+            else ""
+        kept = ["#### " + p.rstrip("\n") + "\n" for p in parts[1 if intro else 0:] if not ("#### " + p).startswith(marker)]
+    else:
+        before, intro, kept = head.rstrip("\n") + "\n\n", "\n", []
+    kept.append(section)
+    kept.sort(key=lambda s: int(s.split()[1].replace(",", "")))
+    block = SECTION + (intro.rstrip("\n") + "\n\n" if intro.strip() else "\n\n") + "\n".join(kept)
+    RESULTS.write_text(before + block + ("\n" + tail if tail else ""))
+
+
+def run(rows: int, threads: int, memory: str, write: bool) -> dict:
+    import os
+
+    import duckdb
+
+    started = time.perf_counter()
+    serving, training = datasets(rows)
+    print(f"data ready in {time.perf_counter() - started:.1f} s", file=sys.stderr)
+    for path in (serving, training):  # warm the page cache, as a scheduled job on recent logs would find it
+        with open(path, "rb") as handle:
+            while handle.read(1 << 24):
+                pass
+    load = os.getloadavg()[0]
+    measured = measure(check_command(serving, training, threads, memory))
+    if measured["returncode"] != 0:
+        sys.exit(f"skew check failed ({measured['returncode']}):\n{measured['stderr'][-4000:]}")
+    output = json.loads(measured["stdout"])
+    result = {
+        "rows": rows,
+        "training_rows": pq.ParquetFile(training).metadata.num_rows,
+        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "machine": machine(),
+        "duckdb": duckdb.__version__,
+        "threads": threads,
+        "memory_limit": memory,
+        "load_before": f"{load:.1f}",
+        "run": {k: v for k, v in measured.items() if k not in ("stdout", "stderr")},
+        "join": output["join"],
+        "summary": [f["feature"] for f in output["features"] if f["value_mismatch_rate"]],
+    }
+    section = render(result)
+    print(section)
+    if write:
+        update_results(section, rows)
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.skew", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rows", type=int, default=10_000_000, help="serving rows (training: the same events)")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--memory-limit", default="1GB", help="DuckDB memory_limit")
+    parser.add_argument("--no-write", action="store_true", help="do not update bench/RESULTS.md")
+    args = parser.parse_args(argv)
+    run(args.rows, args.threads, args.memory_limit, not args.no_write)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,234 @@
+"""Calibration decay: does the predicted CTR still equal the observed CTR?
+
+Per prediction/label pair, overall and per segment (top-N values of each configured
+column plus `(other)`): the calibration ratio sum(p) / sum(y) with an exact interval,
+ECE over equal-mass bins (with counts), the Brier score and reliability-curve points.
+
+Decay is the change of the ratio against the same group's ratio on the scored
+reference (validation) data, with the exact interval for a ratio of two Poisson rates;
+without a reference, against 1. The status alerts when that interval leaves the alert
+band [1/(1+t), 1+t] (warn: the warn band). Segments share one noise budget
+(Benjamini-Hochberg over all segment comparisons); a segment with fewer rows or
+predicted clicks than the minimum is `insufficient_data`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+
+from checks import metrics
+from checks.base import CheckResult, worst_status
+from checks.labelled import LabelledWindowCheck, Rows, group_index, top_groups
+from checks.registry import register_check
+from checks.thresholds import Tolerance, decide, learn_tolerance
+from monitor.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Totals:
+    """Predicted and observed clicks of one group."""
+
+    count: int
+    expected: float
+    observed: float
+
+    @classmethod
+    def of(cls, rows: Rows, mask: np.ndarray | None = None) -> "Totals":
+        if mask is None:
+            return cls(rows.count, float(rows.scores.sum()), rows.positives)
+        return cls(int(mask.sum()), float(rows.scores[mask].sum()), float(rows.labels[mask].sum()))
+
+
+def group_totals(rows: Rows, column: str, names: list[str]) -> list[Totals]:
+    index = group_index(rows.segments[column], names)
+    k = len(names) + 1
+    counts = np.bincount(index, minlength=k)
+    expected = np.bincount(index, weights=rows.scores, minlength=k)
+    observed = np.bincount(index, weights=rows.labels, minlength=k)
+    return [Totals(int(counts[i]), float(expected[i]), float(observed[i])) for i in range(len(names))]
+
+
+def summary(scores: np.ndarray, labels: np.ndarray, n_bins: int, alpha: float) -> dict:
+    """Calibration of one group on its own: ratio with exact interval, ECE, Brier, reliability."""
+    count = len(scores)
+    expected = float(scores.sum())
+    observed = float(labels.sum())
+    low, high = metrics.poisson_interval(observed, alpha)
+    curve = metrics.reliability(labels, scores, n_bins)
+    return {
+        "count": count,
+        "positives": observed,
+        "predicted_positives": expected,
+        "observed_rate": observed / count if count else None,
+        "predicted_rate": expected / count if count else None,
+        "calibration_ratio": expected / observed if observed > 0 else math.inf,
+        # Garwood interval on the click count, turned into one on sum(p) / sum(y).
+        "ci_low": expected / high if count else None,
+        "ci_high": expected / low if low > 0 else math.inf,
+        "ece": curve["ece"],
+        "brier": metrics.brier(labels, scores) if count else None,
+        "reliability": {k: curve[k] for k in ("mean_predicted", "observed_rate", "counts")},
+    }
+
+
+@dataclass(frozen=True)
+class CalibrationCheck:
+    """Parameters only; `fit(reference_rows)` then `evaluate(current_rows)`."""
+
+    name: str = "calibration"
+    segments: tuple[str, ...] = ()
+    top_n: int = 10
+    min_rows: int = 500
+    min_positives: float = 20
+    n_bins: int = 10
+    thresholds: tuple[float, float] = (0.025, 0.05)
+    threshold_mode: Literal["static", "learned"] = "static"
+    alpha: float = 0.05
+    chunks: int = 10
+
+    def __post_init__(self) -> None:
+        Tolerance(*self.thresholds)  # validates the pair
+        if self.threshold_mode not in ("static", "learned"):
+            raise ConfigError(f"threshold_mode: expected static or learned, got {self.threshold_mode!r}")
+
+    def fit(self, reference: Rows | None) -> "FittedCalibration":
+        tolerance = Tolerance(*self.thresholds)
+        if reference is None or reference.count == 0:
+            return FittedCalibration(self, None, None, tolerance)
+        whole = Totals.of(reference)
+        if self.threshold_mode == "learned":
+            tolerance = learned_ratio_tolerance(reference, whole, self.thresholds, self.chunks)
+        return FittedCalibration(self, whole, reference, tolerance)
+
+
+def learned_ratio_tolerance(reference: Rows, whole: Totals, static: tuple[float, float], chunks: int) -> Tolerance:
+    """Tolerances on log(ratio change) learned from reference chunks beyond Poisson noise."""
+    effects, variances = [], []
+    for chunk in reference.chunks(chunks):
+        part = Totals.of(chunk)
+        if part.observed > 0 and part.expected > 0 and whole.observed > 0:
+            effects.append(math.log((part.observed / part.expected) / (whole.observed / whole.expected)))
+            variances.append(1.0 / part.observed)
+    learned = learn_tolerance((math.log1p(static[0]), math.log1p(static[1])), effects, variances)
+    return Tolerance(math.expm1(learned.warn), math.expm1(learned.alert), learned.learned)
+
+
+@dataclass(frozen=True)
+class FittedCalibration:
+    check: CalibrationCheck
+    reference: Totals | None
+    reference_rows: Rows | None = None  # segments are grouped like the current window's
+    tolerance: Tolerance = Tolerance(0.025, 0.05)
+
+    def _decay(self, current: Totals, baseline: Totals | None) -> dict:
+        alpha = self.check.alpha
+        ref_obs = None if baseline is None else baseline.observed
+        ref_exp = None if baseline is None else baseline.expected
+        phi, low, high = metrics.rate_ratio_interval(current.observed, current.expected, ref_obs, ref_exp, alpha)
+        p_warn = metrics.band_pvalues(current.observed, current.expected, ref_obs, ref_exp, self.tolerance.warn)
+        p_alert = metrics.band_pvalues(current.observed, current.expected, ref_obs, ref_exp, self.tolerance.alert)
+        return {
+            "reference_ratio": None if baseline is None or baseline.observed <= 0
+            else baseline.expected / baseline.observed,
+            # The change of sum(p)/sum(y) against the reference is 1/phi.
+            "relative_ratio": _inverse(phi),
+            "relative_ci_low": _inverse(high),
+            "relative_ci_high": _inverse(low),
+            "_p": (float(p_warn), float(p_alert)),
+        }
+
+    def _enough(self, totals: Totals) -> bool:
+        return totals.count >= self.check.min_rows and totals.expected >= self.check.min_positives
+
+    def evaluate(self, current: Rows, prediction: str | None = None, label: str | None = None,
+                 **context) -> CheckResult:
+        check = self.check
+        whole = Totals.of(current)
+        overall = summary(current.scores, current.labels, check.n_bins, check.alpha)
+        overall.update(self._decay(whole, self.reference))
+        p_warn, p_alert = overall.pop("_p")
+        overall["status"] = (decide([p_warn], [p_alert], check.alpha)[0] if self._enough(whole)
+                             else "insufficient_data")
+        segments = self._segments(current)
+        statuses = [overall["status"]] + [s["status"] for s in segments]
+        details = {
+            "prediction": prediction,
+            "label": label,
+            "baseline": "reference" if self.reference is not None else "one",
+            "tolerance": self.tolerance.to_dict(),
+            "alpha": check.alpha,
+            "dropped_rows": current.dropped,
+            "overall": overall,
+            "segments": segments,
+            "segments_alert": [f"{s['segment']}={s['value']}" for s in segments if s["status"] == "alert"],
+        }
+        return CheckResult(check=check.name, status=worst_status(statuses),
+                           reference_rows=0 if self.reference is None else self.reference.count,
+                           current_rows=current.count, details=details, **context)
+
+    def _segments(self, current: Rows) -> list[dict]:
+        check = self.check
+        entries, p_warn, p_alert = [], [], []
+        for column in check.segments:
+            index, names = top_groups(current.segments[column], check.top_n)
+            refs = [] if self.reference_rows is None else group_totals(self.reference_rows, column, names)
+            for i, value in enumerate(names):
+                mask = index == i
+                totals = Totals.of(current, mask)
+                entry = {"segment": column, "value": value}
+                entry.update(summary(current.scores[mask], current.labels[mask], check.n_bins, check.alpha))
+                baseline = refs[i] if refs else None
+                # A value the reference barely saw is compared with the reference as a whole.
+                use_own = baseline is not None and baseline.expected >= check.min_positives
+                entry.update(self._decay(totals, baseline if use_own else self.reference))
+                entry["baseline"] = "segment" if use_own else ("overall" if self.reference else "one")
+                pw, pa = entry.pop("_p")
+                enough = self._enough(totals)
+                p_warn.append(pw if enough else math.nan)
+                p_alert.append(pa if enough else math.nan)
+                entries.append(entry)
+        for entry, status in zip(entries, decide(p_warn, p_alert, check.alpha)):
+            entry["status"] = status
+        return entries
+
+
+def _inverse(value: float) -> float:
+    if value is None or math.isnan(value):
+        return math.nan
+    return math.inf if value == 0 else 1.0 / value
+
+
+class CalibrationWindowCheck(LabelledWindowCheck):
+    name = "calibration"
+
+    def evaluate_pair(self, prediction, label, reference, current, context) -> CheckResult:
+        params = self.config.check_params() if self.config is not None else {}
+        check = CalibrationCheck(name=self.name, segments=tuple(self.segments), **params)
+        return check.fit(reference).evaluate(current, prediction=prediction, label=label)
+
+
+@register_check("calibration")
+def calibration_check(model_config, check_config=None) -> CalibrationWindowCheck:
+    return CalibrationWindowCheck(model_config, check_config)
+
+
+def calibration_of(data: str, prediction: str, label: str, segments: list[str] = (),
+                   reference: str | None = None, **params) -> CheckResult:
+    """One-off (`driftline check calibration`): calibration of a scored, labelled dataset,
+    as decay against a scored reference when one is given."""
+    from checks.labelled import read_rows
+    from monitor.sources import Source
+
+    def rows_of(location: str, role: str) -> Rows:
+        source = Source(location)
+        return read_rows(source.batches([prediction, label, *segments]), source.schema, prediction, label,
+                         segments, where=f"{location} ({role})")
+
+    current = rows_of(data, "data")
+    baseline = rows_of(reference, "reference") if reference else None
+    check = CalibrationCheck(segments=tuple(segments), **params)
+    return check.fit(baseline).evaluate(current, prediction=prediction, label=label)

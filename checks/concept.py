@@ -1,0 +1,356 @@
+"""Concept drift: P(y|x) moved, told apart from P(x) moving. Three signals per window.
+
+(a) Realized versus expected performance (the CBPE idea, Nannyml): the model's scores are
+    calibrated on the scored reference (isotonic regression); from the calibrated
+    probabilities alone the AUC and log loss expected under the current inputs follow.
+    A covariate shift moves expected and realized together; a realized AUC significantly
+    below the expected one (or a log loss above it) says the labels no longer follow the
+    scores as they did.
+(b) Segment residuals: per segment and segment pair (e.g. offer x OS) the cell's
+    observed/predicted clicks, relative to the window's overall observed/predicted (so a
+    uniform calibration shift is not a concept change) and compared with the same cell on
+    the reference by the exact conditional binomial test. Cells are judged with one
+    Benjamini-Hochberg budget; each family also gets a chi-square test of its whole
+    residual pattern and a click-weighted RMS log change, which catches an interaction that
+    flips in many small cells while every marginal holds.
+(c) Page-Hinkley on the per-window series of the standardised loss gap from (a), read
+    from the stored results of earlier windows (checks.changepoint).
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+
+from checks import metrics
+from checks.base import CheckResult, FeatureDrift, worst_status
+from checks.changepoint import page_hinkley
+from checks.labelled import LabelledWindowCheck, Rows, group_index, top_groups
+from checks.registry import register_check
+from checks.thresholds import Tolerance, benjamini_hochberg, decide, excess_spread, learn_tolerance, one_sided_p
+from monitor.errors import ConfigError
+
+_PROBABILITY_FLOOR = 1e-5
+TOP_CELLS = 10
+
+
+def fit_isotonic(scores: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Isotonic calibration map as (thresholds, values): applied with np.interp (clip outside)."""
+    from sklearn.isotonic import IsotonicRegression
+
+    iso = IsotonicRegression(out_of_bounds="clip", y_min=_PROBABILITY_FLOOR, y_max=1 - _PROBABILITY_FLOOR)
+    iso.fit(scores, labels)
+    return np.asarray(iso.X_thresholds_, np.float64), np.asarray(iso.y_thresholds_, np.float64)
+
+
+def expected_vs_realized(scores, labels, calibrator, loss_noise: float = 0.0) -> dict:
+    """Signal (a) for one set of rows: expected (from calibrated scores) and realized AUC and log loss.
+
+    `loss_noise` is the learned between-window spread of the relative loss gap; the
+    standardised gap `loss_z` divides by it and the sampling error together."""
+    q = np.interp(scores, *calibrator)
+    realized_auc = metrics.auc(labels, scores)
+    expected_auc = metrics.expected_auc(scores, q)
+    positives = float(q.sum())
+    expected_loss, loss_se = metrics.expected_log_loss(scores, q)
+    realized_loss = metrics.log_loss(labels, scores) if len(scores) else math.nan
+    auc_se = metrics.auc_se(expected_auc, positives, len(scores) - positives)
+    rise = realized_loss / expected_loss - 1 if expected_loss > 0 else None
+    relative_se = loss_se / expected_loss if expected_loss > 0 else None
+    return {
+        "count": len(scores),
+        "expected_positives": positives,
+        "expected_auc": expected_auc,
+        "realized_auc": realized_auc,
+        "auc_se": auc_se,
+        "auc_drop": None if realized_auc is None or expected_auc is None else expected_auc - realized_auc,
+        "expected_log_loss": expected_loss,
+        "realized_log_loss": realized_loss,
+        "loss_rise": rise,
+        "loss_rise_se": relative_se,
+        # The standardised loss gap: the per-window series Page-Hinkley watches.
+        "loss_z": rise / math.hypot(relative_se, loss_noise) if rise is not None and relative_se else None,
+    }
+
+
+@dataclass(frozen=True)
+class ConceptCheck:
+    """Parameters only; `fit(reference_rows)` then `evaluate(current_rows, history=...)`."""
+
+    name: str = "concept_drift"
+    segments: tuple[str, ...] = ()
+    segment_pairs: tuple[tuple[str, str], ...] | None = None
+    top_n: int = 50
+    min_rows: int = 500
+    min_positives: float = 20
+    min_cell_positives: float = 10
+    residual_change: tuple[float, float] = (0.25, 0.5)
+    auc_drop: tuple[float, float] = (0.02, 0.04)
+    loss_rise: tuple[float, float] = (0.02, 0.05)
+    page_hinkley_delta: float = 0.5
+    page_hinkley_threshold: float = 8.0
+    threshold_mode: Literal["static", "learned"] = "static"
+    alpha: float = 0.05
+    chunks: int = 10
+
+    def __post_init__(self) -> None:
+        for pair in (self.residual_change, self.auc_drop, self.loss_rise):
+            Tolerance(*pair)
+        for pair in self.segment_pairs or ():
+            unknown = [c for c in pair if c not in self.segments]
+            if unknown:
+                raise ConfigError(f"segment_pairs: '{unknown[0]}' is not a segment column")
+        if self.threshold_mode not in ("static", "learned"):
+            raise ConfigError(f"threshold_mode: expected static or learned, got {self.threshold_mode!r}")
+
+    def families(self) -> list[tuple[str, ...]]:
+        pairs = self.segment_pairs if self.segment_pairs is not None else itertools.combinations(self.segments, 2)
+        return [(s,) for s in self.segments] + [tuple(p) for p in pairs]
+
+    def static_tolerances(self) -> dict[str, Tolerance]:
+        cell = Tolerance(*self.residual_change)
+        return {"auc_drop": Tolerance(*self.auc_drop), "loss_rise": Tolerance(*self.loss_rise),
+                "residual_cell": cell,  # relative change of a cell's observed/predicted
+                "residual_family": Tolerance(math.log1p(cell.warn), math.log1p(cell.alert))}  # RMS log change
+
+    def fit(self, reference: Rows) -> "FittedConcept":
+        if reference.count == 0 or reference.positives == 0 or reference.positives == reference.count:
+            raise ConfigError("concept_drift: the scored reference needs rows of both label values")
+        calibrator = fit_isotonic(reference.scores, reference.labels)
+        static = FittedConcept(self, reference, calibrator, self.static_tolerances())
+        return static._learned() if self.threshold_mode == "learned" else static
+
+
+@dataclass(frozen=True)
+class FittedConcept:
+    check: ConceptCheck
+    reference: Rows
+    calibrator: tuple[np.ndarray, np.ndarray]
+    tolerances: dict[str, Tolerance] = field(default_factory=dict)
+    loss_noise: float = 0.0  # between-chunk spread of the relative loss gap beyond sampling noise
+    dispersion: float = 1.0  # residual chi-square per degree of freedom between reference chunks (>= 1)
+
+    def _learned(self) -> "FittedConcept":
+        """Tolerances (and the loss series' noise) learned from chunk-versus-rest comparisons."""
+        check = self.check
+        parts = self.reference.chunks(check.chunks)
+        signals = [expected_vs_realized(c.scores, c.labels, self.calibrator) for c in parts]
+        usable = [c for c in signals if c["auc_drop"] is not None and c["loss_rise"] is not None]
+        families_seen, cell_effects, cell_variances = [], [], []
+        bounds = np.linspace(0, self.reference.count, len(parts) + 1).astype(int)
+        for chunk, (a, b) in zip(parts, zip(bounds[:-1], bounds[1:])):
+            rest = np.ones(self.reference.count, dtype=bool)
+            rest[a:b] = False
+            probe = FittedConcept(check, self.reference.take(rest), self.calibrator, self.tolerances)
+            for columns in check.families():
+                family = probe._family(chunk, columns)
+                if family["chi2"] is not None:
+                    families_seen.append((family["chi2"], family["df"]))
+                for cell in family["_cells"]:
+                    if 0 < cell["relative_change"] < math.inf and cell["observed"] > 0:
+                        cell_effects.append(math.log(cell["relative_change"]))
+                        cell_variances.append(1 / cell["observed"] + 1 / cell["reference_observed"])
+        static = self.tolerances
+        dispersion = _dispersion(families_seen)
+        cell = learn_tolerance((math.log1p(static["residual_cell"].warn), math.log1p(static["residual_cell"].alert)),
+                               cell_effects, cell_variances)
+        learned = {
+            "auc_drop": learn_tolerance(static["auc_drop"].pair, [c["auc_drop"] for c in usable],
+                                        [c["auc_se"] ** 2 for c in usable]),
+            "loss_rise": learn_tolerance(static["loss_rise"].pair, [c["loss_rise"] for c in usable],
+                                         [c["loss_rise_se"] ** 2 for c in usable]),
+            "residual_cell": Tolerance(math.expm1(cell.warn), math.expm1(cell.alert), cell.learned),
+            "residual_family": static["residual_family"],
+        }
+        noise = excess_spread([c["loss_rise"] for c in usable], [c["loss_rise_se"] ** 2 for c in usable])
+        return FittedConcept(check, self.reference, self.calibrator, learned, noise or 0.0, dispersion)
+
+    def evaluate(self, current: Rows, history: list[float] | None = None, prediction: str | None = None,
+                 label: str | None = None, **context) -> CheckResult:
+        check = self.check
+        enough = current.count >= check.min_rows and float(current.scores.sum()) >= check.min_positives
+        signal_a = expected_vs_realized(current.scores, current.labels, self.calibrator, self.loss_noise)
+        signal_a["statuses"] = self._judge_a(signal_a) if enough else {"auc_drop": "insufficient_data",
+                                                                       "loss_rise": "insufficient_data"}
+        families = [self._family(current, columns) for columns in check.families()]
+        self._judge_b(families)
+        series = list(history or []) + [signal_a["loss_z"]]
+        ph = page_hinkley(series, check.page_hinkley_delta, check.page_hinkley_threshold)
+        ph_status = "alert" if ph.detected_last and enough else "ok"
+        statuses = list(signal_a["statuses"].values()) + [f["status"] for f in families] + [ph_status]
+        details = {
+            "prediction": prediction,
+            "label": label,
+            "alpha": check.alpha,
+            "tolerances": {k: t.to_dict() for k, t in self.tolerances.items()},
+            "loss_noise": self.loss_noise,
+            "residual_dispersion": self.dispersion,
+            "expected_vs_realized": signal_a,
+            "loss_z": signal_a["loss_z"],
+            "residuals": families,
+            "page_hinkley": {**ph.to_dict(), "status": ph_status},
+            "dropped_rows": current.dropped,
+        }
+        features = tuple(self._segment_features(families, current.count))
+        status = worst_status(statuses) if enough else "insufficient_data"
+        return CheckResult(check=check.name, status=status, features=features, reference_rows=self.reference.count,
+                           current_rows=current.count, details=details, **context)
+
+    def _judge_a(self, signal: dict) -> dict:
+        pw, pa = [], []
+        for name, effect, se in (("auc_drop", signal["auc_drop"], signal["auc_se"]),
+                                 ("loss_rise", signal["loss_rise"], signal["loss_rise_se"])):
+            tol = self.tolerances[name]
+            ok = effect is not None and se is not None
+            pw.append(float(one_sided_p(effect, se, tol.warn)) if ok else math.nan)
+            pa.append(float(one_sided_p(effect, se, tol.alert)) if ok else math.nan)
+        return dict(zip(("auc_drop", "loss_rise"), decide(pw, pa, self.check.alpha)))
+
+    def _family(self, current: Rows, columns: tuple[str, ...]) -> dict:
+        """Cell sums of one segment family, tested against the reference's cells (signal b)."""
+        check, ref = self.check, self.reference
+        cur_index, ref_index, names, size = np.zeros(current.count, np.int64), np.zeros(ref.count, np.int64), [], 1
+        for column in columns:
+            index, values = top_groups(current.segments[column], check.top_n)
+            width = len(values) + 1  # + a slot for reference values the window does not have
+            cur_index = cur_index * width + index
+            ref_index = ref_index * width + group_index(ref.segments[column], values)
+            names.append(values)
+            size *= width
+        sums = [np.bincount(i, weights=w, minlength=size) for i, w in
+                ((cur_index, current.labels), (cur_index, current.scores), (ref_index, ref.labels),
+                 (ref_index, ref.scores))]
+        observed, expected, ref_observed, ref_expected = sums
+        total_rate = observed.sum() / max(expected.sum(), 1e-12)
+        ref_rate = ref_observed.sum() / max(ref_expected.sum(), 1e-12)
+        scale = total_rate / ref_rate if ref_rate > 0 else math.nan  # R: the window's overall relative rate
+        scaled = expected * scale
+        comparable = (expected > 0) & (ref_expected > 0)
+        tested = comparable & (scaled >= check.min_cell_positives) & (ref_expected >= check.min_cell_positives)
+        pooled = comparable & ~tested
+        obs = np.r_[observed[tested], observed[pooled].sum()]
+        exp_ = np.r_[scaled[tested], scaled[pooled].sum()]
+        r_obs = np.r_[ref_observed[tested], ref_observed[pooled].sum()]
+        r_exp = np.r_[ref_expected[tested], ref_expected[pooled].sum()]
+        keep = (exp_ > 0) & (r_exp > 0) & (obs + r_obs > 0)
+        entry = {"segments": list(columns), "cells_tested": int(tested.sum()), "cells_pooled": int(pooled.sum()),
+                 "window_relative_rate": None if math.isnan(scale) else float(scale)}
+        if keep.sum() < 2 or math.isnan(scale):
+            return {**entry, "chi2": None, "df": 0, "p_value": None, "rms_log_change": None, "cells": [],
+                    "_cells": []}
+        n = obs + r_obs
+        with np.errstate(divide="ignore", invalid="ignore"):
+            share = exp_ / (exp_ + r_exp)
+            z = np.where(keep, (obs - n * share) / np.sqrt(n * share * (1 - share)), 0.0)
+        from scipy.stats import chi2
+
+        # Overdispersion learned from the reference (quasi-Poisson): scale the chi-square down.
+        statistic = float(np.sum(z[keep] ** 2)) / self.dispersion
+        df = int(keep.sum()) - 1
+        weights = (n * share * (1 - share))[:-1][keep[:-1]]
+        excess = float(np.sum(z[:-1][keep[:-1]] ** 2)) / self.dispersion - len(weights)
+        rms = math.sqrt(max(0.0, excess) / weights.sum()) if weights.sum() > 0 else 0.0
+        tol = self.tolerances["residual_cell"]
+        args = (observed[tested], scaled[tested], ref_observed[tested], ref_expected[tested])
+        p_warn = metrics.band_pvalues(*args, tol.warn)
+        p_alert = metrics.band_pvalues(*args, tol.alert)
+        cells = []
+        for k, flat in enumerate(np.flatnonzero(tested)):
+            label, rest = {}, int(flat)
+            for column, values in zip(reversed(columns), reversed(names)):
+                rest, position = divmod(rest, len(values) + 1)
+                label[column] = values[position] if position < len(values) else "(reference only)"
+            relative = (observed[flat] / scaled[flat]) / (ref_observed[flat] / ref_expected[flat]) \
+                if ref_observed[flat] > 0 else math.inf
+            cells.append({"cell": dict(reversed(label.items())), "observed": float(observed[flat]),
+                          "predicted": float(expected[flat]), "reference_observed": float(ref_observed[flat]),
+                          "reference_predicted": float(ref_expected[flat]), "relative_change": relative,
+                          "_p": (float(p_warn[k]), float(p_alert[k]))})
+        return {**entry, "chi2": statistic, "df": df, "p_value": float(chi2.sf(statistic, df)),
+                "rms_log_change": rms, "_cells": cells}
+
+    def _judge_b(self, families: list[dict]) -> None:
+        """Cells share one BH budget; families are tested as wholes with another."""
+        check = self.check
+        own_cells = [f.pop("_cells") for f in families]
+        cells = [c for own in own_cells for c in own]
+        for cell, status in zip(cells, decide([c["_p"][0] for c in cells], [c["_p"][1] for c in cells], check.alpha)):
+            cell["status"] = status
+            cell["p_value"] = cell.pop("_p")[0]
+        significant = benjamini_hochberg([f["p_value"] if f["p_value"] is not None else math.nan for f in families],
+                                         check.alpha)
+        warn, alert = self.tolerances["residual_family"].pair
+        for family, hit, own in zip(families, significant, own_cells):
+            rms = family["rms_log_change"]
+            pattern = "insufficient_data" if rms is None else (
+                "alert" if hit and rms >= alert else "warn" if hit and rms >= warn else "ok")
+            family["pattern_status"] = pattern
+            family["cells_alert"] = sum(c["status"] == "alert" for c in own)
+            family["status"] = worst_status([pattern] + [c["status"] for c in own])
+            ranked = sorted(own, key=lambda c: c["p_value"])
+            family["cells"] = ranked[:TOP_CELLS]  # the most significant cells, for drill-down
+
+    def _segment_features(self, families: list[dict], current_count: int):
+        """One record per segment column, its status the worst of the families it is in."""
+        for column in self.check.segments:
+            own = [f for f in families if column in f["segments"]]
+            statuses = [f["status"] for f in own]
+            status = worst_status(statuses) if statuses else "insufficient_data"
+            rms = [f["rms_log_change"] for f in own if f["rms_log_change"] is not None]
+            reasons = tuple(f"residuals of {' x '.join(f['segments'])}: {f['status']}" for f in own
+                            if f["status"] in ("warn", "alert"))
+            yield FeatureDrift(feature=column, kind="categorical", method="residuals",
+                               score=max(rms) if rms else None, threshold=self.tolerances["residual_family"].alert,
+                               warn_threshold=self.tolerances["residual_family"].warn, status=status,
+                               reference_count=self.reference.count, current_count=current_count,
+                               reasons=reasons)
+
+
+def _dispersion(families: list[tuple[float, float]], guard: float = 0.01) -> float:
+    """Pooled chi-square per degree of freedom of chunk-versus-rest residual tests; 1 unless
+    the excess is significant (p < guard), so noise alone never loosens the test."""
+    from scipy.stats import chi2
+
+    total = sum(c for c, _ in families)
+    df = sum(d for _, d in families)
+    if df <= 0 or chi2.sf(total, df) >= guard:
+        return 1.0
+    return max(1.0, total / df)
+
+
+def loss_history(store, model: str, check: str, start, window) -> list[float]:
+    """The stored loss z-series of earlier windows of the same length (signal c)."""
+    if store is None:
+        return []
+    series = []
+    for result in store.results(model=model, check=check):
+        if result.status in ("pending", "error") or not result.window_start or not result.window_end:
+            continue
+        from datetime import datetime
+
+        begin, end = datetime.fromisoformat(result.window_start), datetime.fromisoformat(result.window_end)
+        if end <= start and end - begin == window:
+            series.append((begin, result.details.get("loss_z")))
+    return [value for _, value in sorted(series, key=lambda item: item[0])]
+
+
+class ConceptWindowCheck(LabelledWindowCheck):
+    name = "concept_drift"
+
+    def evaluate_pair(self, prediction, label, reference, current, context) -> CheckResult:
+        params = self.config.check_params() if self.config is not None else {}
+        if params.get("segment_pairs") is not None:
+            params["segment_pairs"] = tuple(tuple(p) for p in params["segment_pairs"])
+        check = ConceptCheck(name=self.name, segments=tuple(self.segments), **params)
+        history = loss_history(getattr(context, "store", None), context.model.name, self.name, context.start,
+                               context.end - context.start) if len(self.pairs) == 1 else []
+        return check.fit(reference).evaluate(current, history=history, prediction=prediction, label=label)
+
+
+@register_check("concept_drift")
+def concept_check(model_config, check_config=None) -> ConceptWindowCheck:
+    return ConceptWindowCheck(model_config, check_config)

@@ -1,0 +1,174 @@
+"""Great Expectations glue: suites as editable JSON, validation of a DataFrame.
+
+Suites are built here as plain GX 1.x suite JSON (`{"name", "expectations": [{"type",
+"kwargs", "meta", "severity"}]}`), so deriving one needs no GX import; users edit the
+file and driftline loads it back through `great_expectations.ExpectationSuite`, which
+validates every expectation. GX itself (seconds to import) is imported only to validate,
+once per process, with one ephemeral context and one pandas batch definition reused for
+every window.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from contextlib import contextmanager
+from pathlib import Path
+
+from monitor.errors import ConfigError, require
+
+SUITE_FORMAT = "great_expectations/1"
+_GX_STATE: dict = {}
+
+# Pandas dtype names per type family; a column must keep its family (a retyped column fails).
+TYPE_FAMILIES = {
+    "numeric": ["int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64", "float16", "float32",
+                "float64", "Int8", "Int16", "Int32", "Int64", "UInt8", "UInt16", "UInt32", "UInt64", "Float32",
+                "Float64"],
+    "string": ["object", "string", "str", "category"],
+    "boolean": ["bool", "boolean", "object"],
+}
+
+
+def expectation(kind: str, severity: str = "critical", why: str | None = None, **kwargs) -> dict:
+    meta = {"driftline": why} if why else {}
+    return {"type": kind, "kwargs": kwargs, "meta": meta, "severity": severity}
+
+
+def save_suite(suite: dict, path: str | Path) -> Path:
+    path = Path(path)
+    temporary = path.with_suffix(path.suffix + ".tmp")
+    temporary.write_text(json.dumps(suite, indent=2, default=_plain) + "\n")
+    temporary.replace(path)
+    return path
+
+
+def load_suite(path: str | Path) -> dict:
+    """Read a suite file; its expectations are checked against GX when it is validated."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the expectation suite ({exc.strerror})") from exc
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from exc
+    if not isinstance(data, dict) or not isinstance(data.get("expectations"), list):
+        raise ConfigError(f"{path}: an expectation suite needs an 'expectations' list")
+    for index, item in enumerate(data["expectations"]):
+        if not isinstance(item, dict) or not isinstance(item.get("type"), str) or not isinstance(
+                item.get("kwargs", {}), dict):
+            raise ConfigError(f"{path}: expectations[{index}] needs a 'type' and a 'kwargs' mapping")
+    data.setdefault("name", path.stem)
+    return data
+
+
+def suite_columns(suite: dict) -> list[str]:
+    columns: list[str] = []
+    for item in suite["expectations"]:
+        kwargs = item.get("kwargs", {})
+        for key in ("column", "column_A", "column_B"):
+            if isinstance(kwargs.get(key), str):
+                columns.append(kwargs[key])
+        for key in ("column_list", "column_set"):
+            if isinstance(kwargs.get(key), list):
+                columns.extend(c for c in kwargs[key] if isinstance(c, str))
+    return list(dict.fromkeys(columns))
+
+
+@contextmanager
+def _quiet():
+    logger = logging.getLogger("great_expectations")
+    level = logger.level
+    logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+def _gx():
+    """The process's GX module, ephemeral context and pandas batch definition."""
+    if not _GX_STATE:
+        os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
+        gx = require("great_expectations")
+        from great_expectations.data_context.types.base import ProgressBarsConfig
+
+        with _quiet():
+            context = gx.get_context(mode="ephemeral")
+            context.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)
+            asset = context.data_sources.add_pandas("driftline").add_dataframe_asset("window")
+            _GX_STATE.update(gx=gx, context=context, batch=asset.add_batch_definition_whole_dataframe("whole"))
+    return _GX_STATE
+
+
+def build_gx_suite(suite: dict, where: str = "suite"):
+    """A GX ExpectationSuite from the JSON; a bad expectation raises ConfigError naming it."""
+    state = _gx()
+    gx = state["gx"]
+    expectations = []
+    for index, item in enumerate(suite["expectations"]):
+        try:
+            with _quiet():
+                probe = gx.ExpectationSuite(name="probe", expectations=[item])
+        except Exception as exc:  # GX raises several unrelated types for a bad configuration
+            message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ConfigError(f"{where}: expectations[{index}] ({item.get('type')}): {message[:200]}") from exc
+        if len(probe.expectations) != 1:  # an unknown type is logged and dropped, not raised
+            raise ConfigError(f"{where}: expectations[{index}] ({item.get('type')}): unknown expectation type")
+        expectations.append(item)
+    with _quiet():
+        return gx.ExpectationSuite(name=str(suite.get("name", "driftline")), expectations=expectations)
+
+
+def validate_frame(suite: dict, frame, partial_count: int = 10, where: str = "suite") -> list[dict]:
+    """Validate a pandas DataFrame; one plain dict per expectation, in suite order."""
+    gx_suite = build_gx_suite(suite, where)
+    batch = _gx()["batch"].get_batch(batch_parameters={"dataframe": frame})
+    with _quiet():
+        outcome = batch.validate(gx_suite, result_format={"result_format": "SUMMARY",
+                                                          "partial_unexpected_count": partial_count})
+    by_config = []
+    for item in outcome.results:
+        config = item.expectation_config
+        info = item.exception_info or {}
+        by_config.append({
+            "type": config.type,
+            "kwargs": {k: v for k, v in dict(config.kwargs).items() if k != "batch_id"},
+            "severity": str(getattr(config.severity, "value", config.severity) or "critical"),
+            "meta": dict(config.meta or {}),
+            "success": bool(item.success),
+            "result": dict(item.result or {}),
+            "exception": info.get("exception_message") if info.get("raised_exception") else None,
+        })
+    return _in_suite_order(suite, by_config)
+
+
+def _in_suite_order(suite: dict, results: list[dict]) -> list[dict]:
+    """GX groups results by column; give them back in the order of the suite file."""
+    def key(item: dict) -> str:
+        kwargs = {k: v for k, v in item.get("kwargs", {}).items() if k != "batch_id"}
+        return item["type"] + json.dumps(kwargs, sort_keys=True, default=_plain)
+
+    pending: dict[str, list[dict]] = {}
+    for result in results:
+        pending.setdefault(key(result), []).append(result)
+    ordered = []
+    for item in suite["expectations"]:
+        bucket = pending.get(key(item)) or []
+        if bucket:
+            ordered.append(bucket.pop(0))
+    leftovers = [r for bucket in pending.values() for r in bucket]
+    return ordered + leftovers
+
+
+def _plain(value):
+    import numpy as np
+
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, np.floating):
+        return float(value)
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    return str(value)

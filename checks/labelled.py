@@ -1,0 +1,237 @@
+"""Rows with predictions, labels and segments: reading, validating, and label maturity.
+
+Calibration, performance and concept checks need rows, not profiles: sums of scores and
+clicks per segment, ranks for AUC. They read only the prediction, label and segment
+columns of a window (or of the scored reference) into numpy arrays, with segments
+dictionary-encoded so group sums are `bincount`s.
+
+Labels arrive late (a click within hours, a conversion within a day). A window is only
+judged once every label it uses has matured (window end + delay <= now); until then its
+result is `pending`, stored under the window's key and replaced by the real result when
+the run ledger re-runs it. `now` comes from the run context (`context.now`), the check's
+own `now`, or the clock.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import Iterable
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from checks.base import CheckResult, WindowCheck
+from monitor.errors import ConfigError, SchemaError
+
+NULL_SEGMENT = "(null)"
+OTHER_SEGMENT = "(other)"
+REFERENCE_MAX_ROWS = 2_000_000  # a larger scored reference is sampled uniformly to this size
+
+
+@dataclass(frozen=True)
+class Segment:
+    """A dictionary-encoded segment column: codes index into categories."""
+
+    codes: np.ndarray
+    categories: tuple[str, ...]
+
+    def take(self, mask: np.ndarray) -> "Segment":
+        return Segment(self.codes[mask], self.categories)
+
+
+@dataclass(frozen=True)
+class Rows:
+    """One (prediction, label) pair's rows: valid rows only, with their segments."""
+
+    scores: np.ndarray
+    labels: np.ndarray
+    segments: dict[str, Segment] = field(default_factory=dict)
+    dropped: int = 0  # rows without a label or a score
+
+    @property
+    def count(self) -> int:
+        return len(self.scores)
+
+    @property
+    def positives(self) -> float:
+        return float(self.labels.sum())
+
+    def take(self, mask: np.ndarray) -> "Rows":
+        return Rows(self.scores[mask], self.labels[mask], {k: s.take(mask) for k, s in self.segments.items()})
+
+    def chunks(self, n: int) -> list["Rows"]:
+        """n contiguous chunks in row (time) order, for learned thresholds."""
+        bounds = np.linspace(0, self.count, n + 1).astype(int)
+        return [self.take(np.arange(a, b)) for a, b in zip(bounds[:-1], bounds[1:]) if b > a]
+
+
+def _encode(column: pa.ChunkedArray) -> Segment:
+    text = pc.fill_null(pc.cast(column, pa.string()), NULL_SEGMENT)
+    encoded = pc.dictionary_encode(text).combine_chunks()
+    return Segment(encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64),
+                   tuple(encoded.dictionary.to_pylist()))
+
+
+def _numeric(table: pa.Table, name: str, where: str, role: str) -> np.ndarray:
+    column = table.column(name)
+    kind = column.type
+    if pa.types.is_boolean(kind):
+        column = pc.cast(column, pa.int8())
+    elif not (pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_decimal(kind)):
+        raise SchemaError(f"{where}: {role} column '{name}' must be numeric, found {kind}")
+    return column.to_numpy(zero_copy_only=False).astype(np.float64)  # nulls become NaN
+
+
+def read_rows(batches: Iterable[pa.RecordBatch], schema: pa.Schema, prediction: str, label: str,
+              segments: Iterable[str] = (), where: str = "data") -> Rows:
+    """Validate and load one (prediction, label) pair with its segment columns.
+
+    A missing column, a non-0/1 label or a score outside [0, 1] raises SchemaError naming
+    `where` and the column; rows with a null label or score are dropped and counted.
+    """
+    segments = list(dict.fromkeys(segments))
+    for name, role in [(prediction, "prediction"), (label, "label")] + [(s, "segment") for s in segments]:
+        if name not in schema.names:
+            raise SchemaError(f"{where}: {role} column '{name}' is missing")
+    columns = list(dict.fromkeys([prediction, label] + segments))
+    batches = list(batches)
+    table = pa.Table.from_batches(batches) if batches else schema.empty_table()
+    table = table.select(columns)
+    scores = _numeric(table, prediction, where, "prediction")
+    labels = _numeric(table, label, where, "label")
+    valid = np.isfinite(scores) & np.isfinite(labels)
+    bad_labels = np.setdiff1d(np.unique(labels[valid]), [0.0, 1.0])
+    if len(bad_labels):
+        raise SchemaError(f"{where}: label column '{label}' must hold 0/1, found {bad_labels[0]:g}")
+    if valid.any() and (scores[valid].min() < 0 or scores[valid].max() > 1):
+        raise SchemaError(f"{where}: prediction column '{prediction}' has values outside [0, 1] "
+                          f"(min {scores[valid].min():g}, max {scores[valid].max():g})")
+    encoded = {s: _encode(table.column(s)).take(valid) for s in segments}
+    return Rows(scores[valid], labels[valid], encoded, dropped=int((~valid).sum()))
+
+
+def top_groups(segment: Segment, top_n: int) -> tuple[np.ndarray, list[str]]:
+    """Codes remapped to the top_n most frequent categories plus one `(other)` group."""
+    counts = np.bincount(segment.codes, minlength=len(segment.categories))
+    order = np.argsort(-counts, kind="mergesort")
+    keep = [int(c) for c in order[:top_n] if counts[c] > 0]
+    mapping = np.full(len(segment.categories), len(keep), dtype=np.int64)
+    mapping[keep] = np.arange(len(keep))
+    names = [segment.categories[c] for c in keep]
+    if counts.sum() > counts[keep].sum():
+        names.append(OTHER_SEGMENT)
+    return mapping[segment.codes], names
+
+
+def group_index(segment: Segment, names: list[str]) -> np.ndarray:
+    """Codes of `segment` mapped onto `names` (another table's groups); unknown values go to (other)."""
+    position = {name: i for i, name in enumerate(names)}
+    other = position.get(OTHER_SEGMENT, len(names))
+    mapping = np.array([position.get(c, other) for c in segment.categories] or [other], dtype=np.int64)
+    return mapping[segment.codes] if len(segment.codes) else np.zeros(0, dtype=np.int64)
+
+
+# ------------------------------------------------------------------ the window check shell
+
+
+_REFERENCE_CACHE: "OrderedDict[tuple, Rows]" = OrderedDict()
+
+
+def _reference_rows(context, prediction: str, label: str, segments: list[str]) -> Rows:
+    """The scored reference (prediction_reference, else reference), read once per process."""
+    from monitor.runner import source_fingerprint
+    from monitor.sources import Limits, Source, sample_batches
+
+    model = context.model
+    cfg = model.prediction_reference or model.reference
+    source = Source(cfg.resolved(context.runner.config.base_dir), cfg.format, None,
+                    Limits(cfg.limits.max_bytes, cfg.limits.max_rows))
+    key = (source_fingerprint(source), prediction, label, tuple(segments))
+    if key in _REFERENCE_CACHE:
+        _REFERENCE_CACHE.move_to_end(key)
+        return _REFERENCE_CACHE[key]
+    columns = [c for c in dict.fromkeys([prediction, label, *segments]) if c in source.schema.names]
+    table = sample_batches(source.batches(columns), REFERENCE_MAX_ROWS, seed=0, schema=source.schema,
+                           columns=columns)
+    rows = read_rows(table.to_batches(), source.schema, prediction, label, segments,
+                     where=f"{source.location} (scored reference)")
+    _REFERENCE_CACHE[key] = rows
+    while len(_REFERENCE_CACHE) > 4:
+        _REFERENCE_CACHE.popitem(last=False)
+    return rows
+
+
+def prediction_pairs(model, mapping: dict[str, str]) -> list[tuple[str, str, timedelta]]:
+    """(prediction, label, label delay) pairs: configured, else predictions and labels in order."""
+    schema = model.model_schema
+    delays = {lab.name: lab.delay for lab in schema.labels}
+    pairs = dict(mapping) or dict(zip(schema.predictions, [lab.name for lab in schema.labels]))
+    if not pairs:
+        raise ConfigError(f"models.{model.name}.schema: a label check needs a prediction and a label column")
+    for prediction, label in pairs.items():
+        if label not in delays:
+            raise ConfigError(f"models.{model.name}.checks: label '{label}' is not in schema.labels")
+    return [(p, lab, delays[lab]) for p, lab in pairs.items()]
+
+
+class LabelledWindowCheck(WindowCheck):
+    """Shell for checks on (prediction, label) rows: maturity, reading, one result per window.
+
+    Subclasses implement `judge(pairs) -> CheckResult` on fitted/evaluated pairs; with
+    several prediction/label pairs the results are combined by `combine`.
+    """
+
+    name = "labelled"
+
+    def __init__(self, model_config, check_config=None, now: datetime | None = None) -> None:
+        self.model = model_config
+        self.config = check_config
+        self.now = now
+        mapping = dict(getattr(check_config, "predictions", {}) or {})
+        self.pairs = prediction_pairs(model_config, mapping)
+        configured = getattr(check_config, "segments", None)
+        self.segments = list(model_config.model_schema.segments if configured is None else configured)
+
+    def mature_at(self, end: datetime) -> datetime:
+        return end + max(delay for _, _, delay in self.pairs)
+
+    def run(self, context) -> CheckResult:
+        now = getattr(context, "now", None) or self.now or datetime.now(timezone.utc)
+        mature = self.mature_at(context.end)
+        if mature > now:
+            return CheckResult(check=self.name, status="pending", details={
+                "labels_mature_at": mature.isoformat(),
+                "label_delays": {lab: str(delay) for _, lab, delay in self.pairs},
+            }, **context.result_context)
+        source = context.serving_source()
+        results = []
+        for prediction, label, _ in self.pairs:
+            reference = _reference_rows(context, prediction, label, self.segments)
+            current = read_rows(source.batches([prediction, label, *self.segments], context.start, context.end),
+                                source.schema, prediction, label, self.segments,
+                                where=f"{source.location} (window)")
+            results.append(self.evaluate_pair(prediction, label, reference, current, context))
+        bad = tuple(f"{path}: {why}" for path, why in source.report.bad_files)
+        result = combine(self.name, results, context.result_context)
+        return result.with_updates(partial=bool(bad), bad_files=bad) if bad else result
+
+    def evaluate_pair(self, prediction, label, reference: Rows, current: Rows, context) -> CheckResult:
+        raise NotImplementedError  # pragma: no cover - interface
+
+
+def combine(name: str, results: list[CheckResult], result_context: dict) -> CheckResult:
+    """One result per window: a single pair as is; several under details['pairs']."""
+    from checks.base import worst_status
+
+    if len(results) == 1:
+        return results[0].with_updates(**result_context)
+    return CheckResult(
+        check=name, status=worst_status(r.status for r in results),
+        features=tuple(f for r in results for f in r.features),
+        reference_rows=max(r.reference_rows for r in results),
+        current_rows=max(r.current_rows for r in results),
+        details={"pairs": [r.details for r in results]}, **result_context,
+    )

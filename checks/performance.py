@@ -1,0 +1,201 @@
+"""Performance with delayed labels: AUC, log loss, normalised entropy and calibration ratio.
+
+Runs per window once its labels have matured (checks.labelled: `pending` until then),
+overall and per segment (top-N values + `(other)`), against the same metrics on the scored
+reference (validation) data. Three comparisons per group, each significant-beyond-tolerance
+(checks.thresholds): the AUC drop (Hanley-McNeil errors), the rise of normalised entropy
+(log loss over the entropy of the window's base rate, He et al. 2014), and the change of
+the calibration ratio sum(p)/sum(y) (exact Poisson-rate interval). The overall group has
+its own budget; all segment comparisons share one (Benjamini-Hochberg).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+
+from checks import metrics
+from checks.base import CheckResult, worst_status
+from checks.labelled import LabelledWindowCheck, Rows, group_index, top_groups
+from checks.registry import register_check
+from checks.thresholds import Tolerance, decide, learn_tolerance, one_sided_p
+from monitor.errors import ConfigError
+
+METRICS = ("auc_drop", "ne_rise", "calibration")
+
+
+def group_metrics(scores: np.ndarray, labels: np.ndarray) -> dict:
+    """The metrics of one group, with the standard errors the comparisons need."""
+    count = len(scores)
+    positives = float(labels.sum())
+    negatives = count - positives
+    if count == 0:
+        return {"count": 0, "positives": 0.0}
+    auc = metrics.auc(labels, scores)
+    losses = metrics.row_log_loss(labels, scores)
+    log_loss = float(losses.mean())
+    log_loss_se = float(losses.std(ddof=1) / math.sqrt(count)) if count > 1 else math.nan
+    base = metrics.entropy(positives / count)
+    return {
+        "count": count,
+        "positives": positives,
+        "predicted_positives": float(scores.sum()),
+        "auc": auc,
+        "auc_se": metrics.auc_se(auc, positives, negatives),
+        "log_loss": log_loss,
+        "log_loss_se": log_loss_se,
+        "ne": log_loss / base if base > 0 else None,
+        "ne_se": log_loss_se / base if base > 0 else None,
+        "brier": metrics.brier(labels, scores),
+        "calibration_ratio": float(scores.sum()) / positives if positives > 0 else math.inf,
+    }
+
+
+@dataclass(frozen=True)
+class PerformanceCheck:
+    """Parameters only; `fit(reference_rows)` then `evaluate(current_rows)`."""
+
+    name: str = "performance"
+    segments: tuple[str, ...] = ()
+    top_n: int = 10
+    min_rows: int = 500
+    min_positives: float = 20
+    auc_drop: tuple[float, float] = (0.02, 0.05)
+    ne_rise: tuple[float, float] = (0.02, 0.05)
+    calibration: tuple[float, float] = (0.025, 0.05)
+    threshold_mode: Literal["static", "learned"] = "static"
+    alpha: float = 0.05
+    chunks: int = 10
+
+    def __post_init__(self) -> None:
+        for pair in (self.auc_drop, self.ne_rise, self.calibration):
+            Tolerance(*pair)
+        if self.threshold_mode not in ("static", "learned"):
+            raise ConfigError(f"threshold_mode: expected static or learned, got {self.threshold_mode!r}")
+
+    def fit(self, reference: Rows) -> "FittedPerformance":
+        if reference.count == 0:
+            raise ConfigError("performance: the scored reference has no rows with a prediction and a label")
+        overall = group_metrics(reference.scores, reference.labels)
+        tolerances = {name: Tolerance(*getattr(self, name)) for name in METRICS}
+        if self.threshold_mode == "learned":
+            tolerances = self._learn(reference, overall, tolerances)
+        return FittedPerformance(self, overall, reference, tolerances)
+
+    def _learn(self, reference: Rows, overall: dict, static: dict) -> dict:
+        from checks.calibration import Totals, learned_ratio_tolerance
+
+        chunks = [group_metrics(c.scores, c.labels) for c in reference.chunks(self.chunks)]
+        auc = [(c.get("auc"), c.get("auc_se")) for c in chunks if c.get("auc") is not None]
+        ne = [(c["ne"], c["ne_se"]) for c in chunks if c.get("ne") is not None]
+        learned = dict(static)
+        if auc and overall.get("auc") is not None:
+            learned["auc_drop"] = learn_tolerance(static["auc_drop"].pair, [overall["auc"] - a for a, _ in auc],
+                                                  [s * s for _, s in auc])
+        if ne and overall.get("ne") is not None:
+            learned["ne_rise"] = learn_tolerance(static["ne_rise"].pair, [n - overall["ne"] for n, _ in ne],
+                                                 [s * s for _, s in ne])
+        learned["calibration"] = learned_ratio_tolerance(reference, Totals.of(reference), static["calibration"].pair,
+                                                         self.chunks)
+        return learned
+
+
+@dataclass(frozen=True)
+class FittedPerformance:
+    check: PerformanceCheck
+    reference: dict
+    reference_rows: Rows | None = None  # segments are grouped like the current window's
+    tolerances: dict[str, Tolerance] = field(default_factory=dict)
+
+    def _pvalues(self, cur: dict, ref: dict | None) -> dict[str, tuple[float, float]]:
+        """(p_warn, p_alert) per metric; NaN where the metric cannot be compared."""
+        nan = (math.nan, math.nan)
+        out = {name: nan for name in METRICS}
+        if ref is None or not ref.get("count") or not cur.get("count"):
+            return out
+        tol = self.tolerances
+        if cur.get("auc") is not None and ref.get("auc") is not None:
+            drop = ref["auc"] - cur["auc"]
+            se = math.hypot(cur["auc_se"], ref["auc_se"])
+            out["auc_drop"] = (float(one_sided_p(drop, se, tol["auc_drop"].warn)),
+                               float(one_sided_p(drop, se, tol["auc_drop"].alert)))
+        if cur.get("ne") is not None and ref.get("ne") is not None:
+            rise = cur["ne"] - ref["ne"]
+            se = math.hypot(cur["ne_se"], ref["ne_se"])
+            out["ne_rise"] = (float(one_sided_p(rise, se, tol["ne_rise"].warn)),
+                              float(one_sided_p(rise, se, tol["ne_rise"].alert)))
+        args = (cur["positives"], cur["predicted_positives"], ref["positives"], ref["predicted_positives"])
+        out["calibration"] = (float(metrics.band_pvalues(*args, tol["calibration"].warn)),
+                              float(metrics.band_pvalues(*args, tol["calibration"].alert)))
+        return out
+
+    def _enough(self, cur: dict) -> bool:
+        return cur.get("count", 0) >= self.check.min_rows and cur.get("predicted_positives", 0) >= self.check.min_positives
+
+    def evaluate(self, current: Rows, prediction: str | None = None, label: str | None = None,
+                 **context) -> CheckResult:
+        overall = group_metrics(current.scores, current.labels)
+        overall["reference"] = _public(self.reference)
+        groups = [(overall, self.reference)]
+        for column in self.check.segments:
+            index, names = top_groups(current.segments[column], self.check.top_n)
+            ref_index = group_index(self.reference_rows.segments[column], names)
+            for i, value in enumerate(names):
+                mask = index == i
+                entry = {"segment": column, "value": value, **group_metrics(current.scores[mask], current.labels[mask])}
+                ref_mask = ref_index == i
+                ref = group_metrics(self.reference_rows.scores[ref_mask], self.reference_rows.labels[ref_mask])
+                enough_ref = ref is not None and ref.get("predicted_positives", 0) >= self.check.min_positives
+                entry["reference"] = _public(ref)
+                groups.append((entry, ref if enough_ref else None))
+        self._judge(groups[:1])
+        self._judge(groups[1:])
+        segments = [g for g, _ in groups[1:]]
+        details = {
+            "prediction": prediction,
+            "label": label,
+            "tolerances": {k: t.to_dict() for k, t in self.tolerances.items()},
+            "alpha": self.check.alpha,
+            "dropped_rows": current.dropped,
+            "overall": _public(overall),
+            "segments": [_public(s) for s in segments],
+            "segments_alert": [f"{s['segment']}={s['value']}" for s in segments if s["status"] == "alert"],
+        }
+        statuses = [overall["status"]] + [s["status"] for s in segments]
+        return CheckResult(check=self.check.name, status=worst_status(statuses), reference_rows=self.reference["count"],
+                           current_rows=current.count, details=details, **context)
+
+    def _judge(self, groups: list[tuple[dict, dict | None]]) -> None:
+        """Statuses for one family of groups: BH over every (group, metric) comparison."""
+        cells = []
+        for entry, ref in groups:
+            pvalues = self._pvalues(entry, ref) if self._enough(entry) else {m: (math.nan, math.nan) for m in METRICS}
+            cells.extend((entry, name, pw, pa) for name, (pw, pa) in pvalues.items())
+        statuses = decide([c[2] for c in cells], [c[3] for c in cells], self.check.alpha)
+        for entry, _, _, _ in cells:
+            entry["statuses"] = {}
+        for (entry, name, _, _), status in zip(cells, statuses):
+            entry["statuses"][name] = status
+        for entry, _ in groups:
+            entry["status"] = worst_status(entry["statuses"].values())
+
+
+def _public(entry: dict | None) -> dict | None:
+    return None if entry is None else {k: v for k, v in entry.items() if not k.startswith("_")}
+
+
+class PerformanceWindowCheck(LabelledWindowCheck):
+    name = "performance"
+
+    def evaluate_pair(self, prediction, label, reference, current, context) -> CheckResult:
+        params = self.config.check_params() if self.config is not None else {}
+        check = PerformanceCheck(name=self.name, segments=tuple(self.segments), **params)
+        return check.fit(reference).evaluate(current, prediction=prediction, label=label)
+
+
+@register_check("performance")
+def performance_check(model_config, check_config=None) -> PerformanceWindowCheck:
+    return PerformanceWindowCheck(model_config, check_config)

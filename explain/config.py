@@ -1,0 +1,60 @@
+"""Configuration of the `attribution_drift` check (`models.<name>.checks.attribution_drift`).
+
+Kept here, beside the check, and referenced from `monitor.config.ChecksConfig`; it imports
+nothing from monitor.config so that module can import it without a cycle.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+Pair = tuple[float, float]
+
+
+class AttributionDriftConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    enabled: bool = False
+    model_path: str | None = Field(default=None, description="LightGBM text model (relative to the config file)")
+    vocabulary_path: str | None = Field(
+        default=None, description="JSON {feature: [category, ...]} coding the model's categorical inputs")
+    sample_size: int = Field(default=10_000, ge=100, le=1_000_000,
+                             description="rows read per window (permutation importance uses every labelled one)")
+    shap_rows: int = Field(default=2000, ge=100, le=1_000_000, description="of those, rows explained with TreeSHAP")
+    label: str | None = Field(default=None, description="label column; default: the schema's first label")
+    holdout_path: str | None = Field(
+        default=None, description="held-out labelled data (never the training set) as the baseline")
+    baseline_window: str | None = Field(
+        default=None, description="START/END of serving logs as the baseline, when there is no holdout")
+    n_repeats: int = Field(default=2, ge=1, le=50)
+    seed: int = 0
+    top_k: int = Field(default=5, ge=1)
+    ndcg_threshold: float = Field(default=0.9, gt=0, le=1)
+    shap_thresholds: Pair = (0.1, 0.2)
+    permutation_z: Pair = (3.0, 5.0)
+    permutation_min_change: float = Field(default=0.5, ge=0)
+    min_rows: int = Field(default=500, ge=1)
+    min_positives: int = Field(default=30, ge=1)
+    report: bool = True
+
+    @model_validator(mode="after")
+    def _consistent(self):
+        if self.enabled and not self.model_path:
+            raise ValueError("model_path is required when attribution_drift is enabled")
+        if self.holdout_path and self.baseline_window:
+            raise ValueError("give at most one of holdout_path and baseline_window")
+        if self.baseline_window is not None and len(self.baseline_window.split("/")) != 2:
+            raise ValueError("baseline_window: expected START/END, e.g. 2024-06-03/2024-06-04")
+        for name in ("shap_thresholds", "permutation_z"):
+            warn, alert = getattr(self, name)
+            if not 0 <= warn <= alert:
+                raise ValueError(f"{name}: expected [warn, alert] with 0 <= warn <= alert")
+        return self
+
+    def resolve(self, path: str | None, base: Path) -> str | None:
+        if path is None or "://" in path or os.path.isabs(path):
+            return path
+        return str((base / path).resolve())

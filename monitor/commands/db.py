@@ -1,0 +1,72 @@
+"""`driftline db upgrade | current`: the results store's schema (Alembic migrations)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+
+def _url(config: Optional[Path], url: Optional[str]) -> str:
+    import os
+
+    if url:
+        return url
+    if config is not None:
+        from monitor.config import load_config
+
+        return load_config(config).store_url()
+    if os.environ.get("DRIFTLINE_STORE_URL"):
+        return os.environ["DRIFTLINE_STORE_URL"]
+    from monitor.errors import ConfigError
+
+    raise ConfigError("give --config FILE or --url URL (or set DRIFTLINE_STORE_URL)")
+
+
+def register(app: typer.Typer, check_app: typer.Typer) -> None:
+    from monitor.cli import _fail, out
+    from monitor.errors import DriftlineError
+
+    db_app = typer.Typer(help="The results store's schema (Alembic migrations).", no_args_is_help=True)
+    app.add_typer(db_app, name="db")
+
+    config_option = typer.Option(None, "--config", help="The driftline YAML config (its store.url).")
+    url_option = typer.Option(None, "--url", help="A SQLAlchemy URL; overrides --config.")
+
+    @db_app.command("upgrade")
+    def upgrade(config: Optional[Path] = config_option, url: Optional[str] = url_option,
+                revision: str = typer.Option("head", help="Target revision.")) -> None:
+        """Apply the schema migrations (idempotent)."""
+        from monitor import migrations
+        from monitor.database import redacted
+
+        try:
+            target = _url(config, url)
+            reached = migrations.upgrade(target, revision)
+        except DriftlineError as exc:
+            _fail(str(exc))
+        except Exception as exc:  # a database that cannot be reached or migrated: bad input
+            _fail(f"{redacted(target)}: {type(exc).__name__}: {str(exc).splitlines()[0][:300]}")
+        out.print(f"{redacted(target)}: at revision {reached}", markup=False, highlight=False)
+
+    @db_app.command("current")
+    def current(config: Optional[Path] = config_option, url: Optional[str] = url_option) -> None:
+        """Print the store's revision; exit 1 when it is not at head."""
+        from monitor import migrations
+        from monitor.database import create_store_engine, redacted
+
+        try:
+            target = _url(config, url)
+            engine = create_store_engine(target)
+            try:
+                found = migrations.current(engine)
+            finally:
+                engine.dispose()
+        except DriftlineError as exc:
+            _fail(str(exc))
+        except Exception as exc:
+            _fail(f"{redacted(target)}: {type(exc).__name__}: {str(exc).splitlines()[0][:300]}")
+        head = migrations.head()
+        out.print(f"{redacted(target)}: revision {found or 'none'} (head {head})", markup=False, highlight=False)
+        raise typer.Exit(0 if found == head else 1)

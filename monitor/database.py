@@ -1,0 +1,51 @@
+"""Engines for the results store: one place that knows SQLite and PostgreSQL quirks.
+
+`postgresql://` URLs get the psycopg 3 driver (the one driftline depends on); PostgreSQL
+sessions run in UTC so naive-UTC timestamps mean the same thing on both backends.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import create_engine, event
+from sqlalchemy.engine import Engine, make_url
+
+from monitor.errors import ConfigError
+
+
+def database_url(url: str) -> str:
+    """Normalise a store URL: a bare `postgresql://` uses psycopg 3."""
+    try:
+        parsed = make_url(url)
+    except Exception as exc:  # sqlalchemy raises ArgumentError with the URL in it
+        raise ConfigError(f"store.url: not a database URL ({type(exc).__name__})") from exc
+    if parsed.drivername in ("postgresql", "postgres"):
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    return parsed.render_as_string(hide_password=False)
+
+
+def redacted(url: str) -> str:
+    """The URL with its password hidden, for messages and logs."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return "<unparseable url>"
+
+
+def create_store_engine(url: str) -> Engine:
+    url = database_url(url)
+    if url.startswith("postgresql"):
+        engine = create_engine(url, future=True, pool_pre_ping=True,
+                               connect_args={"options": "-c timezone=UTC"})
+    else:
+        engine = create_engine(url, future=True)
+    if engine.dialect.name == "sqlite":
+        event.listen(engine, "connect", sqlite_pragmas)
+    return engine
+
+
+def sqlite_pragmas(dbapi_connection, _record) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()

@@ -1,0 +1,124 @@
+"""`lightgbm`: a binary CTR model with early stopping on validation log loss.
+
+Categoricals use LightGBM's native handling on vocabulary codes (out of vocabulary ->
+NaN, LightGBM's missing category), numerics go in as they are. The booster is saved in
+LightGBM's text format next to the vocabulary (JSON).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from pydantic import Field
+
+from monitor.errors import require
+from retrain.base import Dataset, FeatureSet, ProgressFn, StrictParams, Trainer, TrainedModel, register_trainer
+from retrain.encoding import Vocabulary
+
+
+class LightGBMParams(StrictParams):
+    learning_rate: float = Field(0.08, gt=0, le=1)
+    num_leaves: int = Field(31, ge=2, le=131072)
+    min_data_in_leaf: int = Field(200, ge=1)
+    num_boost_round: int = Field(300, ge=1, le=100_000)
+    early_stopping_rounds: int = Field(30, ge=1)
+    lambda_l2: float = Field(1.0, ge=0)
+    feature_fraction: float = Field(1.0, gt=0, le=1)
+    bagging_fraction: float = Field(1.0, gt=0, le=1)
+    bagging_freq: int = Field(0, ge=0)
+    cat_smooth: float = Field(10.0, ge=0)
+    min_data_per_group: int = Field(100, ge=1)
+    max_cat_to_onehot: int = Field(4, ge=1)
+    min_category_count: int = Field(1, ge=1, description="rarer values are out of vocabulary")
+    num_threads: int = Field(2, ge=1)
+    seed: int = 0
+
+
+def matrix(frame: pd.DataFrame, features: FeatureSet, vocab: Vocabulary) -> np.ndarray:
+    """Model input: numerics as they are, then categoricals as vocabulary codes (NaN if unknown)."""
+    columns = [frame[f].to_numpy(dtype=np.float64, na_value=np.nan) for f in features.numeric]
+    for f in features.categorical:
+        codes = vocab.codes(frame, f)
+        columns.append(np.where(codes < 0, np.nan, codes.astype(np.float64)))
+    return np.column_stack(columns) if columns else np.zeros((len(frame), 0))
+
+
+class LightGBMModel(TrainedModel):
+    trainer = "lightgbm"
+
+    def __init__(self, booster, features: FeatureSet, vocab: Vocabulary, labels: tuple[str, ...],
+                 params: dict) -> None:
+        self.booster = booster
+        self.features = features
+        self.vocab = vocab
+        self.labels = tuple(labels)
+        self.params = params
+
+    def predict(self, frame: pd.DataFrame) -> np.ndarray:
+        threads = int(self.params.get("num_threads", 2))
+        return np.asarray(self.booster.predict(matrix(frame, self.features, self.vocab), num_threads=threads),
+                          dtype=np.float64)
+
+    def _save_files(self, directory: Path) -> None:
+        self.booster.save_model(str(directory / "model.txt"))
+        (directory / "vocabulary.json").write_text(json.dumps(self.vocab.to_dict(), indent=2) + "\n")
+
+    @classmethod
+    def from_file(cls, model_file: Path, features: FeatureSet, vocabulary: dict[str, list[str]],
+                  labels: tuple[str, ...], params: dict | None = None) -> "LightGBMModel":
+        """Wrap a booster trained elsewhere (e.g. the demo world's model) whose categoricals
+        are codes of the given vocabulary, in the order numeric then categorical."""
+        lgb = require("lightgbm")
+        booster = lgb.Booster(model_file=str(model_file))
+        if booster.num_feature() != len(features.names):
+            raise ValueError(f"{model_file}: {booster.num_feature()} features, expected {len(features.names)}")
+        vocab = Vocabulary({f: tuple(vocabulary[f]) for f in features.categorical})
+        return cls(booster, features, vocab, labels, dict(params or {}))
+
+
+@register_trainer("lightgbm")
+class LightGBMTrainer(Trainer):
+    Params = LightGBMParams
+
+    def fit(self, train: Dataset, valid: Dataset, params: LightGBMParams,
+            progress: ProgressFn | None = None, base: TrainedModel | None = None) -> LightGBMModel:
+        lgb = require("lightgbm")
+        train.check_trainable("training set")
+        features = train.features
+        vocab = Vocabulary.fit(train.frame, features.categorical, min_count=params.min_category_count)
+        n_num = len(features.numeric)
+        categorical = list(range(n_num, n_num + len(features.categorical)))
+        names = list(features.names)
+        dtrain = lgb.Dataset(matrix(train.frame, features, vocab), label=train.label(), feature_name=names,
+                             categorical_feature=categorical, params={"verbose": -1}, free_raw_data=True)
+        dvalid = lgb.Dataset(matrix(valid.frame, features, vocab), label=valid.label(), reference=dtrain)
+        p = params.model_dump()
+        rounds, patience = p.pop("num_boost_round"), p.pop("early_stopping_rounds")
+        p.pop("min_category_count")
+        lgb_params = dict(p, objective="binary", metric="binary_logloss", deterministic=True,
+                          force_row_wise=True, verbose=-1)
+
+        def report(env) -> None:
+            if progress is not None:
+                loss = env.evaluation_result_list[0][2] if env.evaluation_result_list else float("nan")
+                progress(env.iteration + 1, rounds, f"tree {env.iteration + 1}, valid log loss {loss:.5f}")
+
+        callbacks = [report]
+        if len(valid):
+            callbacks.append(lgb.early_stopping(patience, first_metric_only=True, verbose=False))
+        booster = lgb.train(lgb_params, dtrain, num_boost_round=rounds,
+                            valid_sets=[dvalid] if len(valid) else None, callbacks=callbacks)
+        if booster.best_iteration and booster.best_iteration < booster.current_iteration():
+            # Keep only the trees up to the best validation round.
+            booster = lgb.Booster(model_str=booster.model_to_string(num_iteration=booster.best_iteration))
+        return LightGBMModel(booster, features, vocab, train.labels, params.model_dump())
+
+    def load(self, directory: Path, header: dict) -> LightGBMModel:
+        lgb = require("lightgbm")
+        booster = lgb.Booster(model_file=str(directory / "model.txt"))
+        vocab = Vocabulary.from_dict(json.loads((directory / "vocabulary.json").read_text()))
+        return LightGBMModel(booster, FeatureSet.from_dict(header["features"]), vocab,
+                             tuple(header["labels"]), header["params"])

@@ -1,0 +1,119 @@
+"""Concept drift: a flipped offer x OS interaction with unchanged marginals is caught by the
+label signals and not by data drift; null windows stay quiet; Page-Hinkley reads the stored series."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+
+import numpy as np
+import pytest
+from labelsim import rows, simulate, table
+
+from checks.concept import ConceptCheck, fit_isotonic
+from checks.drift import compare_tables
+
+SEGMENTS = ("offer_id", "os")
+
+
+@pytest.fixture(scope="module")
+def fitted():
+    reference = simulate(300_000, seed=41, ctr=0.03)
+    return reference, ConceptCheck(segments=SEGMENTS).fit(rows(reference))
+
+
+def test_flipped_interaction_is_caught_by_residuals_or_expected_performance_not_by_data_drift(fitted):
+    reference, check = fitted
+    flipped = simulate(100_000, seed=42, ctr=0.03, flip=True)
+    result = check.evaluate(rows(flipped))
+    assert result.status == "alert"
+    families = {tuple(f["segments"]): f for f in result.details["residuals"]}
+    pair = families[("offer_id", "os")]
+    signal_a = result.details["expected_vs_realized"]["statuses"]
+    assert pair["status"] == "alert" or "alert" in signal_a.values()
+    assert pair["status"] == "alert" and pair["rms_log_change"] > 0.4
+    # The cells it names are the flipped ones (offers 0-9 on android or ios).
+    named = [c["cell"] for c in pair["cells"] if c["status"] == "alert"]
+    assert named and all(int(c["offer_id"][-2:]) < 10 and c["os"] in ("android", "ios") for c in named)
+    assert {f.feature for f in result.features if f.status == "alert"} == {"offer_id", "os"}
+    # The marginals hold: data drift on offer, OS and the score itself sees nothing.
+    drift = compare_tables(table(reference), table(flipped), features=["offer_id", "os", "context", "score"])
+    assert drift.status in ("ok", "warn") and not drift.alerting_features
+    json.dumps(result.to_dict(), allow_nan=False)
+
+
+@pytest.mark.parametrize("seed", range(43, 48))
+def test_null_windows_stay_quiet(fitted, seed):
+    _, check = fitted
+    result = check.evaluate(rows(simulate(100_000, seed=seed, ctr=0.03)))
+    assert result.status in ("ok", "warn"), result.details["expected_vs_realized"]["statuses"]
+
+
+def test_covariate_shift_moves_expected_with_realized(fitted):
+    """More traffic on high-CTR contexts: P(x) moved, P(y|x) did not."""
+    _, check = fitted
+    data = simulate(400_000, seed=48, ctr=0.03)
+    keep = np.random.default_rng(48).random(len(data["score"])) < np.where(data["context"] > 0, 1.0, 0.25)
+    shifted = {k: v[keep] for k, v in data.items()}
+    result = check.evaluate(rows(shifted))
+    signal = result.details["expected_vs_realized"]
+    assert abs(signal["expected_auc"] - signal["realized_auc"]) < 0.02
+    assert result.status in ("ok", "warn")
+
+
+def test_uniform_calibration_decay_is_not_a_concept_change(fitted):
+    _, check = fitted
+    result = check.evaluate(rows(simulate(100_000, seed=49, ctr=0.03, factor=0.7)))
+    assert all(f["status"] in ("ok", "warn") for f in result.details["residuals"])
+    assert result.details["expected_vs_realized"]["statuses"]["auc_drop"] == "ok"
+
+
+def test_page_hinkley_alerts_on_a_sustained_rise_of_the_loss_series(fitted):
+    _, check = fitted
+    quiet = check.evaluate(rows(simulate(50_000, seed=50, ctr=0.03)), history=[0.1, -0.3, 0.2, -0.1])
+    assert quiet.details["page_hinkley"]["status"] == "ok"
+    history = [0.1, -0.3, 0.2, -0.1, 0.4, -0.6, 0.0, 0.3, -0.2]
+    loud = check.evaluate(rows(simulate(50_000, seed=50, ctr=0.03, flip=True)), history=history)
+    assert loud.details["loss_z"] > 10
+    assert loud.details["page_hinkley"]["detected"] and loud.details["page_hinkley"]["status"] == "alert"
+    assert loud.details["page_hinkley"]["series_length"] == 10
+
+
+def test_isotonic_map_is_monotone_and_bounded():
+    data = simulate(50_000, seed=51, ctr=0.03)
+    x, y = fit_isotonic(data["score"], data["click"].astype(float))
+    assert np.all(np.diff(x) >= 0) and np.all(np.diff(y) >= 0) and 0 < y.min() and y.max() < 1
+
+
+def test_learned_mode_keeps_static_floors_on_a_stable_reference():
+    reference = rows(simulate(200_000, seed=52, ctr=0.03))
+    learned = ConceptCheck(segments=SEGMENTS, threshold_mode="learned").fit(reference)
+    assert learned.tolerances["auc_drop"].pair >= (0.02, 0.04)
+    assert learned.tolerances["residual_cell"].pair >= (0.25, 0.5)
+    assert learned.dispersion >= 1.0
+    flipped = learned.evaluate(rows(simulate(100_000, seed=53, ctr=0.03, flip=True)))
+    assert flipped.status == "alert"
+
+
+def test_runner_feeds_page_hinkley_from_stored_windows(small_world, tmp_path):
+    from monitor.config import parse_config
+    from monitor.demo.run import demo_config, write_scored_reference
+    from monitor.runner import ModelRunner
+    from monitor.store import ResultsStore
+
+    write_scored_reference(small_world)
+    raw = demo_config(small_world, small_world.root.parent)
+    raw["store"]["url"] = f"sqlite:///{tmp_path / 'store.db'}"
+    config = parse_config(raw, "test", small_world.root.parent)
+    store = ResultsStore(config.store_url())
+    try:
+        runner = ModelRunner(config, config.models[0], store)
+        results = []
+        for day in range(3):
+            start = small_world.serving_start + timedelta(days=day)
+            results += runner.run(start, start + timedelta(days=1), ["concept_drift"])
+    finally:
+        store.close()
+    lengths = [r.details["page_hinkley"]["series_length"] for r in results]
+    assert lengths == [1, 2, 3]
+    assert all(r.status in ("ok", "warn") for r in results)  # clean days of the small world

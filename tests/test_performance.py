@@ -1,0 +1,135 @@
+"""Performance with delayed labels: metric oracles, planted decay, quiet nulls, label maturity."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+
+import numpy as np
+import pytest
+from labelsim import rows, simulate
+from sklearn.metrics import brier_score_loss, log_loss, roc_auc_score
+
+from checks import metrics
+from checks.labelled import Rows
+from checks.performance import PerformanceCheck
+
+
+@pytest.fixture(scope="module")
+def reference():
+    return rows(simulate(300_000, seed=21, ctr=0.03))
+
+
+def test_metrics_equal_sklearn_overall_and_per_segment(reference):
+    current = rows(simulate(60_000, seed=22, ctr=0.03))
+    result = PerformanceCheck(segments=("os",)).fit(reference).evaluate(current)
+    overall = result.details["overall"]
+    y, p = current.labels, current.scores
+    assert overall["auc"] == pytest.approx(roc_auc_score(y, p), abs=1e-12)
+    assert overall["log_loss"] == pytest.approx(log_loss(y, p), rel=1e-12)
+    assert overall["brier"] == pytest.approx(brier_score_loss(y, p), rel=1e-12)
+    assert overall["ne"] == pytest.approx(log_loss(y, p) / metrics.entropy(y.mean()), rel=1e-12)
+    ios = next(s for s in result.details["segments"] if s["value"] == "ios")
+    mask = current.segments["os"].codes == 1
+    assert ios["auc"] == pytest.approx(roc_auc_score(y[mask], p[mask]), abs=1e-12)
+    assert ios["reference"]["count"] == int((reference.segments["os"].codes == 1).sum())
+    json.dumps(result.to_dict(), allow_nan=False)
+
+
+@pytest.mark.parametrize("seed", range(30, 35))
+def test_null_windows_stay_quiet(reference, seed):
+    current = rows(simulate(100_000, seed=seed, ctr=0.03))
+    result = PerformanceCheck(segments=("os", "offer_id")).fit(reference).evaluate(current)
+    assert result.status in ("ok", "warn")
+
+
+def test_scores_that_lost_their_ranking_alert_on_auc_and_ne(reference):
+    data = simulate(100_000, seed=36, ctr=0.03)
+    rng = np.random.default_rng(36)
+    scrambled = rng.random(len(data["score"])) < 0.5
+    data["score"][scrambled] = rng.permutation(data["score"][scrambled])  # same score distribution
+    result = PerformanceCheck().fit(reference).evaluate(rows(data))
+    statuses = result.details["overall"]["statuses"]
+    assert statuses["auc_drop"] == "alert" and statuses["ne_rise"] == "alert"
+    assert statuses["calibration"] in ("ok", "warn")
+    assert result.status == "alert"
+
+
+def test_calibration_decay_shows_in_performance(reference):
+    current = rows(simulate(200_000, seed=37, ctr=0.03, factor=0.8))
+    result = PerformanceCheck().fit(reference).evaluate(current)
+    assert result.details["overall"]["statuses"]["calibration"] == "alert"
+
+
+def test_all_positive_window_reports_undefined_auc_without_failing(reference):
+    n = 1000
+    current = Rows(np.full(n, 0.4), np.ones(n), {})
+    result = PerformanceCheck().fit(reference).evaluate(current)
+    overall = result.details["overall"]
+    assert overall["auc"] is None and overall["ne"] is None
+    assert overall["statuses"]["auc_drop"] == "insufficient_data"
+    assert overall["statuses"]["calibration"] == "alert"
+    json.dumps(result.to_dict(), allow_nan=False)
+
+
+# ------------------------------------------------------------------ label maturity through the runner
+
+
+@pytest.fixture()
+def label_config(small_world, tmp_path):
+    from monitor.config import parse_config
+    from monitor.demo.run import demo_config, write_scored_reference
+    from monitor.store import ResultsStore
+
+    write_scored_reference(small_world)
+    raw = demo_config(small_world, small_world.root.parent)
+    raw["store"]["url"] = f"sqlite:///{tmp_path / 'store.db'}"
+    raw["store"]["reports_dir"] = str(tmp_path / "reports")
+    config = parse_config(raw, "test", small_world.root.parent)
+    store = ResultsStore(config.store_url())
+    yield config, store
+    store.close()
+
+
+def test_window_is_pending_until_labels_mature_then_runs_once(label_config, small_world):
+    from monitor.runner import ModelRunner
+
+    config, store = label_config
+    start = small_world.serving_start
+    end = start + timedelta(days=1)
+    model = config.models[0]
+
+    def run_at(now):
+        runner = ModelRunner(config, model, store, clock=lambda: now)
+        return runner.run(start, end, ["performance", "calibration"])
+
+    # Click labels take 6h: one hour after the window closed, nothing can be judged yet.
+    early = run_at(end + timedelta(hours=1))
+    assert {r.status for r in early} == {"pending"}
+    assert early[0].details["labels_mature_at"] == (end + timedelta(hours=6)).isoformat()
+    assert store.get_result(model.name, "performance", start, end).status == "pending"
+    # Once mature it runs, and the real result replaces the pending one under the same key.
+    mature = run_at(end + timedelta(hours=7))
+    assert {r.status for r in mature} <= {"ok", "warn"}
+    assert mature[0].details["overall"]["count"] == 4000
+    assert store.count_runs(check_name="performance") == 1
+    stored = store.get_result(model.name, "performance", start, end)
+    assert stored.status == mature[0].status and stored.to_dict() == mature[0].to_dict()
+    # Running again later gives the same row, not a second one.
+    again = run_at(end + timedelta(days=3))
+    assert again[0].to_dict() == mature[0].to_dict() and store.count_runs(check_name="performance") == 1
+
+
+def test_missing_label_column_in_serving_is_an_error_result_not_a_crash(label_config, small_world):
+    from monitor.config import parse_config
+    from monitor.demo.run import demo_config
+    from monitor.runner import ModelRunner
+
+    config, store = label_config
+    raw = demo_config(small_world, small_world.root.parent)
+    raw["store"]["url"] = config.store.url
+    raw["models"][0]["schema"]["labels"] = [{"name": "purchase", "delay": "1h"}]
+    broken = parse_config(raw, "test", small_world.root.parent)
+    start = small_world.serving_start
+    results = ModelRunner(broken, broken.models[0], store).run(start, start + timedelta(days=1), ["performance"])
+    assert results[0].status == "error" and "'purchase'" in results[0].details["error"]
