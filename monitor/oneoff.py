@@ -8,7 +8,7 @@ from checks.base import CheckResult
 from checks.drift import DriftCheck
 from monitor.errors import SchemaError
 from monitor.profile import infer_kind, profile_batches
-from monitor.runner import REPORT_SAMPLE_ROWS, build_reference
+from monitor.reference import REPORT_SAMPLE_ROWS, build_reference
 from monitor.sources import Source, sample_batches
 
 
@@ -48,7 +48,7 @@ def drift_between(
     built = build_reference(reference_source, kinds)
     check = DriftCheck(methods=methods or {}, min_samples=min_samples)
     fitted = check.fit(built.profile, built.chunks)
-    current_profile = profile_batches(current_source.batches(list(kinds)), built.spec)
+    current_profile = profile_batches(current_source.batches(list(kinds), dictionary_strings=True), built.spec)
     bad = tuple(f"{path}: {why}" for path, why in reference_source.report.bad_files + current_source.report.bad_files)
     result = fitted.evaluate(current_profile, partial=bool(bad), bad_files=bad)
     if report is not None:

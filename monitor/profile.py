@@ -342,7 +342,8 @@ class NumericProfile:
 
     @property
     def missing_count(self) -> int:
-        return self.null_count + self.nan_count
+        """Values that cannot be scored: nulls, NaN and infinities (the 'null rate' counts all three)."""
+        return self.null_count + self.nan_count + self.inf_count
 
     @property
     def bin_means(self) -> np.ndarray:

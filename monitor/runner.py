@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -24,23 +23,20 @@ from checks.base import CheckResult
 from checks.registry import get_check
 from monitor.config import Config, ModelConfig
 from monitor.errors import DriftlineError
-from monitor.profile import (
-    DatasetProfile,
-    FeatureSpec,
-    ProfileSpec,
-    build_spec,
-    empty_profile,
-    profile_batch,
-    profile_batches,
+from monitor.profile import DatasetProfile, ProfileSpec, empty_profile, profile_batches
+from monitor.reference import (
+    REPORT_SAMPLE_ROWS,
+    Reference,
+    build_reference,
+    combine_references,
+    source_fingerprint,
+    spec_key,
 )
 from monitor.sources import Limits, Source, sample_batches
 from monitor.store import ResultsStore
 
 log = logging.getLogger("driftline.runner")
 
-REFERENCE_SAMPLE_ROWS = 200_000
-REFERENCE_CHUNKS = 10
-REPORT_SAMPLE_ROWS = 20_000
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 DRIFT_CHECKS = ("data_drift", "prediction_drift")
 
@@ -76,88 +72,6 @@ class WindowContext:
         return self.runner.config.reports_dir() / self.model.name / check / (
             f"{self.start:%Y%m%dT%H%M}_{self.end:%Y%m%dT%H%M}.{suffix}"
         )
-
-
-@dataclass
-class Reference:
-    spec: ProfileSpec
-    profile: DatasetProfile
-    chunks: list[DatasetProfile]
-    sample: pa.Table | None = None  # only when built in this process; used for reports
-
-
-def spec_key(spec: ProfileSpec) -> str:
-    return hashlib.sha256(json.dumps(spec.to_dict(), sort_keys=True).encode()).hexdigest()[:32]
-
-
-def build_reference(
-    source: Source,
-    features: dict[str, str],
-    n_chunks: int = REFERENCE_CHUNKS,
-    sample_rows: int = REFERENCE_SAMPLE_ROWS,
-    max_categories: int = 10_000,
-    n_bins: int | None = None,
-) -> Reference:
-    """Fix the spec from a sample, then profile the reference in `n_chunks` row-order chunks."""
-    present = [name for name in features if name in source.schema.names]
-    sample = source.sample(sample_rows, present, seed=0)
-    spec = build_spec(sample, {n: features[n] for n in present}, max_categories=max_categories,
-                      **({"n_bins": n_bins} if n_bins else {}))
-    # Columns the reference lacks still get a spec, so they are reported per feature, not fatal.
-    spec = ProfileSpec(
-        tuple(spec[n] if n in present else FeatureSpec(n, features[n]) for n in features), spec.max_categories
-    )
-    total = source.report.rows
-    chunk_rows = max(1, -(-total // n_chunks))
-    chunks = [empty_profile(spec) for _ in range(n_chunks)]
-
-    def slices() -> Iterator[tuple[int, pa.RecordBatch]]:
-        seen = 0
-        for batch in source.batches(present):
-            offset = 0
-            while offset < batch.num_rows:
-                index = min((seen + offset) // chunk_rows, n_chunks - 1)
-                take = min(batch.num_rows - offset, chunk_rows * (index + 1) - (seen + offset))
-                take = batch.num_rows - offset if index == n_chunks - 1 else max(take, 1)
-                yield index, batch.slice(offset, take)
-                offset += take
-            seen += batch.num_rows
-
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        for index, partial in zip(*_parallel_profiles(pool, slices(), spec)):
-            chunks[index] = chunks[index].merge(partial)
-    profile = empty_profile(spec)
-    for chunk in chunks:
-        profile = profile.merge(chunk)
-    return Reference(spec, profile, [c for c in chunks if c.rows], sample)
-
-
-def _parallel_profiles(pool, items, spec):
-    indices, futures = [], []
-    for index, batch in items:
-        indices.append(index)
-        futures.append(pool.submit(profile_batch, batch, spec))
-    return indices, [f.result() for f in futures]
-
-
-def combine_references(features: Reference, scores: Reference) -> Reference:
-    """Side by side: features profiled from one source, prediction columns from another."""
-    spec = ProfileSpec(features.spec.features + scores.spec.features, features.spec.max_categories)
-
-    def joined(a: DatasetProfile, b: DatasetProfile) -> DatasetProfile:
-        return DatasetProfile(spec, a.rows, {**a.features, **b.features})
-
-    chunks = [joined(a, b) for a, b in zip(features.chunks, scores.chunks)]
-    return Reference(spec, joined(features.profile, scores.profile), chunks, features.sample)
-
-
-def source_fingerprint(source: Source) -> str:
-    files = sorted(source.dataset.files)
-    parts = []
-    for path in files:
-        info = source.filesystem.get_file_info(path)
-        parts.append(f"{path}:{info.size}:{info.mtime_ns}")
-    return hashlib.sha256("\n".join(parts).encode()).hexdigest()
 
 
 class ModelRunner:

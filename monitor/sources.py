@@ -72,8 +72,11 @@ def _format_of(path: str, explicit: str | None) -> str:
 
 
 def _file_format(fmt: str, path: str, filesystem: pafs.FileSystem | None = None):
-    if fmt == "csv" and Path(path).suffix.lower() in {".tsv", ".txt"}:
-        return ds.CsvFileFormat(parse_options=pa.csv.ParseOptions(delimiter="\t"))
+    if fmt == "csv":
+        # Empty cells are missing values, as in Parquet, not the category ''.
+        delimiter = "\t" if Path(path).suffix.lower() in {".tsv", ".txt"} else ","
+        return ds.CsvFileFormat(parse_options=pa.csv.ParseOptions(delimiter=delimiter),
+                                convert_options=pa.csv.ConvertOptions(strings_can_be_null=True))
     if fmt == "parquet" and isinstance(filesystem, pafs.LocalFileSystem):
         return ds.ParquetFileFormat(default_fragment_scan_options=_parquet_scan_options(filesystem))
     return fmt
@@ -148,6 +151,11 @@ class Source:
     def _discover(self, files: list[str]) -> ds.Dataset:
         partitioning = ds.HivePartitioning.discover(infer_dictionary=False)
         file_format = _file_format(self.format, files[0], self.filesystem)
+        if self.format in ("csv", "json"):
+            # A 0-byte text file is an empty window, not a corrupt one (Arrow cannot infer its schema).
+            files = [f for f in files if (self.filesystem.get_file_info(f).size or 0) > 0]
+            if not files:
+                return ds.dataset(pa.schema([]).empty_table())
         try:
             return ds.dataset(files, format=file_format, filesystem=self.filesystem, partitioning=partitioning,
                               partition_base_dir=self._base_dir(files))

@@ -226,9 +226,6 @@ def test_criteo_without_features_reports_the_label_and_id(tmp_path):
     assert features["I2"]["status"] != "error"
 
 
-@pytest.mark.xfail(strict=True, reason="CSV empty categorical cells are read as the category '' rather than null "
-                                       "(sources.py does not set ConvertOptions(strings_can_be_null=True)); "
-                                       "Criteo C22 is ~82% missing per SOURCE.md / pandas but reports null rate 0")
 def test_criteo_missing_categorical_cells_count_as_missing(criteo):
     _, payload = criteo
     assert _by_name(payload)["C22"]["null_rate_reference"] > 0.7

@@ -1,0 +1,114 @@
+"""The reference side: fix the profile spec from a sample, then profile the reference in chunks.
+
+The reference is read twice: a bounded uniform sample fixes each numeric feature's bin
+edges, then a full streaming pass profiles it in row-order chunks. The chunks merge into
+the reference profile, and their spread is what learned thresholds call noise. Kept apart
+from the runner so one-off checks load no store or config code.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Iterator
+
+import pyarrow as pa
+
+from monitor.profile import (
+    DatasetProfile,
+    FeatureSpec,
+    ProfileSpec,
+    build_spec,
+    empty_profile,
+    profile_batch,
+)
+from monitor.sources import Source
+
+REFERENCE_SAMPLE_ROWS = 200_000
+REFERENCE_CHUNKS = 10
+REPORT_SAMPLE_ROWS = 20_000
+_MAX_PENDING_BATCHES = 4  # bounds memory: at most this many batches in flight
+
+
+@dataclass
+class Reference:
+    spec: ProfileSpec
+    profile: DatasetProfile
+    chunks: list[DatasetProfile]
+    sample: pa.Table | None = None  # only when built in this process; used for reports
+
+
+def spec_key(spec: ProfileSpec) -> str:
+    return hashlib.sha256(json.dumps(spec.to_dict(), sort_keys=True).encode()).hexdigest()[:32]
+
+
+def build_reference(
+    source: Source,
+    features: dict[str, str],
+    n_chunks: int = REFERENCE_CHUNKS,
+    sample_rows: int = REFERENCE_SAMPLE_ROWS,
+    max_categories: int = 10_000,
+    n_bins: int | None = None,
+) -> Reference:
+    """Fix the spec from a sample, then profile the reference in `n_chunks` row-order chunks."""
+    present = [name for name in features if name in source.schema.names]
+    sample = source.sample(sample_rows, present, seed=0)
+    spec = build_spec(sample, {n: features[n] for n in present}, max_categories=max_categories,
+                      **({"n_bins": n_bins} if n_bins else {}))
+    # Columns the reference lacks still get a spec, so they are reported per feature, not fatal.
+    spec = ProfileSpec(
+        tuple(spec[n] if n in present else FeatureSpec(n, features[n]) for n in features), spec.max_categories
+    )
+    total = source.report.rows
+    chunk_rows = max(1, -(-total // n_chunks))
+    chunks = [empty_profile(spec) for _ in range(n_chunks)]
+
+    def slices() -> Iterator[tuple[int, pa.RecordBatch]]:
+        seen = 0
+        for batch in source.batches(present, dictionary_strings=True):
+            offset = 0
+            while offset < batch.num_rows:
+                index = min((seen + offset) // chunk_rows, n_chunks - 1)
+                take = min(batch.num_rows - offset, chunk_rows * (index + 1) - (seen + offset))
+                take = batch.num_rows - offset if index == n_chunks - 1 else max(take, 1)
+                yield index, batch.slice(offset, take)
+                offset += take
+            seen += batch.num_rows
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        pending: list = []
+        for index, batch in slices():
+            pending.append((index, pool.submit(profile_batch, batch, spec)))
+            if len(pending) >= _MAX_PENDING_BATCHES:
+                done_index, future = pending.pop(0)
+                chunks[done_index] = chunks[done_index].merge(future.result())
+        for done_index, future in pending:
+            chunks[done_index] = chunks[done_index].merge(future.result())
+    profile = empty_profile(spec)
+    for chunk in chunks:
+        profile = profile.merge(chunk)
+    return Reference(spec, profile, [c for c in chunks if c.rows], sample)
+
+
+def combine_references(features: Reference, scores: Reference) -> Reference:
+    """Side by side: features profiled from one source, prediction columns from another."""
+    spec = ProfileSpec(features.spec.features + scores.spec.features, features.spec.max_categories)
+
+    def joined(a: DatasetProfile, b: DatasetProfile) -> DatasetProfile:
+        return DatasetProfile(spec, a.rows, {**a.features, **b.features})
+
+    chunks = [joined(a, b) for a, b in zip(features.chunks, scores.chunks)]
+    return Reference(spec, joined(features.profile, scores.profile), chunks, features.sample)
+
+
+def source_fingerprint(source: Source) -> str:
+    files = sorted(getattr(source.dataset, "files", []))  # an in-memory (empty) dataset has none
+    parts = []
+    for path in files:
+        info = source.filesystem.get_file_info(path)
+        parts.append(f"{path}:{info.size}:{info.mtime_ns}")
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()
+
+
