@@ -47,7 +47,7 @@ def build(url: str, models: int, checks: int, windows: int, features: int) -> No
                     ledger_rows.append(dict(model=f"model{m}", check_name=f"check{c}", window_start=ws,
                                             window_end=we, grid="every 3600s|3600s|UTC", state="succeeded",
                                             attempts=1, failures=0, duration_seconds=1.0 + w % 50,
-                                            finished_at=now, updated_at=now))
+                                            finished_at=now, updated_at=now, revision=0))
                 connection.execute(insert(runs), run_rows)
                 connection.execute(insert(ledger), ledger_rows)
     store.close()

@@ -2,6 +2,7 @@
 
     python -m bench.skew                  # 10M serving x 10M training rows x 30 features
     python -m bench.skew --rows 1000000
+    python -m bench.skew --rows 1000000 --full   # the whole check: + schema and distribution profiles
 
 Serving logs and training examples of the same N events (20 numeric + 10 categorical
 features, an int64 example id) are generated once under bench/data/ and reused. Every
@@ -26,7 +27,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from bench.drift import machine, measure
+from bench.drift import machine
 
 BENCH_DIR = Path(__file__).resolve().parent
 DATA_DIR = BENCH_DIR / "data"
@@ -43,7 +44,14 @@ SKEWS = {
     "cat_02": "stale mapping: c02_0001 served as c02_0000",
     "num_10": "relative noise 1e-12 (below tolerance: must not count)",
 }
-SECTION = "## Train/serve skew: `python -m bench.skew`"
+START, END = "<!-- bench.skew: start -->", "<!-- bench.skew: end -->"
+TITLE = "## Train/serve skew: `python -m bench.skew`"
+INTRO = (
+    "The feature-value join (`skew/feature_values.py`): one aggregate over both sides' keys, then value "
+    "passes sized to DuckDB's memory_limit (each pass joins only its own columns). These runs shared the "
+    "2 cores with other engineers' jobs, so wall times are inflated several-fold and vary; CPU time "
+    "(user + system, from rusage) is the comparable number.\n"
+)
 
 
 # --------------------------------------------------------------------------- data
@@ -144,57 +152,73 @@ def datasets(rows: int) -> tuple[Path, Path]:
 # --------------------------------------------------------------------------- running
 
 
-def check_command(serving: Path, training: Path, threads: int, memory: str) -> list[str]:
-    return [sys.executable, "-m", "skew.feature_values", "--training", str(training), "--serving", str(serving),
-            "--key", "example_id", "--threads", str(threads), "--memory-limit", memory]
+def measure(command: list[str]) -> dict:
+    """Run one command as its own process: wall seconds, CPU seconds, peak RSS (bytes), stdout."""
+    import os
+    import subprocess
+    import tempfile
+
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        started = time.perf_counter()
+        process = subprocess.Popen(command, stdout=out, stderr=err, cwd=BENCH_DIR.parent)
+        _, status, usage = os.wait4(process.pid, 0)
+        wall = time.perf_counter() - started
+        out.seek(0)
+        err.seek(0)
+        return {"wall_s": wall, "cpu_s": usage.ru_utime + usage.ru_stime, "peak_rss_bytes": usage.ru_maxrss * 1024,
+                "returncode": os.waitstatus_to_exitcode(status), "stdout": out.read().decode(),
+                "stderr": err.read().decode()}
 
 
 def render(result: dict) -> str:
-    m, r = result["machine"], result["run"]
-    join, summary = result["join"], result["summary"]
-    ok = r["wall_s"] <= 30 and r["peak_rss_bytes"] <= 2e9
+    m, r, join = result["machine"], result["run"], result["join"]
+    stage = "whole check (schema + distribution + join)" if result["full"] else "feature-value join"
     lines = [
-        f"#### {result['rows']:,} serving × {result['training_rows']:,} training rows × 30 features",
+        f"#### {result['rows']:,} serving × {result['training_rows']:,} training rows × 30 features, {stage}",
         "",
-        f"{result['date']} · {m['nproc']} CPUs ({m['cpu']}), {m['ram_gib']:.0f} GiB RAM · "
-        f"DuckDB {result['duckdb']}, {result['threads']} threads, memory_limit {result['memory_limit']} · "
-        f"load average before the run {result['load_before']}",
+        f"{result['date']} · {m['nproc']} CPUs ({m['cpu']}), {m['ram_gib']:.0f} GiB RAM, shared with other "
+        f"jobs (1-min load average {result['load_before']} before the run) · DuckDB {result['duckdb']}, "
+        f"{result['threads']} threads, memory_limit {result['memory_limit']}"
+        + (f", {result['passes']} value passes" if result["passes"] else ""),
         "",
-        "| stage | wall time | peak RSS |",
-        "|---|---:|---:|",
-        f"| feature-value skew (keys pass + join pass) | {r['wall_s']:.1f} s | {r['peak_rss_bytes'] / 2**20:,.0f} MiB |",
+        "| wall time (shared machine) | CPU time (user + sys) | CPU time / 2 | peak RSS |",
+        "|---:|---:|---:|---:|",
+        f"| {r['wall_s']:.1f} s | {r['cpu_s']:.1f} s | {r['cpu_s'] / 2:.1f} s | "
+        f"{r['peak_rss_bytes'] / 2**20:,.0f} MiB |",
         "",
-        f"- join: matched {join['matched']:,}, serving only {join['serving_only']:,}, training only "
+        f"- join: matched {join['matched']:,} keys, serving only {join['serving_only']:,}, training only "
         f"{join['training_only']:,}, duplicate keys {join['duplicate_keys']:,}",
-        f"- features flagged: {', '.join(summary) or 'none'}; planted: "
+        f"- features with mismatches: {', '.join(result['flagged']) or 'none'}; planted: "
         + "; ".join(f"{k} ({v})" for k, v in SKEWS.items()),
     ]
-    if result["rows"] >= 10_000_000:
-        lines.append(f"- target (≤ 30 s, ≤ 2 GB peak RSS on 2 cores): **{'met' if ok else 'missed'}**")
+    if result["rows"] >= 10_000_000 and not result["full"]:
+        rss_ok = r["peak_rss_bytes"] <= 2e9
+        lines.append(f"- target ≤ 2 GB peak RSS: **{'met' if rss_ok else 'missed'}**; target ≤ 30 s on 2 cores: "
+                     f"**not measured here** (no idle machine); CPU time / 2 = {r['cpu_s'] / 2:.1f} s is the "
+                     "best case on 2 idle cores, DuckDB keeping both threads busy")
     return "\n".join(lines) + "\n"
 
 
-def update_results(section: str, rows: int) -> None:
-    """Keep our block above bench.drift's `### ` sections (that script re-sorts those)."""
+def update_results(section: str) -> None:
+    """Keep our block between markers, above bench.drift's `### ` sections (that script re-sorts those)."""
     text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
-    cut = text.find("\n### ")
-    head, tail = (text, "") if cut < 0 else (text[:cut + 1], text[cut + 1:])
-    marker = f"#### {rows:,} serving"
-    if SECTION in head:
-        before, block = head.split(SECTION, 1)
-        parts = [p for p in block.split("\n#### ") if p.strip()]
-        intro = parts[0] if not parts[0].startswith(f"{rows:,} serving") and "×" not in parts[0].split("\n")[0] \
-            else ""
-        kept = ["#### " + p.rstrip("\n") + "\n" for p in parts[1 if intro else 0:] if not ("#### " + p).startswith(marker)]
+    if START in text and END in text:
+        before, rest = text.split(START, 1)
+        block, after = rest.split(END, 1)
     else:
-        before, intro, kept = head.rstrip("\n") + "\n\n", "\n", []
+        cut = text.find("\n### ")
+        before, after = (text, "") if cut < 0 else (text[:cut + 1], text[cut:])
+        before, block = before.rstrip("\n") + "\n\n", ""
+    title = section.split("\n", 1)[0]
+    kept = [p if p.startswith("#### ") else "#### " + p for p in block.split("\n#### ")[1:]]
+    kept = [p.rstrip("\n") + "\n" for p in kept if p.split("\n", 1)[0] != title]
     kept.append(section)
-    kept.sort(key=lambda s: int(s.split()[1].replace(",", "")))
-    block = SECTION + (intro.rstrip("\n") + "\n\n" if intro.strip() else "\n\n") + "\n".join(kept)
-    RESULTS.write_text(before + block + ("\n" + tail if tail else ""))
+    kept.sort(key=lambda p: (int(p.split()[1].replace(",", "")), "whole" in p.split("\n", 1)[0]))
+    body = "\n".join([TITLE, "", INTRO, *kept])
+    RESULTS.write_text(before + START + "\n" + body + END + ("\n" if not after.startswith("\n") else "") + after)
 
 
-def run(rows: int, threads: int, memory: str, write: bool) -> dict:
+def run(rows: int, threads: int, memory: str, full: bool, write: bool) -> dict:
     import os
 
     import duckdb
@@ -202,32 +226,32 @@ def run(rows: int, threads: int, memory: str, write: bool) -> dict:
     started = time.perf_counter()
     serving, training = datasets(rows)
     print(f"data ready in {time.perf_counter() - started:.1f} s", file=sys.stderr)
-    for path in (serving, training):  # warm the page cache, as a scheduled job on recent logs would find it
+    for path in (serving, training):  # warm the page cache, as a job on recent logs would find it
         with open(path, "rb") as handle:
             while handle.read(1 << 24):
                 pass
     load = os.getloadavg()[0]
-    measured = measure(check_command(serving, training, threads, memory))
+    command = [sys.executable, "-m", "bench._skew_runner", str(training), str(serving), "--threads", str(threads),
+               "--memory-limit", memory] + (["--full"] if full else [])
+    measured = measure(command)
     if measured["returncode"] != 0:
-        sys.exit(f"skew check failed ({measured['returncode']}):\n{measured['stderr'][-4000:]}")
+        sys.exit(f"skew run failed ({measured['returncode']}):\n{measured['stderr'][-4000:]}")
     output = json.loads(measured["stdout"])
     result = {
-        "rows": rows,
+        "rows": rows, "full": full, "passes": output["passes"],
         "training_rows": pq.ParquetFile(training).metadata.num_rows,
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        "machine": machine(),
-        "duckdb": duckdb.__version__,
-        "threads": threads,
-        "memory_limit": memory,
+        "machine": machine(), "duckdb": duckdb.__version__, "threads": threads, "memory_limit": memory,
         "load_before": f"{load:.1f}",
         "run": {k: v for k, v in measured.items() if k not in ("stdout", "stderr")},
         "join": output["join"],
-        "summary": [f["feature"] for f in output["features"] if f["value_mismatch_rate"]],
+        "flagged": [f["feature"] for f in output["features"]
+                    if (f["value_mismatch_rate"] or 0) + (f["null_mismatch_rate"] or 0) > 0],
     }
     section = render(result)
     print(section)
     if write:
-        update_results(section, rows)
+        update_results(section)
     return result
 
 
@@ -235,10 +259,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.skew", description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", type=int, default=10_000_000, help="serving rows (training: the same events)")
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--memory-limit", default="1GB", help="DuckDB memory_limit")
+    parser.add_argument("--memory-limit", default="1.5GB", help="DuckDB memory_limit")
+    parser.add_argument("--full", action="store_true", help="the whole check, not only the join")
     parser.add_argument("--no-write", action="store_true", help="do not update bench/RESULTS.md")
     args = parser.parse_args(argv)
-    run(args.rows, args.threads, args.memory_limit, not args.no_write)
+    run(args.rows, args.threads, args.memory_limit, args.full, not args.no_write)
     return 0
 
 

@@ -22,7 +22,7 @@ import numpy as np
 
 from checks import metrics
 from checks.base import CheckResult, worst_status
-from checks.labelled import LabelledWindowCheck, Rows, group_index, top_groups
+from checks.labelled import LabelledWindowCheck, Rows, fit_cached, group_index, top_groups
 from checks.registry import register_check
 from checks.thresholds import Tolerance, decide, learn_tolerance
 from monitor.errors import ConfigError
@@ -208,7 +208,7 @@ class CalibrationWindowCheck(LabelledWindowCheck):
     def evaluate_pair(self, prediction, label, reference, current, context) -> CheckResult:
         params = self.config.check_params() if self.config is not None else {}
         check = CalibrationCheck(name=self.name, segments=tuple(self.segments), **params)
-        return check.fit(reference).evaluate(current, prediction=prediction, label=label)
+        return fit_cached(check, reference).evaluate(current, prediction=prediction, label=label)
 
 
 @register_check("calibration")

@@ -29,7 +29,7 @@ import numpy as np
 from checks import metrics
 from checks.base import CheckResult, FeatureDrift, worst_status
 from checks.changepoint import page_hinkley
-from checks.labelled import LabelledWindowCheck, Rows, group_index, top_groups
+from checks.labelled import LabelledWindowCheck, Rows, fit_cached, group_index, top_groups
 from checks.registry import register_check
 from checks.thresholds import Tolerance, benjamini_hochberg, decide, excess_spread, learn_tolerance, one_sided_p
 from monitor.errors import ConfigError
@@ -322,8 +322,8 @@ def _dispersion(families: list[tuple[float, float]], guard: float = 0.01) -> flo
     return max(1.0, total / df)
 
 
-def loss_history(store, model: str, check: str, start, window) -> list[float]:
-    """The stored loss z-series of earlier windows of the same length (signal c)."""
+def loss_history(store, model: str, check: str, start, window, prediction: str | None = None) -> list[float]:
+    """The stored loss z-series of one prediction column over earlier windows of the same length (signal c)."""
     if store is None:
         return []
     series = []
@@ -333,8 +333,9 @@ def loss_history(store, model: str, check: str, start, window) -> list[float]:
         from datetime import datetime
 
         begin, end = datetime.fromisoformat(result.window_start), datetime.fromisoformat(result.window_end)
-        if end <= start and end - begin == window:
-            series.append((begin, result.details.get("loss_z")))
+        details = result.details.get("predictions", {}).get(prediction, result.details)
+        if end <= start and end - begin == window and details.get("prediction") in (None, prediction):
+            series.append((begin, details.get("loss_z")))
     return [value for _, value in sorted(series, key=lambda item: item[0])]
 
 
@@ -347,8 +348,8 @@ class ConceptWindowCheck(LabelledWindowCheck):
             params["segment_pairs"] = tuple(tuple(p) for p in params["segment_pairs"])
         check = ConceptCheck(name=self.name, segments=tuple(self.segments), **params)
         history = loss_history(getattr(context, "store", None), context.model.name, self.name, context.start,
-                               context.end - context.start) if len(self.pairs) == 1 else []
-        return check.fit(reference).evaluate(current, history=history, prediction=prediction, label=label)
+                               context.end - context.start, prediction)
+        return fit_cached(check, reference).evaluate(current, history=history, prediction=prediction, label=label)
 
 
 @register_check("concept_drift")

@@ -164,6 +164,24 @@ def _reference_rows(context, prediction: str, label: str, segments: list[str]) -
     return rows
 
 
+_FITTED: "OrderedDict[tuple, tuple]" = OrderedDict()
+
+
+def fit_cached(check, reference: Rows):
+    """`check.fit(reference)`, reused while the same (cached) reference rows and parameters come back:
+    a scheduled job re-fits nothing from window to window."""
+    key = (id(reference), check)  # checks are frozen dataclasses: hashable by their parameters
+    cached = _FITTED.get(key)
+    if cached is not None and cached[0] is reference:
+        _FITTED.move_to_end(key)
+        return cached[1]
+    fitted = check.fit(reference)
+    _FITTED[key] = (reference, fitted)
+    while len(_FITTED) > 8:
+        _FITTED.popitem(last=False)
+    return fitted
+
+
 def prediction_pairs(model, mapping: dict[str, str]) -> list[tuple[str, str, timedelta]]:
     """(prediction, label, label delay) pairs: configured, else predictions and labels in order."""
     schema = model.model_schema
@@ -200,6 +218,7 @@ class LabelledWindowCheck(WindowCheck):
 
     def run(self, context) -> CheckResult:
         now = getattr(context, "now", None) or self.now or datetime.now(timezone.utc)
+        now = now.replace(tzinfo=timezone.utc) if now.tzinfo is None else now  # naive means UTC, as in the store
         mature = self.mature_at(context.end)
         if mature > now:
             return CheckResult(check=self.name, status="pending", details={
@@ -223,7 +242,7 @@ class LabelledWindowCheck(WindowCheck):
 
 
 def combine(name: str, results: list[CheckResult], result_context: dict) -> CheckResult:
-    """One result per window: a single pair as is; several under details['pairs']."""
+    """One result per window: a single pair as is; several under details['predictions'][column]."""
     from checks.base import worst_status
 
     if len(results) == 1:
@@ -233,5 +252,5 @@ def combine(name: str, results: list[CheckResult], result_context: dict) -> Chec
         features=tuple(f for r in results for f in r.features),
         reference_rows=max(r.reference_rows for r in results),
         current_rows=max(r.current_rows for r in results),
-        details={"pairs": [r.details for r in results]}, **result_context,
+        details={"predictions": {r.details.get("prediction"): r.details for r in results}}, **result_context,
     )

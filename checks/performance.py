@@ -19,7 +19,7 @@ import numpy as np
 
 from checks import metrics
 from checks.base import CheckResult, worst_status
-from checks.labelled import LabelledWindowCheck, Rows, group_index, top_groups
+from checks.labelled import LabelledWindowCheck, Rows, fit_cached, group_index, top_groups
 from checks.registry import register_check
 from checks.thresholds import Tolerance, decide, learn_tolerance, one_sided_p
 from monitor.errors import ConfigError
@@ -133,7 +133,8 @@ class FittedPerformance:
         return out
 
     def _enough(self, cur: dict) -> bool:
-        return cur.get("count", 0) >= self.check.min_rows and cur.get("predicted_positives", 0) >= self.check.min_positives
+        check = self.check
+        return cur.get("count", 0) >= check.min_rows and cur.get("predicted_positives", 0) >= check.min_positives
 
     def evaluate(self, current: Rows, prediction: str | None = None, label: str | None = None,
                  **context) -> CheckResult:
@@ -193,7 +194,7 @@ class PerformanceWindowCheck(LabelledWindowCheck):
     def evaluate_pair(self, prediction, label, reference, current, context) -> CheckResult:
         params = self.config.check_params() if self.config is not None else {}
         check = PerformanceCheck(name=self.name, segments=tuple(self.segments), **params)
-        return check.fit(reference).evaluate(current, prediction=prediction, label=label)
+        return fit_cached(check, reference).evaluate(current, prediction=prediction, label=label)
 
 
 @register_check("performance")

@@ -23,6 +23,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -53,6 +54,7 @@ class SuiteParams:
     range_tolerance: float = 0.1
     range_mostly: float = 0.999
     null_rate_tolerance: float = 0.02
+    threshold_mode: str = "static"  # learned: null-rate bounds also cover the reference's chunk-to-chunk spread
     unseen_tolerance: float = 0.01
     top_k: int = 1000
     sample_rows: int = 1_000_000
@@ -73,10 +75,7 @@ def derive_suite(reference: pa.Table, kinds: dict[str, str], id_column: str | No
         if family:
             items.append(expectation("expect_column_values_to_be_in_type_list", why="type",
                                      column=column, type_list=TYPE_FAMILIES[family]))
-        missing = values.null_count
-        if pa.types.is_floating(values.type):
-            missing += int(pc.sum(pc.is_nan(values)).as_py() or 0)  # pandas (and GX) count NaN as null
-        bound = (missing / rows if rows else 0.0) + params.null_rate_tolerance
+        bound = _null_bound(values, params)
         if bound < 1:
             items.append(expectation("expect_column_values_to_not_be_null", why="null rate",
                                      column=column, mostly=round(1 - bound, 6)))
@@ -97,6 +96,23 @@ def derive_suite(reference: pa.Table, kinds: dict[str, str], id_column: str | No
                                  value_set=[0, 1]))
     return {"name": name, "expectations": items,
             "meta": {"driftline": {"derived_from_rows": rows, **params.__dict__}}}
+
+
+def _missing_rate(values) -> float:
+    missing = values.null_count
+    if pa.types.is_floating(values.type):
+        missing += int(pc.sum(pc.is_nan(values)).as_py() or 0)  # pandas (and GX) count NaN as null
+    return missing / len(values) if len(values) else 0.0
+
+
+def _null_bound(values: pa.ChunkedArray, params: SuiteParams) -> float:
+    """Reference null rate + tolerance; learned: at least mean + 5 std of the rate over 10 row-order chunks."""
+    bound = _missing_rate(values) + params.null_rate_tolerance
+    if params.threshold_mode == "learned" and len(values) >= 10:
+        edges = np.linspace(0, len(values), 11).astype(int)
+        rates = [_missing_rate(values.slice(a, b - a)) for a, b in zip(edges[:-1], edges[1:])]
+        bound = max(bound, float(np.mean(rates) + 5 * np.std(rates, ddof=1)))
+    return bound
 
 
 def _range(column: str, values: pa.ChunkedArray, params: SuiteParams) -> list[dict]:
@@ -247,13 +263,17 @@ class QualityWindowCheck(WindowCheck):
         if self.config.suite:
             path = context.runner.config.base_dir / self.config.suite
             return load_suite(path)
+        from monitor.profile import infer_kind
         from monitor.runner import source_fingerprint
 
         schema = self.model.model_schema
         source = context.reference_source()
-        kinds = {c: k for c, k in self.model.feature_kinds.items()}
+        kinds = dict(self.model.feature_kinds)
         if self.config.columns is not None:
-            kinds = {c: kinds.get(c, "categorical") for c in self.config.columns}
+            missing = [c for c in self.config.columns if c not in kinds and c not in source.schema.names]
+            if missing:
+                raise SchemaError(f"{source.location}: column '{missing[0]}' is not in the reference data")
+            kinds = {c: kinds.get(c) or infer_kind(source.schema.field(c).type) for c in self.config.columns}
         key = (source_fingerprint(source), tuple(kinds.items()), self.params, schema.example_id)
         if key not in _SUITES:
             present = [c for c in kinds if c in source.schema.names]
@@ -270,6 +290,13 @@ class QualityWindowCheck(WindowCheck):
     def run(self, context) -> CheckResult:
         suite = self.suite(context)
         source = context.serving_source()
+        # Predictions and labels may live elsewhere than the serving logs: judge them only when present.
+        schema = self.model.model_schema
+        absent = {c for c in [*schema.predictions, *(label.name for label in schema.labels)]
+                  if c not in source.schema.names}
+        if absent:
+            suite = {**suite, "expectations": [e for e in suite["expectations"]
+                                               if e.get("kwargs", {}).get("column") not in absent]}
         columns = [c for c in suite_columns(suite) if c in source.schema.names]
         table, rows = read_for_suite(source.batches(columns, context.start, context.end), suite,
                                      self.params.sample_rows, source.schema)

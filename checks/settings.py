@@ -34,6 +34,7 @@ class QualityCheckConfig(_Strict):
     unseen_tolerance: float = Field(default=0.01, ge=0, le=1)
     top_k: int = Field(default=1000, ge=1, description="categoricals with more values get a top-k coverage bound")
     sample_rows: int = Field(default=1_000_000, ge=1000, description="validate a uniform sample beyond this")
+    threshold_mode: Literal["static", "learned"] = "static"
 
     def check_params(self) -> dict:
         return self.model_dump(exclude={"enabled", "suite", "columns"})

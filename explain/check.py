@@ -151,7 +151,9 @@ class AttributionDriftCheck(WindowCheck):
         label = self._label()
         columns = list(model.features) + ([label] if label else [])
         reference, spec = self._baseline(context, model, columns)
-        frame = self._sample(context.serving_batches(columns), columns, context.serving_source().schema)
+        source = context.serving_source()
+        frame = self._sample(source.batches(columns, context.start, context.end), columns, source.schema)
+        bad = tuple(f"{path}: {why}" for path, why in source.report.bad_files)
         if frame.empty:
             return CheckResult(check=self.name, status="insufficient_data",
                                details={"error": "no rows in the window"}, **context.result_context)
@@ -165,7 +167,8 @@ class AttributionDriftCheck(WindowCheck):
                              if f.feature in missing else f for f in result.features)
             status = "alert" if result.status == "alert" else worst_status(f.status for f in features)
             result = result.with_updates(features=features, status=status)
-        result = result.with_updates(details={**result.details, "sample_size": c.sample_size, "label": label})
+        result = result.with_updates(details={**result.details, "sample_size": c.sample_size, "label": label},
+                                     partial=bool(bad), bad_files=bad)
         if c.report:
             result = self._with_report(context, model, result, values)
         return result

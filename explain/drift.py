@@ -192,6 +192,8 @@ def compare(reference: Attribution, current: Attribution, kinds: dict[str, str],
     if flagged:
         status = "alert"
     notes = [n for n in (reference.note, current.note) if n]
+    if reference.permutation is not None and current.permutation is None:
+        notes.append("permutation importances not compared: the window has no labelled rows (yet) or one class only")
     if reference.permutation is not None and current.permutation is not None and not compare_permutation:
         notes.append(f"permutation importances not compared: fewer than {t.min_positives} positive labels")
     details = {

@@ -154,8 +154,13 @@ class LightGBMModel:
 
 
 def load_model(path: str | Path, vocabulary: str | Path | dict | None = None, name: str | None = None) -> Model:
-    """A LightGBM text model file, or a demo world directory (its model coded with world.json)."""
+    """A LightGBM text model file, a demo world directory (its model coded with world.json), or a
+    retrain/ model directory (model.json + weights; its torch rankers are DeepModels)."""
     path = Path(path)
+    if path.is_dir() and (path / "model.json").is_file():  # a retrain/ artifact (DCN-V2, ESMM, LightGBM)
+        from retrain.base import load_model as load_trained
+
+        return load_trained(path)
     if path.is_dir() and (path / "world.json").is_file() and vocabulary is None:
         vocabulary, path = path / "world.json", path / "model" / "model.txt"
         name = name or "demo-world"

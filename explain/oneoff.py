@@ -15,7 +15,7 @@ def explain_file(model_path: str | Path, data: str, method: str = "shap", label:
                  n_repeats: int = 5, groups: dict[str, list[str]] | None = None,
                  report: Path | None = None) -> ExplainResult:
     """Global importances of the model on a uniform sample of `sample` rows of `data`."""
-    from explain.models import load_model
+    from explain.models import DeepModel, load_model
     from monitor.sources import Source
 
     if method not in ("shap", "permutation"):
@@ -25,7 +25,7 @@ def explain_file(model_path: str | Path, data: str, method: str = "shap", label:
     model = load_model(model_path, vocabulary)
     source = Source(data)
     names = source.schema.names
-    missing = [f for f in model.features if f not in names]
+    missing = [f for f in tuple(model.features) if f not in names]
     if missing:
         raise SchemaError(f"{data}: lacks model feature column '{missing[0]}'"
                           + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""))
@@ -33,11 +33,18 @@ def explain_file(model_path: str | Path, data: str, method: str = "shap", label:
         raise SchemaError("--label is required with --method permutation")
     if label and label not in names:
         raise SchemaError(f"{data}: label column '{label}' is missing")
-    columns = list(model.features) + ([label] if label else [])
+    columns = list(tuple(model.features)) + ([label] if label else [])
     frame = source.sample(sample, columns, seed=seed).to_pandas()
     if frame.empty:
         raise SchemaError(f"{data}: no rows")
-    if method == "shap":
+    if method == "shap" and isinstance(model, DeepModel):
+        from explain.deep import deep_shap, to_result
+        from explain.tree import sample_frame
+
+        background = sample_frame(frame, 100, seed + 1)
+        attribution = deep_shap(model, frame, background, seed=seed)
+        result, values = to_result(model, attribution), None
+    elif method == "shap":
         from explain.tree import shap_importance
 
         result, values = shap_importance(model, frame, sample=None, seed=seed)
@@ -57,10 +64,11 @@ def explain_file(model_path: str | Path, data: str, method: str = "shap", label:
 
 def _report(path: Path, result: ExplainResult, model, frame, values, seed: int) -> None:
     from checks.base import CheckResult
+    from explain.models import TreeModel
     from explain.report import render_explain_report
     from explain.tree import sample_frame, shap_values
 
-    if values is None:  # the beeswarm needs SHAP values; a bounded sample keeps it cheap
+    if values is None and isinstance(model, TreeModel):  # the beeswarm's SHAP values, on a bounded sample
         values = shap_values(model, sample_frame(frame, 2000, seed))
     method = "mean_abs_shap" if result.method == "shap" else "permutation_logloss"
     rows = [{"feature": f.feature, "method": method, "importance": f.importance, "std": f.std}

@@ -115,9 +115,30 @@ def permutation_scores(model: Model, frame, y, *, n_repeats: int = 5, seed: int 
         raise SchemaError(f"{len(y)} labels for {len(frame)} rows")
     units = _units(tuple(model.features), groups)
     column_seed = _seeded(seed)
-    if scoring is None and isinstance(model, MatrixModel):
-        return _builtin(model, frame, y, units, n_repeats, column_seed)
+    if scoring is None:
+        return _builtin(model if isinstance(model, MatrixModel) else _FrameModel(model), frame, y, units,
+                        n_repeats, column_seed)
     return _scored(model, frame, y, units, n_repeats, column_seed, scoring)
+
+
+class _FrameModel:
+    """Any Model as a MatrixModel whose "matrix" is an object array of the feature columns (deep
+    rankers encode inside predict); shuffling its columns shuffles the frame's."""
+
+    def __init__(self, model: Model) -> None:
+        self.model, self.features = model, tuple(model.features)
+
+    def encode(self, frame) -> np.ndarray:
+        missing = [f for f in self.features if f not in frame.columns]
+        if missing:
+            raise SchemaError(f"data lacks model feature column '{missing[0]}'")
+        return frame[list(self.features)].to_numpy(dtype=object)
+
+    def predict_matrix(self, matrix: np.ndarray) -> np.ndarray:
+        import pandas as pd
+
+        frame = pd.DataFrame({f: pd.Series(matrix[:, i]).infer_objects() for i, f in enumerate(self.features)})
+        return np.asarray(self.model.predict(frame), dtype=np.float64)
 
 
 def _builtin(model: MatrixModel, frame, y, units, n_repeats, column_seed) -> PermutationScores:

@@ -140,8 +140,9 @@ def render_explain_report(path: str | Path, title: str, result: CheckResult, val
     if any(r["method"] == "permutation_logloss" for r in rows):
         sections.append(_img(importance_bars(rows, reference_rows, "permutation_logloss",
                                              "permutation importance (log-loss increase)"), "permutation"))
-    sections.append("<h2>SHAP values (beeswarm)</h2>")
-    sections.append(_img(beeswarm(values, values.features), "beeswarm"))
+    if values is not None:
+        sections.append("<h2>SHAP values (beeswarm)</h2>")
+        sections.append(_img(beeswarm(values, values.features), "beeswarm"))
     over_time = [importance_over_time(history, m) for m in ("mean_abs_shap", "permutation_logloss")]
     if any(over_time):
         sections.append("<h2>Importance over time</h2>")

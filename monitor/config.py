@@ -232,6 +232,7 @@ class RetrainConfig(_Strict):
     holdout_fraction: float | None = Field(default=None, gt=0, lt=1, description="instead: the latest share of rows")
     validation_fraction: float = Field(default=0.1, gt=0, lt=1, description="latest share of training, for early stopping")
     max_rows: int | None = Field(default=2_000_000, gt=0, description="uniform sample of the window beyond this")
+    exclude: list[str] = Field(default=[], description="START/END windows left out (known-bad data, e.g. incidents)")
     gates: GatesConfig = GatesConfig()
     infra_sample_rows: int = Field(default=1000, ge=1)
     push: PushConfig = PushConfig()

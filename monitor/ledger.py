@@ -41,7 +41,6 @@ from sqlalchemy import (
     and_,
     func,
     insert,
-    or_,
     select,
     update,
 )
@@ -73,6 +72,7 @@ ledger = Table(
     Column("finished_at", DateTime(timezone=True)),
     Column("duration_seconds", Float),
     Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("revision", Integer, nullable=False),  # bumped by every state change (the exporter's cache key)
     UniqueConstraint("model", "check_name", "window_start", "window_end", name="uq_ledger_key"),
 )
 
@@ -115,11 +115,17 @@ def now_utc() -> datetime:
     return datetime.now(timezone.utc)
 
 
+_LIVE_OWNERS: set[str] = set()  # owners created in this process (same pid, other nonce: a dead process)
+
+
 @dataclass(frozen=True)
 class Owner:
     """Who holds a lease: `host:pid:nonce`. A dead pid on this host frees its leases at once."""
 
     id: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}")
+
+    def __post_init__(self) -> None:
+        _LIVE_OWNERS.add(self.id)
 
     def holder_alive(self, other: str | None) -> bool | None:
         """True/False when we can tell (same host), None otherwise (trust the lease)."""
@@ -134,8 +140,8 @@ class Owner:
             return None
         if host != socket.gethostname():
             return None
-        if pid_number == os.getpid():
-            return False  # an earlier process that had our pid: it is gone
+        if pid_number == os.getpid():  # this process, or an earlier one that had our pid
+            return other in _LIVE_OWNERS
         try:
             os.kill(pid_number, 0)
         except ProcessLookupError:
@@ -243,7 +249,8 @@ class Ledger:
 
     def _row(self, schedule: Schedule, start, end, now) -> dict:
         return dict(model=schedule.model, check_name=schedule.check, window_start=naive(start),
-                    window_end=naive(end), grid=schedule.grid, attempts=0, failures=0, updated_at=naive(now))
+                    window_end=naive(end), grid=schedule.grid, attempts=0, failures=0, updated_at=naive(now),
+                    revision=0)
 
     def _insert_ignore(self, row: dict):
         if self.engine.dialect.name == "postgresql":
@@ -275,11 +282,11 @@ class Ledger:
         with self.engine.begin() as connection:
             row = connection.execute(select(ledger).where(where)).first()
             if row is None:
+                # RETURNING, not rowcount: PostgreSQL reports -1 for INSERT .. ON CONFLICT DO NOTHING.
                 inserted = connection.execute(self._insert_ignore(dict(
                     model=model, check_name=check, window_start=naive(start), window_end=naive(end), grid=grid,
-                    attempts=1, failures=0, **running)))
-                return Claim(inserted.inserted_primary_key[0], model, check, start, end, token, 1) \
-                    if inserted.rowcount == 1 else None
+                    attempts=1, failures=0, revision=0, **running)).returning(ledger.c.id)).first()
+                return None if inserted is None else Claim(inserted[0], model, check, start, end, token, 1)
             if row.state == "running" and not self._stale(row, now):
                 return None
             if row.state in TERMINAL and not force:
@@ -291,7 +298,8 @@ class Ledger:
                             f"re-running: {self.owner.describe(row.owner or '')} stopped working on it", now)
             same = ledger.c.token.is_(None) if row.token is None else ledger.c.token == row.token
             changed = connection.execute(update(ledger).where(ledger.c.id == row.id, same, ledger.c.state == row.state)
-                                         .values(attempts=ledger.c.attempts + 1, **running))
+                                         .values(attempts=ledger.c.attempts + 1, revision=ledger.c.revision + 1,
+                                                 **running))
             if changed.rowcount != 1:
                 return None
             return Claim(row.id, model, check, start, end, token, row.attempts + 1)
@@ -336,7 +344,7 @@ class Ledger:
 
     def _fenced(self, claim: Claim):
         return update(ledger).where(ledger.c.id == claim.id, ledger.c.token == claim.token,
-                                    ledger.c.state == "running")
+                                    ledger.c.state == "running").values(revision=ledger.c.revision + 1)
 
     def heartbeat(self, lease: timedelta, now: datetime | None = None) -> int:
         now = utc(now or now_utc())
@@ -407,8 +415,3 @@ def _plain(row) -> dict:
     if "check_name" in data:
         data["check"] = data.pop("check_name")
     return data
-
-
-def window_is_stale_filter(now: datetime):
-    """SQL condition for running rows whose lease has expired (used by the exporter)."""
-    return or_(ledger.c.lease_expires_at.is_(None), ledger.c.lease_expires_at <= naive(now))

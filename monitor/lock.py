@@ -44,8 +44,8 @@ class InstanceLock:
                 else:
                     from sqlalchemy.dialects.sqlite import insert
                 done = connection.execute(insert(instance_lock).values(name=self.name, **values)
-                                          .on_conflict_do_nothing())
-                if done.rowcount == 1:
+                                          .on_conflict_do_nothing().returning(instance_lock.c.name)).first()
+                if done is not None:  # RETURNING: PostgreSQL's rowcount is -1 for ON CONFLICT DO NOTHING
                     return
                 row = connection.execute(select(instance_lock).where(instance_lock.c.name == self.name)).first()
             alive = self.owner.holder_alive(row.owner)

@@ -73,8 +73,8 @@ class Schedule:
 
     def describe(self) -> str:
         c = self.config
-        trigger = f"cron '{c.cron}'" if c.cron else f"every {c.interval}"
-        return f"{trigger} {c.timezone}, window {c.window}"
+        trigger = f"cron '{c.cron}'" if c.cron else f"every {_short(c.interval)}"
+        return f"{trigger} {c.timezone}, window {_short(c.window)}"
 
     def trigger(self):
         from apscheduler.triggers.cron import CronTrigger
@@ -179,6 +179,14 @@ def schedules_of(config: Config) -> list[Schedule]:
         if ids.count(job_id) > 1:
             raise ConfigError(f"schedule {job_id.rsplit('/', 1)[0]} is listed twice with the same fields")
     return found
+
+
+def _short(value: timedelta) -> str:
+    seconds = _seconds(value)
+    for unit, size in (("w", 604800), ("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
 
 
 def _seconds(value: timedelta) -> int:

@@ -144,11 +144,13 @@ class JobRunner:
         self.on_queued = on_queued or (lambda: None)
         self.stopping = threading.Event()
         self._locks: dict[tuple[str, str], threading.Lock] = defaultdict(threading.Lock)
+        self._locks_guard = threading.Lock()  # two first wake-ups must not create two locks
 
     def tick(self, schedule: Schedule) -> TickReport:
         report = TickReport()
         pair = (schedule.model, schedule.check)
-        lock = self._locks[pair]
+        with self._locks_guard:
+            lock = self._locks[pair]
         if not lock.acquire(blocking=False):
             report.overlap = True
             self.ledger.event(*pair, "overlap", "a run was still in progress; this wake-up was skipped "

@@ -218,7 +218,8 @@ class TorchTrainer(Trainer):
 
         cat, num, y = tensors(train.frame, y_train)
         vcat, vnum, vy = tensors(valid.frame, y_valid)
-        optimiser = torch.optim.Adam(module.parameters(), lr=params.learning_rate, weight_decay=params.weight_decay)
+        optimiser = torch.optim.Adam(module.parameters(), lr=params.learning_rate, weight_decay=params.weight_decay,
+                                     fused=device.type == "cuda")
         generator = torch.Generator().manual_seed(params.seed)
         n, batch = len(train), params.batch_size
         steps_per_epoch = (n + batch - 1) // batch

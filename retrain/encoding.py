@@ -94,7 +94,8 @@ class NumericScaler:
         """(rows, features) float32 in the given order; nulls and infinities become 0."""
         columns = []
         for feature in features:
-            t = (self._log(frame[feature].to_numpy(dtype=np.float64, na_value=np.nan)) - self.mean[feature]) / self.std[feature]
+            raw = frame[feature].to_numpy(dtype=np.float64, na_value=np.nan)
+            t = (self._log(raw) - self.mean[feature]) / self.std[feature]
             columns.append(np.where(np.isfinite(t), t, 0.0))
         if not columns:
             return np.zeros((len(frame), 0), dtype=np.float32)

@@ -197,11 +197,13 @@ def apply_gates(candidate: Evaluation, production: Evaluation | None, gates: Gat
     error = None if c.calibration_ratio is None else abs(c.calibration_ratio - 1)
     prod_error = None if not p or p.calibration_ratio is None else abs(p.calibration_ratio - 1)
     # Calibrated within tolerance, or at least no worse than what serves now.
-    ok = error is not None and (error <= gates.max_calibration_error or (prod_error is not None and error <= prod_error))
+    ok = error is not None and (error <= gates.max_calibration_error
+                                or (prod_error is not None and error <= prod_error))
     checks.append(GateCheck("overall", "calibration_ratio", c.calibration_ratio, p.calibration_ratio if p else None,
                             gates.max_calibration_error, ok, "" if ok else
                             f"calibration_ratio (overall) {_fmt(c.calibration_ratio)} is off by more than "
-                            f"{gates.max_calibration_error:g} and worse than production {_fmt(p.calibration_ratio if p else None)}"))
+                            f"{gates.max_calibration_error:g} and worse than production "
+                            f"{_fmt(p.calibration_ratio if p else None)}"))
     for column, value in _selected(gates, candidate):
         scope = f"{column}={value}"
         cm = candidate.segments[column][value]

@@ -23,12 +23,12 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Callable
 
-import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from monitor.config import Config, ModelConfig
-from monitor.errors import ConfigError, SchemaError
+from monitor.errors import ConfigError, DriftlineError, SchemaError
 from monitor.sources import Source, sample_batches
 from retrain.base import Dataset, FeatureSet, ProgressFn, TrainingError, get_trainer, load_model
 from retrain.evaluate import Gates, apply_gates, evaluate
@@ -115,6 +115,21 @@ def read_window(config: Config, model: ModelConfig, columns: list[str], start: d
                 max_rows: int | None) -> pd.DataFrame:
     """The window's rows from the configured sources, time-ordered, uniformly sampled to max_rows."""
     ts = model.model_schema.timestamp
+    excluded = excluded_windows(model)
+
+    def kept(batches):
+        """Leave out rows in excluded windows before sampling, so the sample is of good rows."""
+        for batch in batches:
+            if excluded:
+                times = pc.cast(batch.column(ts), pa.timestamp("us", tz="UTC"))
+                drop = None
+                for lo, hi in excluded:
+                    inside = pc.and_(pc.greater_equal(times, pa.scalar(lo, times.type)),
+                                     pc.less(times, pa.scalar(hi, times.type)))
+                    drop = inside if drop is None else pc.or_(drop, inside)
+                batch = batch.filter(pc.invert(pc.fill_null(drop, False)))
+            yield batch
+
     tables = []
     for role in model.retrain.sources:
         cfg = getattr(model, role)
@@ -123,7 +138,7 @@ def read_window(config: Config, model: ModelConfig, columns: list[str], start: d
         if missing:
             raise SchemaError(f"{source.location}: column '{missing[0]}' is missing ({role} source, "
                               f"needed by models.{model.name}.retrain)")
-        batches = source.batches(columns, start, end)
+        batches = kept(source.batches(columns, start, end))
         table = (sample_batches(batches, max_rows, SEED, source.schema, columns) if max_rows
                  else pa.Table.from_batches(list(batches), schema=pa.schema([source.schema.field(c) for c in columns])))
         tables.append(table.select(columns))
@@ -133,6 +148,18 @@ def read_window(config: Config, model: ModelConfig, columns: list[str], start: d
     frame = table.to_pandas()
     frame[ts] = pd.to_datetime(frame[ts], utc=True)
     return frame.sort_values(ts, kind="mergesort").reset_index(drop=True)
+
+
+def excluded_windows(model: ModelConfig) -> list[tuple[datetime, datetime]]:
+    from monitor.sources import parse_window
+
+    windows = []
+    for i, text in enumerate(model.retrain.exclude):
+        try:
+            windows.append(parse_window(text))
+        except DriftlineError as exc:
+            raise ConfigError(f"models.{model.name}.retrain.exclude.{i}: {exc}") from exc
+    return windows
 
 
 def split(frame: pd.DataFrame, ts: str, end: datetime, model: ModelConfig) -> tuple[pd.DataFrame, ...]:
@@ -188,6 +215,7 @@ def run_retrain(config: Config, model_name: str | None = None, trainer: str | No
     ts = schema.timestamp
 
     start, end = resolve_window(model, window, now)
+    excluded_windows(model)  # bad entries fail before any reading
     delays = {l.name: l.delay for l in schema.labels}
     labelled_end = min(end, _utc(now or datetime.now(timezone.utc)) - max(delays.get(l, timedelta(0)) for l in labels))
     if labelled_end <= start:
@@ -196,6 +224,7 @@ def run_retrain(config: Config, model_name: str | None = None, trainer: str | No
     columns = list(dict.fromkeys([ts, *features.names, *labels, *segments]))
     log(f"reading {', '.join(retrain.sources)} rows {start:%Y-%m-%d %H:%M} – {labelled_end:%Y-%m-%d %H:%M}")
     frame = read_window(config, model, columns, start, labelled_end, retrain.max_rows)
+    frame = frame.dropna(subset=labels).reset_index(drop=True)  # impressions whose label was never joined
     if frame.empty:
         raise TrainingError(f"no labelled rows in the window {start:%Y-%m-%dT%H:%M}/{end:%Y-%m-%dT%H:%M} "
                             f"(sources: {', '.join(retrain.sources)})")
@@ -233,12 +262,14 @@ def run_retrain(config: Config, model_name: str | None = None, trainer: str | No
         passed = decision.passed and infra.passed
         gates_record = dict(decision.to_dict(), passed=passed, reasons=list(reasons))
         y = holdout_df[label].to_numpy()
-        curves = {"roc": {"candidate": roc_points(y, scores)}, "reliability": {"candidate": reliability_points(y, scores)}}
+        curves = {"roc": {"candidate": roc_points(y, scores)},
+                  "reliability": {"candidate": reliability_points(y, scores)}}
         if prod_scores is not None:
             curves["roc"]["production"] = roc_points(y, prod_scores)
             curves["reliability"]["production"] = reliability_points(y, prod_scores)
         window_record = {"start": start.isoformat(), "end": end.isoformat(), "labelled_end": labelled_end.isoformat(),
-                         "sources": list(retrain.sources), "train_rows": len(train), "valid_rows": len(valid),
+                         "sources": list(retrain.sources), "excluded": list(retrain.exclude),
+                         "train_rows": len(train), "valid_rows": len(valid),
                          "holdout_rows": len(holdout_df), "holdout_start": holdout_df[ts].iloc[0].isoformat()}
         report = {"format": FORMAT, "model": model.name, "trainer": name, "window": window_record,
                   "production_version": production_version, "candidate": cand_eval.to_dict(),

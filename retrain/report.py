@@ -47,7 +47,8 @@ def _svg(title: str, series: dict[str, list[tuple[float, float]]], x_label: str,
     sy = lambda v: _H - _PAD - scale(v) * (_H - 2 * _PAD)  # noqa: E731
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{_W}" height="{_H}" role="img">',
              f'<title>{html.escape(title)}</title>',
-             f'<rect x="{_PAD}" y="{_PAD}" width="{_W - 2 * _PAD}" height="{_H - 2 * _PAD}" fill="none" stroke="#999"/>',
+             f'<rect x="{_PAD}" y="{_PAD}" width="{_W - 2 * _PAD}" height="{_H - 2 * _PAD}" '
+             'fill="none" stroke="#999"/>',
              f'<text x="{_W / 2}" y="16" text-anchor="middle" font-size="13">{html.escape(title)}</text>',
              f'<text x="{_W / 2}" y="{_H - 6}" text-anchor="middle" font-size="11">{html.escape(x_label)}</text>',
              f'<text x="12" y="{_H / 2}" font-size="11" transform="rotate(-90 12 {_H / 2})" '
@@ -118,7 +119,8 @@ td,th{{border:1px solid #ddd;padding:3px 8px;text-align:right}}th{{background:#f
 {_svg('Reliability', curves.get('reliability', {}), 'mean predicted', 'observed rate', zoom=True)}</div>
 <h2>Gates</h2>{_table(['scope', 'metric', 'candidate', 'production', 'limit', 'result'], gate_rows)}
 <h2>Segments</h2>{_table(['segment', 'rows', 'AUC cand.', 'AUC prod.', 'calib. cand.', 'calib. prod.'], seg_rows)}
-<h2>Infra validation</h2><p>{'ok' if infra.get('passed') else 'FAILED'}: {html.escape(str(infra.get('message', '–')))}</p>
+<h2>Infra validation</h2>
+<p>{'ok' if infra.get('passed') else 'FAILED'}: {html.escape(str(infra.get('message', '–')))}</p>
 </body></html>
 """
 

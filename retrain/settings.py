@@ -41,7 +41,8 @@ class GatesConfig(_Strict):
 class PushConfig(_Strict):
     """Where a promoted version goes besides the registry's production pointer."""
 
-    directory: str | None = Field(default=None, description="copy to <directory>/<model>/<version>/ (TF-Serving layout)")
+    directory: str | None = Field(default=None,
+                                  description="copy to <directory>/<model>/<version>/ (TF-Serving layout)")
     url: str | None = Field(default=None, description="POST a JSON notification here (http or https)")
     timeout_seconds: float = Field(default=10.0, gt=0, le=300)
 

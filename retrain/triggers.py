@@ -66,7 +66,8 @@ def decide(model: ModelConfig, registry: ModelRegistry, store=None, now: datetim
     policy = model.retrain
     last = last_retrain(registry, model.name)
     if policy.schedule and schedule_due(policy.schedule, last, now):
-        return TriggerDecision(True, "schedule", f"schedule '{policy.schedule}' is due (last retrain: {last or 'never'})")
+        return TriggerDecision(True, "schedule",
+                               f"schedule '{policy.schedule}' is due (last retrain: {last or 'never'})")
     if policy.on_sustained_alert and store is not None:
         by_check = {c: list(store.results(model.name, c)) for c in policy.alert_checks}
         reason = sustained_alert(by_check, policy.sustained_windows)

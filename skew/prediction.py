@@ -7,7 +7,8 @@ feature looks fine. The model is anything that scores a batch (`ModelAdapter`): 
 LightGBM text model (features = `booster.feature_name()`; text columns go in as pandas
 categoricals, which LightGBM maps with the categories stored in the model file), the
 same with a vocabulary that codes categoricals as positions (the demo world's model,
-`world_adapter`), and later the trainer interface's deep rankers. No pickle anywhere.
+`world_adapter`), and any model saved through the trainer interface (`retrain/`: the
+LightGBM trainer now, the deep rankers as they land). No pickle anywhere.
 """
 
 from __future__ import annotations
@@ -102,6 +103,23 @@ class LightGBMAdapter:
         return np.column_stack(columns)
 
 
+class TrainedModelAdapter:
+    """A model behind the trainer interface (`retrain.base.TrainedModel`: LightGBM, DCN-V2, ...):
+    it encodes its own inputs, so replay is its `predict` on the logged rows."""
+
+    def __init__(self, model) -> None:
+        self.model = model
+        self.features = tuple(model.features)
+        self.name = getattr(model, "name", type(model).__name__)
+
+    def __call__(self, batch) -> np.ndarray:
+        frame = to_frame(batch)
+        missing = [f for f in self.features if f not in frame.columns]
+        if missing:
+            raise SchemaError(f"column '{missing[0]}' (a model feature) is missing in the serving data")
+        return np.asarray(self.model.predict(frame), dtype=np.float64)
+
+
 def load_vocabulary(path: str | Path) -> dict[str, list[str]]:
     """`{feature: [category, ...]}`, or a manifest with one under "vocabulary" (the demo's world.json)."""
     path = Path(path)
@@ -139,8 +157,13 @@ def world_adapter(root: str | Path) -> LightGBMAdapter:
 
 
 def load_adapter(path: str | Path, vocabulary: str | Path | None = None) -> ModelAdapter:
-    """A LightGBM text model file, or a demo world directory (holding world.json)."""
+    """A LightGBM text model file, a saved trainer model (a directory with model.json), or a
+    demo world directory (holding world.json)."""
     path = Path(path)
+    if path.is_dir() and (path / "model.json").is_file():
+        from retrain.base import load_model
+
+        return TrainedModelAdapter(load_model(path))
     if path.is_dir() and (path / "world.json").is_file() and vocabulary is None:
         return world_adapter(path)
     vocab = load_vocabulary(vocabulary) if vocabulary else None

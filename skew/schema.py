@@ -53,8 +53,8 @@ def column_issues(training: pa.Schema, serving: pa.Schema, kinds: dict[str, str]
         if t_kind != s_kind:
             if pa.types.is_null(serving.field(name).type):
                 continue  # an all-null column read from CSV/JSON has no type; the domain check reports it
-            issues.append(SchemaIssue(name, "retyped", "alert",
-                                      f"{t_kind or t_type} in training ({t_type}), {s_type} at serving", t_type, s_type))
+            detail = f"{t_kind or t_type} in training ({t_type}), {s_type} at serving"
+            issues.append(SchemaIssue(name, "retyped", "alert", detail, t_type, s_type))
         elif t_type != s_type:
             issues.append(SchemaIssue(name, "type_changed", "info", f"{t_type} in training, {s_type} at serving",
                                       t_type, s_type))
@@ -85,12 +85,13 @@ def domain_issues(name: str, training, serving, thresholds: tuple[float, float] 
             share = sum(outside.values()) / mine.count
             severity = grade(share, thresholds)
             if severity != "ok" and not (other.truncated or mine.truncated):
-                listed = ", ".join(repr(k) for k, _ in sorted(outside.items(), key=lambda kv: -kv[1])[:MAX_LISTED_VALUES])
+                ranked = sorted(outside.items(), key=lambda kv: -kv[1])[:MAX_LISTED_VALUES]
+                listed = ", ".join(repr(k) for k, _ in ranked)
                 where = "at serving never seen in training" if side == "serving" else "in training never served"
                 issues.append(SchemaIssue(name, issue, severity, f"{share:.1%} of values {where}: {listed}"))
     elif isinstance(training, NumericProfile) and isinstance(serving, NumericProfile) and serving.count:
         if training.count and (serving.min < training.min or serving.max > training.max):
-            issues.append(SchemaIssue(
-                name, "out_of_range", "info",
-                f"serving range [{serving.min:g}, {serving.max:g}] exceeds training [{training.min:g}, {training.max:g}]"))
+            issues.append(SchemaIssue(name, "out_of_range", "info",
+                                      f"serving range [{serving.min:g}, {serving.max:g}] exceeds "
+                                      f"training [{training.min:g}, {training.max:g}]"))
     return issues

@@ -96,6 +96,17 @@ def test_dashboards_query_only_exported_metrics(generated):
             used |= names
     # Every metric of the issue is on some dashboard.
     assert ISSUE_METRICS - used == set()
+    # The README's "Metrics" table documents every metric a dashboard uses.
+    readme = (ROOT / "README.md").read_text().split("## Metrics", 1)[1].split("\n## ", 1)[0]
+    bases = {re.sub(r"_(bucket|sum|count)$", "", n) if n.startswith("driftline_job_duration") else n for n in used}
+    assert sorted(n for n in bases if f"`{n}`" not in readme) == []
+
+
+def test_no_query_is_non_empty_by_construction(generated):
+    """`or vector(0)` / `absent()` would make the integration test's "returns a series" vacuous."""
+    for dashboard in generated.values():
+        for title, expr in panel_queries(dashboard):
+            assert "vector(" not in expr and "absent(" not in expr, title
 
 
 @pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool missing (`make test` installs prometheus)")

@@ -94,3 +94,37 @@ def test_a_model_path_that_is_not_a_model_is_an_error_result(runner, small_world
     finally:
         other.close()
     assert result.status == "error" and "not a LightGBM text model" in result.details["error"]
+
+
+def test_a_model_feature_missing_from_the_window_marks_that_feature_only(small_world, tmp_path):
+    import pyarrow.dataset as ds
+    import pyarrow.parquet as pq
+
+    write_scored_reference(small_world)
+    day = small_world.serving_day(2)
+    table = ds.dataset(str(small_world.serving_path), partitioning="hive").to_table(
+        filter=ds.field("dt") == day).drop_columns(["partner", "dt", "hour"])
+    serving = tmp_path / "serving" / f"dt={day}"
+    serving.mkdir(parents=True)
+    pq.write_table(table, serving / "part-0.parquet")
+    raw = demo_config(small_world, small_world.root.parent)
+    model = raw["models"][0]
+    model["serving"] = {"path": str(tmp_path / "serving")}
+    model["profile_granularity"] = None
+    model["checks"]["attribution_drift"].pop("baseline_window")  # the training reference: SHAP only
+    model["checks"]["attribution_drift"]["report"] = False
+    raw["store"] = {"url": f"sqlite:///{tmp_path / 's.db'}", "reports_dir": str(tmp_path)}
+    config = parse_config(raw, "test", small_world.root.parent)
+    store = ResultsStore(config.store_url())
+    try:
+        start = small_world.serving_start + timedelta(days=2)
+        result = ModelRunner(config, config.models[0], store).run(start, start + timedelta(days=1),
+                                                                   checks=["attribution_drift"])[0]
+    finally:
+        store.close()
+    by_name = {f.feature: f for f in result.features}
+    assert by_name, result.details
+    assert by_name["partner"].status == "error" and "missing" in by_name["partner"].message
+    assert by_name["slot"].status == "ok" and by_name["slot"].score is not None
+    assert "permutation_logloss" not in result.details["rankings"]
+    assert any("training reference" in note for note in result.details["notes"])

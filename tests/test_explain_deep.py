@@ -130,3 +130,50 @@ def test_permutation_fallback_on_raw_columns_is_additive():
     attribution = permutation_shap(model, frame(6, 7), frame(10, 8))
     assert attribution.additivity_error < 1e-6
     assert np.abs(attribution.values[:, 3]).max() < 1e-6
+
+
+def _dcn_v2(data):
+    from retrain.base import FeatureSet
+    from retrain.dcn import build_module
+    from retrain.dcn_trainer import DCNParams, DCNTrainer, Preprocessor, TorchModel
+
+    features = FeatureSet(("price", "tenure"), ("os", "offer"))
+    params = DCNParams(embedding_dim=3, deep_layers=(8,), cross_layers=2, min_category_count=1)
+    prep = Preprocessor.fit(data, features, params)
+    arch = DCNTrainer().architecture(prep, params)
+    torch.manual_seed(0)
+    return TorchModel("dcn_v2", build_module(arch), arch, prep, ("click",), params.model_dump())
+
+
+def test_the_retrain_dcn_v2_plugs_into_the_deep_model_interface():
+    """retrain's TorchModel (DCN-V2) is an explain.models.DeepModel: attribute it at x0."""
+    data = frame(120, 9).astype({"os": str, "offer": str})
+    model = _dcn_v2(data)
+    assert isinstance(model, DeepModel)
+    attribution = deep_shap(model, data.iloc[:16], data.iloc[16:56], method="auto", nsamples=50, probe_rows=6)
+    assert attribution.features == ("price", "tenure", "os", "offer")
+    p = model.predict(data.iloc[:16])
+    np.testing.assert_allclose(attribution.raw, np.log(p / (1 - p)), rtol=1e-4, atol=1e-4)
+    assert attribution.additivity_error == pytest.approx(
+        np.abs(attribution.base_value + attribution.values.sum(axis=1) - attribution.raw).max())
+
+
+def test_the_cli_explains_a_saved_dcn_v2_directory(tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from monitor.cli import app
+
+    data = frame(150, 10).astype({"os": str, "offer": str})
+    data["label"] = (np.random.default_rng(0).random(150) < 0.4).astype(int)
+    _dcn_v2(data).save(tmp_path / "dcn")
+    data.to_parquet(tmp_path / "data.parquet")
+    runner = CliRunner()
+    for extra in (["--sample", "40"], ["--method", "permutation", "--label", "label", "--repeats", "2"]):
+        result = runner.invoke(app, ["explain", "--model", str(tmp_path / "dcn"), "--data",
+                                     str(tmp_path / "data.parquet"), "--format", "json", *extra])
+        assert result.exit_code == 0, result.output
+        payload = json.loads(result.stdout)
+        assert {f["feature"] for f in payload["features"]} == {"price", "tenure", "os", "offer"}
+    assert payload["method"] == "permutation"

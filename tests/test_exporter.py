@@ -182,3 +182,18 @@ def test_the_shapes_the_checks_in_this_repository_store(store):
                  method="mean_abs_shap") == 0.14
     assert value(samples, "driftline_feature_importance", model="m", check="attribution_drift", feature="cart_value",
                  method="permutation_logloss") == 0.001
+
+
+def test_cached_ledger_aggregates_follow_every_change(store):
+    ledger = Ledger(store.engine)
+    collector = DriftlineCollector(store.engine)
+    labels = {"model": "m", "check": "c"}
+    for i in range(3):
+        claim = ledger.claim("m", "c", D + i * DAY, D + (i + 1) * DAY, lease=timedelta(minutes=1), now=D)
+        assert value(scrape(collector), "driftline_job_windows", **labels, state="running") == 1
+        ledger.finish(claim, "failed", duration=1.0, now=D)
+        samples = scrape(collector)
+        assert value(samples, "driftline_job_failures_total", **labels) == i + 1
+        assert value(samples, "driftline_job_duration_seconds_count", **labels) == i + 1
+    ledger.event("m", "c", "overlap", "skipped")
+    assert value(scrape(collector), "driftline_job_skipped_total", **labels, reason="overlap") == 1

@@ -37,7 +37,7 @@ from dashboards.generate import DASHBOARDS, concrete_query, panel_queries
 
 ROOT = Path(__file__).resolve().parents[1]
 RULES = ROOT / "dashboards" / "rules" / "driftline.rules.yml"
-DEADLINE_S = 75
+DEADLINE_S = 120  # an upper bound for a loaded 2-core machine; typically done in well under half
 TOKEN = "integration-token-5b"
 SECRET = "whsec_" + base64.b64encode(b"integration-secret-0123456789abcdef").decode()
 
@@ -149,12 +149,15 @@ def _config(world, workdir: Path, receiver_port: int) -> dict:
     enabled = parse_config(raw, "demo", world.root.parent).models[0].checks.enabled()
     start = world.serving_start
     end = start + timedelta(days=WINDOWS)
+    # The drift checks run every window; the label, attribution and skew checks are slow
+    # (SHAP, replays), so they run the last two only.
     model["schedules"] = [
-        {"check": name, "interval": "1d", "window": "1d", "start": start.isoformat(), "end": end.isoformat(),
-         "max_backfill_windows": WINDOWS}
+        {"check": name, "interval": "1d", "window": "1d", "end": end.isoformat(), "max_backfill_windows": WINDOWS,
+         "start": (start if name in ("data_drift", "prediction_drift") else end - timedelta(days=2)).isoformat()}
         for name in PANEL_CHECKS if name in enabled]
     # data_drift's grid starts two days before the logs, beyond its backfill limit: those two
     # windows are recorded as skipped (driftline_job_skipped_total).
+    assert model["schedules"][0]["check"] == "data_drift"
     model["schedules"][0].update(start=(start - timedelta(days=2)).isoformat(), max_backfill_windows=WINDOWS - 1)
     model["alerts"] = [
         {"sink": "log", "min_severity": "alert"},
@@ -271,22 +274,6 @@ def _query(prom: str, expr: str) -> list:
     return json.loads(body)["data"]["result"]
 
 
-# Metrics no check in this build produces yet, each with the reason. Strict both ways: a
-# panel on a listed metric must stay empty (else the entry is stale and must go), every
-# other panel must return data.
-KNOWN_GAPS = {
-    "driftline_skew_mismatch_ratio": "no train/serve skew check is registered yet (skew/, issue 4)",
-    "driftline_prediction_skew_ratio": "no train/serve skew check is registered yet (skew/, issue 4)",
-    "driftline_feature_importance": "explain/ reports details.importance; monitor/exporter.py reads "
-                                    "feature_importance / importances (and the demo config does not enable "
-                                    "attribution_drift)",
-}
-
-
-def _gaps(expr: str) -> list[str]:
-    return [metric for metric in KNOWN_GAPS if metric in expr]
-
-
 def _backfill_done(prom: str) -> bool:
     """Every scheduled check has a result and no window is pending or running."""
     return bool(_query(prom, "driftline_check_status")) and not _query(prom, "driftline_check_status == -2") \
@@ -303,12 +290,13 @@ def test_prometheus_scrapes_driftline_with_the_token(stack):
                        lambda: [s for s in _query(stack["prom"], 'up{job="driftline"}') if s["value"][1] == "1"],
                        diagnostics=diagnostics)
     assert len(up) == 1
+    assert _query(stack["prom"], 'driftline_check_status{model="no-such-model"}') == []  # empty is seen as empty
 
 
 def test_every_dashboard_query_returns_a_series(stack):
     deadline, diagnostics = stack["deadline"], stack["diagnostics"]
     deadline.poll("the backfill to finish", lambda: _backfill_done(stack["prom"]), diagnostics=diagnostics)
-    empty, stale = {}, {}
+    empty = {}
     for name in DASHBOARDS:
         dashboard = json.loads((ROOT / "dashboards" / "json" / f"{name}.json").read_text())
         queries = [(title, concrete_query(expr, range_="1h", rate_interval="1m"))
@@ -318,16 +306,11 @@ def test_every_dashboard_query_returns_a_series(stack):
                 selector = variable["query"].removeprefix("label_values(").rsplit(",", 1)[0]
                 queries.append((f"variable {variable['name']}", concrete_query(selector)))
         for title, query in queries:
-            if _gaps(query):
-                if _query(stack["prom"], query):
-                    stale[f"{name} / {title}"] = _gaps(query)
-                continue
             try:
                 deadline.poll(f"{name} / {title}", lambda q=query: _query(stack["prom"], q), interval=0.5)
             except pytest.fail.Exception:
                 empty[f"{name} / {title}"] = query
                 deadline = Deadline(2)  # the rest get a short look each, to report them all at once
-    assert not stale, f"KNOWN_GAPS entries that now have data (remove them): {stale}"
     assert not empty, "panels with no series:\n" + "\n".join(f"{k}: {v}" for k, v in empty.items()) + diagnostics()
 
 

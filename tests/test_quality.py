@@ -169,3 +169,19 @@ def test_runner_flags_the_demo_skew_day_and_passes_a_clean_day(small_world, tmp_
         store.close()
     assert quiet.status == "ok", [r for r in quiet.details["expectations"] if not r["success"]]
     assert loud.status == "alert" and set(loud.alerting_features) == {"cart_value", "user_tenure_days"}
+
+
+def test_learned_null_bound_covers_a_reference_whose_null_rate_swings():
+    from checks.quality import SuiteParams
+
+    data = window(50_000, seed=6)
+    data["tenure"][: 25_000][np.random.default_rng(6).random(25_000) < 0.10] = np.nan  # first half: 13% nulls
+    reference = to_table(data)
+
+    def mostly(mode: str) -> float:
+        suite = derive_suite(reference, KINDS, params=SuiteParams(threshold_mode=mode))
+        return next(e["kwargs"]["mostly"] for e in suite["expectations"]
+                    if e["type"] == "expect_column_values_to_not_be_null" and e["kwargs"]["column"] == "tenure")
+
+    assert mostly("static") == pytest.approx(1 - (0.03 + 0.10 * 0.5 * 0.97 + 0.02), abs=0.01)
+    assert mostly("learned") < mostly("static") - 0.1  # mean + 5 std of the chunk rates

@@ -237,3 +237,24 @@ def test_a_pending_result_waits_for_its_labels_and_does_not_resolve_alerts(setup
     clock.now = mature + timedelta(seconds=1)
     runner.tick(schedule)
     assert [r for r in ledger.rows() if r["window_end"] == hour(11)][0]["state"] == "succeeded"
+
+
+def test_a_lost_claim_records_nothing_and_queues_no_alert(setup):
+    runner, schedule, clock, executor, ledger, store = setup({"max_backfill_windows": 0}, statuses={"x": "alert"})
+    original = executor.__call__
+
+    def taken_over(model, check, start, end):
+        found = original(model, check, start, end)
+        thief = Ledger(ledger.engine, Owner("another-host:1:thief"))
+        assert thief.claim(model, check, start, end, lease=timedelta(hours=1), now=clock(), force=True) is None
+        with ledger.engine.begin() as connection:  # as if our lease had expired and another host took it
+            from monitor.ledger import ledger as table
+
+            connection.execute(table.update().values(token="stolen", owner="another-host:1:thief"))
+        return found
+
+    runner.execute = taken_over
+    assert runner.run_window("m", "fake", hour(9), hour(10), schedule=schedule) == "lost"
+    with store.engine.connect() as connection:
+        assert connection.execute(select(func.count()).select_from(outbox)).scalar() == 0
+    assert ledger.rows()[0]["state"] == "running"

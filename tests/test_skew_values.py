@@ -191,6 +191,13 @@ def test_mismatch_rate_per_segment(tmp_path):
     assert by[("device", "tablet")].mismatch_rate == 1.0
     assert by[("device", "mobile")].mismatch_rate == 0.0 and by[("device", "desktop")].mismatch_rate == 0.0
     assert by[("device", "tablet")].compared == int(on_tablet.sum())
+    # A segment column the serving data lacks loses that breakdown, not the run.
+    pq.write_table(pa.Table.from_pandas(serving, preserve_index=False), tmp_path / "s.parquet")
+    pq.write_table(pa.Table.from_pandas(training, preserve_index=False), tmp_path / "t.parquet")
+    report = SkewCheck(key="id", join=JoinSettings(segments=("device", "country"))).run(
+        Source(tmp_path / "t.parquet"), Source(tmp_path / "s.parquet"))
+    assert report.errors == ("segment column 'country' is missing in the serving data",)
+    assert {s.segment for s in report.segments} == {"device"} and report.status == "alert"
     share = on_tablet.groupby(serving["slot"]).mean()
     for slot, expected in share.items():
         assert by[("slot", slot)].features["price"] == pytest.approx(expected)

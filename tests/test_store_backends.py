@@ -262,23 +262,14 @@ def test_a_second_service_on_the_store_is_refused(store):
 
 
 # SQLAlchemy adds `RETURNING id` to a single-row INSERT on PostgreSQL, and psycopg then
-# reports rowcount -1, so `insert ... on conflict do nothing` followed by `rowcount == 1`
-# reads "nothing inserted" although the row is there.
-ROWCOUNT_BUG = ("on PostgreSQL, INSERT .. ON CONFLICT DO NOTHING gets an implicit RETURNING and rowcount -1: "
-                "monitor/alerts/outbox.py enqueue() and monitor/ledger.py claim() test rowcount == 1 "
-                "(use .returning(table.c.id) and .first() is not None)")
-
-
-def _xfail_on_postgres(request, store) -> None:
-    if store.engine.dialect.name == "postgresql":
-        request.applymarker(pytest.mark.xfail(strict=True, reason=ROWCOUNT_BUG))
+# reports rowcount -1 for `insert ... on conflict do nothing`; claim() and enqueue() use
+# RETURNING to tell whether the row went in (this caught them testing rowcount == 1).
 
 
 def test_claiming_a_window_the_ledger_never_planned(store, request):
     """`jobs run-now` on a window with no ledger row yet: the claim inserts it."""
     from monitor.ledger import Ledger, Owner
 
-    _xfail_on_postgres(request, store)
     ledger = Ledger(store.engine, Owner())
     claim = ledger.claim("m", "data_drift", START, END, lease=timedelta(minutes=5))
     assert claim is not None and claim.attempt == 1
@@ -289,7 +280,6 @@ def test_outbox_queues_a_message_once_and_delivers_it(store, request):
     from monitor.alerts.outbox import Outbox, enqueue, rows
     from monitor.alerts.sinks import AlertMessage
 
-    _xfail_on_postgres(request, store)
     class Recorder:
         sent: list = []
 
@@ -309,3 +299,29 @@ def test_outbox_queues_a_message_once_and_delivers_it(store, request):
     assert outbox.deliver_due() == 0
     assert sink.sent == ["msg_1"]
     assert [r["state"] for r in rows(store.engine)] == ["delivered"]
+
+
+def test_a_store_at_an_older_revision_is_upgraded_in_place(backend_url):
+    """A ledger row written at 0002 survives 0003 and gets its revision."""
+    from monitor.ledger import ledger
+
+    engine = create_store_engine(backend_url)
+    try:
+        migrations.upgrade(engine, "0002")
+        now = datetime(2026, 5, 4, tzinfo=timezone.utc).replace(tzinfo=None)
+        with engine.begin() as connection:
+            connection.execute(ledger.insert().values(
+                model="m", check_name="data_drift", window_start=now, window_end=now, grid="manual",
+                state="succeeded", attempts=1, failures=0, updated_at=now))
+    finally:
+        engine.dispose()
+    store = ResultsStore(backend_url)
+    try:
+        assert migrations.current(store.engine) == migrations.head()
+        with store.engine.connect() as connection:
+            assert [tuple(r) for r in connection.execute(ledger.select().with_only_columns(
+                ledger.c.state, ledger.c.revision))] == [("succeeded", 0)]
+        assert migrations.downgrade(store.engine, "0002") == "0002"
+        assert migrations.upgrade(store.engine) == migrations.head()
+    finally:
+        store.close()

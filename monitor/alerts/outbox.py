@@ -104,7 +104,8 @@ def enqueue(connection, message: AlertMessage, sink_kind: str, max_attempts: int
                dedup_key=message.dedup_key, payload_json=json.dumps(message.to_dict()), state="pending",
                attempts=0, max_attempts=max_attempts, next_attempt_at=naive(now), created_at=naive(now),
                updated_at=naive(now))
-    return connection.execute(_insert_ignore(connection, outbox, row)).rowcount == 1
+    # RETURNING, not rowcount: PostgreSQL reports -1 for INSERT .. ON CONFLICT DO NOTHING.
+    return connection.execute(_insert_ignore(connection, outbox, row).returning(outbox.c.id)).first() is not None
 
 
 class Outbox:

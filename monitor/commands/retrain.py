@@ -58,7 +58,8 @@ def register(app: typer.Typer, check_app: typer.Typer) -> None:
         config: Path = typer.Option(..., help="The driftline YAML config."),
         model: Optional[str] = typer.Option(None, help="Model name (required when several are configured)."),
         trainer: Optional[str] = typer.Option(None, help="Trainer (default: retrain.trainer in the config)."),
-        window: Optional[str] = typer.Option(None, help="START/END (END exclusive); default: the sliding training window."),
+        window: Optional[str] = typer.Option(
+            None, help="START/END (END exclusive); default: the sliding training window."),
         param: list[str] = typer.Option([], help="Trainer parameter KEY=VALUE (repeatable), replacing retrain.params."),
         promote: bool = typer.Option(True, "--promote/--no-promote", help="Promote the candidate if it passes."),
         registry: Optional[Path] = registry_opt,

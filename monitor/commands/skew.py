@@ -38,19 +38,21 @@ def register(app: typer.Typer, check_app: typer.Typer) -> None:
         key: str = typer.Option(..., help="Example id column joining serving rows to training examples."),
         model: list[str] = typer.Option([], help="LightGBM text model (or demo world directory) to replay the "
                                                  "logged features through; VERSION=PATH for one logged version."),
-        vocabulary: Optional[Path] = typer.Option(None, help="JSON {feature: [category, ...]} coding the model's "
-                                                             "categorical inputs."),
+        vocabulary: Optional[Path] = typer.Option(None, help="JSON mapping each categorical model input to its "
+                                                             "categories (code = position)."),
         score_column: str = typer.Option("score", help="The logged score column."),
         version_column: str = typer.Option("model_version", help="The logged model version column."),
         features: Optional[str] = typer.Option(None, help="Comma-separated features; default: every training column."),
         serving_absent: Optional[str] = typer.Option(None, help="Comma-separated columns absent at serving by "
                                                                 "design (labels)."),
-        segments: Optional[str] = typer.Option(None, help="Comma-separated serving columns to break mismatches down by."),
+        segments: Optional[str] = typer.Option(None, help="Comma-separated serving columns to break "
+                                                          "mismatches down by."),
         tolerance: float = typer.Option(1e-9, min=0, help="Absolute tolerance for numeric values."),
         relative_tolerance: float = typer.Option(1e-9, min=0, help="Relative tolerance for numeric values."),
         decimals: Optional[int] = typer.Option(None, help="Compare numerics rounded to this many decimals instead."),
         output_format: OutputFormat = typer.Option(OutputFormat.table, "--format", help="table or json."),
-        fail_on: Optional[FailOn] = typer.Option(None, help="Exit 1 when the check or any feature reaches this status."),
+        fail_on: Optional[FailOn] = typer.Option(None, help="Exit 1 when the check or any feature reaches "
+                                                            "this status."),
         min_samples: int = typer.Option(1000, min=1, help="Fewer values than this give insufficient_data."),
         memory_limit: str = typer.Option("1.5GB", help="DuckDB memory limit for the join (it spills beyond)."),
         threads: int = typer.Option(2, min=1, help="DuckDB threads for the join."),
@@ -69,6 +71,9 @@ def register(app: typer.Typer, check_app: typer.Typer) -> None:
                 from monitor.oneoff import feature_kinds
 
                 kinds = feature_kinds(training_source, names)
+            absent = [c for c in _names(segments) if c not in serving_source.schema.names]
+            if absent:
+                raise DriftlineError(f"{serving}: segment column '{absent[0]}' is missing in the serving data")
             adapters = _adapters(model, vocabulary) if model else None
             check = SkewCheck(
                 key=key, features=kinds, serving_absent=tuple(_names(serving_absent)),

@@ -19,7 +19,7 @@ from monitor.config import parse_config
 from monitor.demo.world import World, ensure_world
 from monitor.runner import ModelRunner
 from monitor.store import ResultsStore
-from retrain.demo import RETRAIN_CONFIG, retrain_demo
+from retrain.demo import retrain_config, retrain_demo
 
 MODEL_NAME = "offer-ctr"
 # Which checks can see which kind of incident; the rest are reported as not covered yet.
@@ -77,7 +77,7 @@ def demo_config(world: World, workdir: Path) -> dict:
                                "end": (world.serving_start + timedelta(days=world.serving_days)).isoformat()}
                               for name in ("data_drift", "prediction_drift")],
                 "alerts": [{"sink": "log", "min_severity": "alert"}],
-                "retrain": dict(RETRAIN_CONFIG),
+                "retrain": retrain_config(world),
             }
         ],
     }

@@ -9,7 +9,8 @@ creates it and owns its layout.
 New revision (developers): `.venv/bin/alembic -c monitor/migrations/alembic.ini revision
 -m "what" --rev-id 0003` with `-x url=sqlite:///scratch.db`, then write the operations by
 hand; `tests/test_store_backends.py` fails while the migrated schema and the SQLAlchemy
-tables disagree.
+tables disagree. Never edit a committed revision (stores already at it would never see
+the change): add a new one, as 0003 does for the ledger's `revision` column.
 """
 
 from __future__ import annotations
