@@ -142,7 +142,7 @@ _REFERENCE_CACHE: "OrderedDict[tuple, Rows]" = OrderedDict()
 
 def _reference_rows(context, prediction: str, label: str, segments: list[str]) -> Rows:
     """The scored reference (prediction_reference, else reference), read once per process."""
-    from monitor.runner import source_fingerprint
+    from monitor.reference import source_fingerprint
     from monitor.sources import Limits, Source, sample_batches
 
     model = context.model

@@ -264,7 +264,7 @@ class QualityWindowCheck(WindowCheck):
             path = context.runner.config.base_dir / self.config.suite
             return load_suite(path)
         from monitor.profile import infer_kind
-        from monitor.runner import source_fingerprint
+        from monitor.reference import source_fingerprint
 
         schema = self.model.model_schema
         source = context.reference_source()

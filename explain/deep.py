@@ -6,7 +6,9 @@ model's interaction layer (`DeepModel.interaction_layer()`, the submodule throug
 x0 enters everything after it) swaps in the x0 being attributed. Each raw feature's
 attribution is the sum over its slice of x0 (`DeepModel.feature_slices`).
 
-- `gradient`: expected gradients (`shap.GradientExplainer`) on x0 - sampling noise only.
+- `gradient`: expected gradients on x0 - sampling noise only. The estimator of
+  `shap.GradientExplainer` (available as `shap_gradient`, tested to agree), batched over rows
+  (shap loops over rows and samples in Python; ~1.6x the CPU time on a DCN-V2-sized network).
 - `deep`: DeepLIFT/DeepSHAP (`shap.DeepExplainer`). It has no rule for the cross layer's
   elementwise product x0 * (W x + b), so its additivity error can be large.
 - `auto` probes both on a few rows and keeps the one with the smaller additivity error.
@@ -28,7 +30,7 @@ from explain.results import ExplainResult, sorted_importances
 from explain.tree import importance_from_values
 from monitor.errors import SchemaError, require
 
-METHODS = ("auto", "gradient", "deep")
+METHODS = ("auto", "gradient", "deep", "shap_gradient")
 
 
 @dataclass(frozen=True)
@@ -90,9 +92,31 @@ def _head(model: DeepModel, template: tuple):
     return Head().eval()
 
 
+def expected_gradients(head, background, x0, nsamples: int, seed: int, batch_points: int = 32_768) -> np.ndarray:
+    """Expected gradients (the estimator of shap.GradientExplainer without local smoothing),
+    batched over rows: phi = E_{x' ~ background, t ~ U(0,1)}[grad f(x' + t (x - x')) * (x - x')].
+    One backward pass per batch of rows x samples."""
+    torch = _torch()
+    generator = torch.Generator().manual_seed(seed)
+    n, width = x0.shape
+    phi = np.zeros((n, width))
+    step = max(1, batch_points // nsamples)
+    for lo in range(0, n, step):
+        x = x0[lo:lo + step]
+        reference = background[torch.randint(len(background), (len(x), nsamples), generator=generator)]
+        t = torch.rand(len(x), nsamples, 1, generator=generator)
+        delta = x[:, None, :] - reference
+        points = (reference + t * delta).reshape(-1, width).requires_grad_(True)
+        (gradient,) = torch.autograd.grad(head(points).sum(), points)
+        phi[lo:lo + len(x)] = (gradient.reshape(len(x), nsamples, width) * delta).mean(dim=1).detach().numpy()
+    return phi
+
+
 def _explain(kind: str, head, background, x0, nsamples: int, seed: int) -> np.ndarray:
     shap = require("shap")
     if kind == "gradient":
+        return expected_gradients(head, background, x0, nsamples, seed)
+    if kind == "shap_gradient":
         explainer = shap.GradientExplainer(head, background, batch_size=nsamples)
         values = explainer.shap_values(x0, nsamples=nsamples, rseed=seed)
     else:
