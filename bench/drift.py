@@ -34,6 +34,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from bench._parquet import write_chunks
+
 BENCH_DIR = Path(__file__).resolve().parent
 REPO = BENCH_DIR.parent
 DATA_DIR = BENCH_DIR / "data"
@@ -117,22 +119,9 @@ def _chunk(rows: int, seed: int, index: int, current: bool) -> pa.Table:
 
 def write_dataset(path: Path, rows: int, seed: int, current: bool) -> Path:
     """Write `rows` rows in row groups of CHUNK_ROWS; memory stays at one chunk."""
-    if path.exists():
-        return path
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_suffix(".partial")
-    writer = None
-    try:
-        for index, start in enumerate(range(0, rows, CHUNK_ROWS)):
-            table = _chunk(min(CHUNK_ROWS, rows - start), seed, index, current)
-            if writer is None:
-                writer = pq.ParquetWriter(partial, table.schema, compression="snappy")
-            writer.write_table(table, row_group_size=CHUNK_ROWS)
-    finally:
-        if writer is not None:
-            writer.close()
-    partial.rename(path)
-    return path
+    chunks = (_chunk(min(CHUNK_ROWS, rows - start), seed, index, current)
+              for index, start in enumerate(range(0, rows, CHUNK_ROWS)))
+    return write_chunks(path, chunks, CHUNK_ROWS)
 
 
 def datasets(rows: int) -> tuple[Path, Path]:

@@ -27,6 +27,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from bench._parquet import write_chunks
+
 from bench.drift import machine
 
 BENCH_DIR = Path(__file__).resolve().parent
@@ -112,22 +114,7 @@ def _rows(keys: np.ndarray, serving: bool) -> pa.Table:
 
 
 def _write(path: Path, key_chunks, serving: bool) -> Path:
-    if path.exists():
-        return path
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_suffix(".partial")
-    writer = None
-    try:
-        for keys in key_chunks:
-            table = _rows(keys, serving)
-            if writer is None:
-                writer = pq.ParquetWriter(partial, table.schema, compression="snappy")
-            writer.write_table(table, row_group_size=CHUNK_ROWS)
-    finally:
-        if writer is not None:
-            writer.close()
-    partial.rename(path)
-    return path
+    return write_chunks(path, (_rows(keys, serving) for keys in key_chunks), CHUNK_ROWS)
 
 
 def datasets(rows: int) -> tuple[Path, Path]:
