@@ -163,12 +163,12 @@ def render(result: dict) -> str:
     lines = [
         f"#### {result['rows']:,} serving × {result['training_rows']:,} training rows × 30 features, {stage}",
         "",
-        f"{result['date']} · {m['nproc']} CPUs ({m['cpu']}), {m['ram_gib']:.0f} GiB RAM, shared with other "
-        f"jobs (1-min load average {result['load_before']} before the run) · DuckDB {result['duckdb']}, "
+        f"{result['date']} · {m['nproc']} CPUs ({m['cpu']}), {m['ram_gib']:.0f} GiB RAM "
+        f"(1-min load average {result['load_before']} before the run) · DuckDB {result['duckdb']}, "
         f"{result['threads']} threads, memory_limit {result['memory_limit']}"
         + (f", {result['passes']} value passes" if result["passes"] else ""),
         "",
-        "| wall time (shared machine) | CPU time (user + sys) | CPU time / 2 | peak RSS |",
+        "| wall time | CPU time (user + sys) | CPU time / 2 | peak RSS |",
         "|---:|---:|---:|---:|",
         f"| {r['wall_s']:.1f} s | {r['cpu_s']:.1f} s | {r['cpu_s'] / 2:.1f} s | "
         f"{r['peak_rss_bytes'] / 2**20:,.0f} MiB |",
@@ -180,9 +180,13 @@ def render(result: dict) -> str:
     ]
     if result["rows"] >= 10_000_000 and not result["full"]:
         rss_ok = r["peak_rss_bytes"] <= 2e9
+        if float(result["load_before"]) < 2.5:  # the machine was (nearly) idle: the wall time counts
+            timing = f"{r['wall_s']:.1f} s → **{'met' if r['wall_s'] <= 30 else 'missed'}**"
+        else:
+            timing = (f"**not measured here** (load {result['load_before']}); CPU time / 2 = {r['cpu_s'] / 2:.1f} s "
+                      "is the best case on 2 idle cores, DuckDB keeping both threads busy")
         lines.append(f"- target ≤ 2 GB peak RSS: **{'met' if rss_ok else 'missed'}**; target ≤ 30 s on 2 cores: "
-                     f"**not measured here** (no idle machine); CPU time / 2 = {r['cpu_s'] / 2:.1f} s is the "
-                     "best case on 2 idle cores, DuckDB keeping both threads busy")
+                     + timing)
     return "\n".join(lines) + "\n"
 
 
