@@ -12,7 +12,7 @@ venv: $(STAMP)
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev,deep]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,deep,spark]'
 	rm -f $(VENV)/.installed-*
 	touch $(STAMP)
 
@@ -23,11 +23,12 @@ test: $(STAMP) system-deps
 	$(BIN)/python -m pytest
 
 # Debian packages the tests run for real: Prometheus + promtool, Alertmanager + amtool,
-# docker-compose (config validation only, no engine) and a PostgreSQL server. apt runs only
+# docker-compose (config validation only, no engine), a PostgreSQL server and Java 17 (the
+# Spark engine's tests run Spark in local[2] mode). apt runs only
 # when a binary is missing; services it may start are stopped, so nothing holds the default
 # ports (the tests start their own servers on 127.0.0.1 high ports). `make demo` needs none.
-SYSTEM_BINS := prometheus promtool prometheus-alertmanager amtool docker-compose
-SYSTEM_PKGS := prometheus prometheus-alertmanager docker-compose postgresql
+SYSTEM_BINS := prometheus promtool prometheus-alertmanager amtool docker-compose java
+SYSTEM_PKGS := prometheus prometheus-alertmanager docker-compose postgresql openjdk-17-jre-headless
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 system-deps:

@@ -34,6 +34,31 @@ class FailOn(str, Enum):
     alert = "alert"
 
 
+class EngineName(str, Enum):
+    local = "local"
+    spark = "spark"
+
+
+ENGINE_HELP = "local (read and profile here) or spark (the same kernel on Spark; needs the spark extra)."
+SPARK_MASTER_HELP = "Spark master for --engine spark: local[N], spark://host:7077, yarn, ..."
+SPARK_CONF_HELP = "Spark setting for --engine spark, KEY=VALUE (repeatable), e.g. spark.executor.memory=4g."
+
+
+def one_off_engine(engine: EngineName, master: str, conf: list[str]):
+    """None for the embedded engine, else a SparkEngine (one-off checks have no config file)."""
+    if engine is EngineName.local:
+        return None
+    from monitor.engines import SparkSettings, get_engine
+
+    settings = {}
+    for item in conf:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip().startswith("spark."):
+            raise DriftlineError(f"--spark-conf {item!r}: expected spark.KEY=VALUE")
+        settings[key.strip()] = value.strip()
+    return get_engine("spark", SparkSettings(master=master, conf=settings))
+
+
 def _fail(message: str) -> None:
     err.print(f"error: {message}", markup=False, highlight=False, soft_wrap=True)
     raise typer.Exit(2)
@@ -77,6 +102,9 @@ def check_drift(
     fail_on: Optional[FailOn] = typer.Option(None, help="Exit 1 when any feature reaches this status."),
     min_samples: int = typer.Option(1000, help="Fewer values than this give insufficient_data."),
     method: list[str] = typer.Option([], help="Per-feature method, FEATURE=METHOD (wasserstein, psi, jensenshannon, linf)."),
+    engine: EngineName = typer.Option(EngineName.local, help=ENGINE_HELP),
+    spark_master: str = typer.Option("local[2]", help=SPARK_MASTER_HELP),
+    spark_conf: list[str] = typer.Option([], help=SPARK_CONF_HELP),
 ) -> None:
     """Compare two datasets feature by feature and report drift."""
     from monitor.oneoff import drift_between
@@ -84,7 +112,8 @@ def check_drift(
     try:
         methods = _parse_methods(method)
         names = [f.strip() for f in features.split(",") if f.strip()] if features else None
-        result = drift_between(reference, current, names, methods=methods, min_samples=min_samples, report=report)
+        result = drift_between(reference, current, names, methods=methods, min_samples=min_samples, report=report,
+                               engine=one_off_engine(engine, spark_master, spark_conf))
     except DriftlineError as exc:
         _fail(str(exc))
     if output_format is OutputFormat.json:
@@ -112,6 +141,7 @@ def run(
     check: list[str] = typer.Option([], help="Check to run (repeatable); default: every enabled check."),
     output_format: OutputFormat = typer.Option(OutputFormat.table, "--format", help="table or json."),
     fail_on: Optional[FailOn] = typer.Option(None, help="Exit 1 when any check reaches this status."),
+    engine: Optional[EngineName] = typer.Option(None, help="Override the model's `engine:` setting: " + ENGINE_HELP),
 ) -> None:
     """Run configured checks for one window and store the results (idempotent per window)."""
     from monitor.config import load_config
@@ -122,7 +152,8 @@ def run(
         cfg = load_config(config)
         start, end = parse_window(window)
         results = run_config(cfg, model, start, end, check or None,
-                             progress=(lambda m: err.print(m, style="dim")) if output_format is OutputFormat.table else None)
+                             progress=(lambda m: err.print(m, style="dim")) if output_format is OutputFormat.table else None,
+                             engine=engine.value if engine else None)
     except DriftlineError as exc:
         _fail(str(exc))
     if output_format is OutputFormat.json:

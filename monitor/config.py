@@ -247,6 +247,27 @@ class RetrainConfig(_Strict):
         return check_cron(value)
 
 
+class SparkConfig(_Strict):
+    """Where the `spark` engine runs: any Spark master, and Spark conf keys passed through."""
+
+    master: str = Field(default="local[2]", description="local[N], spark://host:7077, yarn, k8s://...")
+    app_name: str = "driftline"
+    conf: dict[str, str] = Field(default_factory=dict, description="spark.* settings, e.g. spark.executor.memory")
+
+    @field_validator("conf")
+    @classmethod
+    def _spark_keys(cls, conf):
+        for key in conf:
+            if not key.startswith("spark."):
+                raise ValueError(f"conf key '{key}' is not a Spark setting (spark.*)")
+        return conf
+
+    def settings(self):
+        from monitor.engines import SparkSettings
+
+        return SparkSettings(self.master, self.app_name, dict(self.conf))
+
+
 class ModelConfig(_Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
     reference: SourceConfig
@@ -263,6 +284,10 @@ class ModelConfig(_Strict):
     schedules: list[ScheduleConfig] = []
     alerts: list[AlertRouteConfig] = []
     retrain: RetrainConfig = RetrainConfig()
+    engine: Literal["local", "spark"] = Field(
+        default="local", description="where windows are read and profiled: in this process, or on Spark"
+    )
+    spark: SparkConfig = SparkConfig()
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 

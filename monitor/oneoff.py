@@ -38,23 +38,34 @@ def drift_between(
     methods: dict[str, str] | None = None,
     min_samples: int = 1000,
     report: Path | None = None,
+    engine=None,
 ) -> CheckResult:
-    reference_source = Source(reference)
-    current_source = Source(current)
-    kinds = feature_kinds(reference_source, features)
+    """`engine`: None (embedded) or a SparkEngine, which reads and profiles both datasets on Spark."""
+    if engine is not None and engine.name == "spark":
+        reference_source, current_source = engine.source(reference), engine.source(current)
+        kinds = feature_kinds(reference_source, features)
+    else:
+        engine = None
+        reference_source, current_source = Source(reference), Source(current)
+        kinds = feature_kinds(reference_source, features)
     unknown = [f for f in (methods or {}) if f not in kinds]
     if unknown:
         raise SchemaError(f"--method: column '{unknown[0]}' is not a compared feature")
-    built = build_reference(reference_source, kinds)
     check = DriftCheck(methods=methods or {}, min_samples=min_samples)
+    if engine is None:
+        built = build_reference(reference_source, kinds)
+        current_profile = profile_batches(current_source.batches(list(kinds), dictionary_strings=True), built.spec)
+    else:
+        built = engine.reference(reference_source, kinds)
+        current_profile = engine.profile(current_source, list(kinds), built.spec)
     fitted = check.fit(built.profile, built.chunks)
-    current_profile = profile_batches(current_source.batches(list(kinds), dictionary_strings=True), built.spec)
     bad = tuple(f"{path}: {why}" for path, why in reference_source.report.bad_files + current_source.report.bad_files)
     result = fitted.evaluate(current_profile, partial=bool(bad), bad_files=bad)
     if report is not None:
         from monitor.reports import render_drift_report
 
-        current_sample = sample_batches(current_source.batches(list(kinds)), REPORT_SAMPLE_ROWS, seed=1)
+        current_sample = sample_batches(current_source.batches(list(kinds)), REPORT_SAMPLE_ROWS, seed=1) \
+            if engine is None else engine.sample(current_source, list(kinds), REPORT_SAMPLE_ROWS)
         columns = [c for c in kinds if c in current_sample.schema.names]
         render_drift_report(
             built.sample.slice(0, REPORT_SAMPLE_ROWS).select(columns).to_pandas(),

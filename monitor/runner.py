@@ -22,8 +22,9 @@ import pyarrow as pa
 from checks.base import CheckResult
 from checks.registry import get_check
 from monitor.config import Config, ModelConfig
+from monitor.engines import get_engine
 from monitor.errors import DriftlineError
-from monitor.profile import DatasetProfile, ProfileSpec, empty_profile, profile_batches
+from monitor.profile import DatasetProfile, ProfileSpec, empty_profile
 from monitor.reference import (
     REPORT_SAMPLE_ROWS,
     Reference,
@@ -79,13 +80,15 @@ class ModelRunner:
 
     def __init__(self, config: Config, model: ModelConfig, store: ResultsStore,
                  progress: Callable[[str], None] | None = None,
-                 clock: Callable[[], datetime] | None = None) -> None:
+                 clock: Callable[[], datetime] | None = None, engine: str | None = None) -> None:
         self.config = config
         self.model = model
         self.store = store
         self.progress = progress or (lambda message: None)
         self.clock = clock  # injected "now" for label checks (pending until labels mature)
         self._reference: Reference | None = None
+        # Where windows are read and profiled (`engine:` in the config, or --engine).
+        self.engine = get_engine(engine or model.engine, model.spark.settings())
         schema = model.model_schema
         self.features: dict[str, str] = dict(model.feature_kinds)
         for column in schema.predictions:
@@ -99,17 +102,41 @@ class ModelRunner:
         timestamp = self.model.model_schema.timestamp if role == "serving" else None
         return Source(cfg.resolved(self.config.base_dir), cfg.format, timestamp, limits)
 
+    def _engine_source(self, role: str):
+        """The source as the engine reads it (a SparkSource on Spark; window checks keep `_source`)."""
+        if self.engine.name == "local":
+            return self._source(role)
+        if role == "prediction_reference" and self.model.prediction_reference is None:
+            role = "reference"
+        cfg = getattr(self.model, role)
+        timestamp = self.model.model_schema.timestamp if role == "serving" else None
+        return self.engine.source(cfg.resolved(self.config.base_dir), cfg.format, timestamp,
+                                  Limits(cfg.limits.max_bytes, cfg.limits.max_rows))
+
+    def _fingerprint(self, source) -> str:
+        if self.engine.name == "local":
+            return source_fingerprint(source)
+        from monitor.engines.spark import fingerprint
+
+        return fingerprint(source)
+
+    def _build_reference(self, source, kinds: dict[str, str]) -> Reference:
+        max_categories = self.model.reference.limits.max_categories
+        if self.engine.name == "local":
+            return build_reference(source, kinds, max_categories=max_categories)
+        return self.engine.reference(source, kinds, max_categories=max_categories)
+
     def reference(self) -> Reference:
         """Profile of the reference (features) joined with that of the prediction reference (scores)."""
         if self._reference is not None:
             return self._reference
-        source = self._source("reference")
+        source = self._engine_source("reference")
         kinds = dict(self.features)
         predictions = [p for p in self.model.model_schema.predictions if p not in source.schema.names]
         parts = [(source, {k: v for k, v in kinds.items() if k not in predictions})]
         if predictions and self.model.prediction_reference is not None:
-            parts.append((self._source("prediction_reference"), {p: "numeric" for p in predictions}))
-        fingerprint = "".join(source_fingerprint(s) for s, _ in parts)
+            parts.append((self._engine_source("prediction_reference"), {p: "numeric" for p in predictions}))
+        fingerprint = "".join(self._fingerprint(s) for s, _ in parts)
         key = hashlib.sha256((fingerprint + json.dumps(kinds, sort_keys=True)).encode()).hexdigest()[:32]
         cached = self.store.load_profile(self.model.name, "reference", _EPOCH, _EPOCH, key)
         if cached is not None:
@@ -122,8 +149,7 @@ class ModelRunner:
         built = []
         for part_source, part_kinds in parts:
             self.progress(f"profiling reference {part_source.location}")
-            built.append(build_reference(part_source, part_kinds,
-                                         max_categories=self.model.reference.limits.max_categories))
+            built.append(self._build_reference(part_source, part_kinds))
         self._reference = built[0] if len(built) == 1 else combine_references(built[0], built[1])
         payload = {
             "rows": self._reference.profile.rows,
@@ -137,11 +163,11 @@ class ModelRunner:
     def window_profile(self, start: datetime, end: datetime) -> tuple[DatasetProfile, Source]:
         """Profile [start, end); with a granularity, reuse stored slices and store new ones."""
         reference = self.reference()
-        source = self._source("serving")
+        source = self._engine_source("serving")
         columns = list(self.features)
         step = self.model.profile_granularity
         if step is None:
-            return profile_batches(source.batches(columns, start, end), reference.spec), source
+            return self.engine.profile(source, columns, reference.spec, start, end), source
         key = spec_key(reference.spec)
         profile = empty_profile(reference.spec)
         cursor = start
@@ -150,7 +176,7 @@ class ModelRunner:
             stored = self.store.load_profile(self.model.name, "serving", cursor, upper, key)
             if stored is None:
                 before = len(source.report.bad_files)
-                piece = profile_batches(source.batches(columns, cursor, upper), reference.spec)
+                piece = self.engine.profile(source, columns, reference.spec, cursor, upper)
                 partial = len(source.report.bad_files) > before
                 self.store.save_profile(self.model.name, "serving", cursor, upper, key, piece.to_dict(), partial)
             else:
@@ -221,8 +247,13 @@ class ModelRunner:
         reference = self.reference()
         kinds = self.model.feature_kinds
         try:
-            reference_sample = reference.sample or self._source("reference").sample(REPORT_SAMPLE_ROWS, list(kinds))
-            current = sample_batches(source.batches(list(kinds), start, end), REPORT_SAMPLE_ROWS, seed=1)
+            if self.engine.name == "local":
+                reference_sample = reference.sample or self._source("reference").sample(REPORT_SAMPLE_ROWS, list(kinds))
+                current = sample_batches(source.batches(list(kinds), start, end), REPORT_SAMPLE_ROWS, seed=1)
+            else:
+                reference_sample = reference.sample or self.engine.sample(
+                    self._engine_source("reference"), list(kinds), REPORT_SAMPLE_ROWS, seed=0)
+                current = self.engine.sample(source, list(kinds), REPORT_SAMPLE_ROWS, start, end)
             path = self.config.reports_dir() / self.model.name / result.check / (
                 f"{start:%Y%m%dT%H%M}_{end:%Y%m%dT%H%M}.html"
             )
@@ -249,10 +280,10 @@ def windows(start: datetime, end: datetime, step: timedelta) -> Iterator[tuple[d
 
 
 def run_config(config: Config, model_name: str | None, start: datetime, end: datetime,
-               checks: list[str] | None = None, progress=None) -> list[CheckResult]:
+               checks: list[str] | None = None, progress=None, engine: str | None = None) -> list[CheckResult]:
     store = ResultsStore(config.store_url())
     try:
-        runner = ModelRunner(config, config.model(model_name), store, progress)
+        runner = ModelRunner(config, config.model(model_name), store, progress, engine=engine)
         return runner.run(start, end, checks)
     finally:
         store.close()

@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from monitor.config import parse_config
-from monitor.demo.run import demo_config, write_scored_reference
+from monitor.demo.run import demo_config
 from monitor.runner import ModelRunner
 from monitor.store import ResultsStore
 
@@ -18,12 +18,8 @@ DRIFT = ["data_drift", "prediction_drift"]
 
 
 @pytest.fixture()
-def configured(small_world, tmp_path):
-    write_scored_reference(small_world)
-    raw = demo_config(small_world, small_world.root.parent)
-    raw["store"]["url"] = f"sqlite:///{tmp_path / 'store.db'}"
-    raw["store"]["reports_dir"] = str(tmp_path / "reports")
-    raw["models"][0]["checks"]["data_drift"]["report"] = False
+def configured(small_world, demo_raw_config):
+    raw = demo_raw_config
     config = parse_config(raw, "test", small_world.root.parent)
     store = ResultsStore(config.store_url())
     yield config, store, raw

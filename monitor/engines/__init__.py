@@ -1,0 +1,60 @@
+"""Engines: where a window's rows are read and profiled.
+
+Computing a profile is a pure function of Arrow record batches (`monitor.profile`). The
+`local` engine streams batches from files through that kernel in this process; the
+`spark` engine runs the very same kernel on every partition of a Spark DataFrame
+(`mapInArrow`) and merges the partial profiles. Checks only ever see the merged profile,
+so they cannot tell the engines apart: for the same data and spec the profiles are the
+same (counts exactly, moments to floating-point rounding).
+
+The Spark engine lives in `monitor.engines.spark` and imports pyspark only when used.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Protocol
+
+from monitor.errors import ConfigError
+from monitor.profile import DatasetProfile, ProfileSpec, profile_batches
+from monitor.sources import Source
+
+ENGINES = ("local", "spark")
+
+
+class Engine(Protocol):
+    name: str
+
+    def profile(self, source, columns: list[str], spec: ProfileSpec, start: datetime | None = None,
+                end: datetime | None = None) -> DatasetProfile:
+        """The merged profile of the window's rows of `columns` (absent columns become feature errors)."""
+
+
+class LocalEngine:
+    """Today's embedded engine: stream Arrow batches from the files through the kernel."""
+
+    name = "local"
+
+    def profile(self, source: Source, columns: list[str], spec: ProfileSpec, start: datetime | None = None,
+                end: datetime | None = None) -> DatasetProfile:
+        return profile_batches(source.batches(columns, start, end, dictionary_strings=True), spec)
+
+
+@dataclass(frozen=True)
+class SparkSettings:
+    """How to reach Spark: the master URL and any Spark conf (`spark.*` keys)."""
+
+    master: str = "local[2]"
+    app_name: str = "driftline"
+    conf: dict[str, str] = field(default_factory=dict)
+
+
+def get_engine(name: str = "local", spark: SparkSettings | None = None):
+    if name == "local":
+        return LocalEngine()
+    if name == "spark":
+        from monitor.engines.spark import SparkEngine
+
+        return SparkEngine(spark or SparkSettings())
+    raise ConfigError(f"engine: expected one of {', '.join(ENGINES)}, got {name!r}")

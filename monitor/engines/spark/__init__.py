@@ -1,0 +1,105 @@
+"""The `spark` engine: the profile kernel on a Spark cluster (or `local[N]`).
+
+What runs where: Spark lists and reads the files, applies the window predicate and runs
+the kernel on each partition (`mapInArrow`); only partial profiles (O(bins × features)
+each) leave the executors, and they are merged on the driver or in a tree reduce. The
+checks then run on the merged profile in this process, unchanged. Skew (the key join and
+the prediction replay) and data quality (Great Expectations' Spark datasource) have Spark
+paths of their own in skew/ and checks/.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from datetime import datetime
+
+from monitor.engines import SparkSettings
+from monitor.engines.spark.arrow import arrow_table
+from monitor.engines.spark.profile import SparkTimings, profile_frame
+from monitor.engines.spark.session import spark_session
+from monitor.engines.spark.source import SparkSource
+from monitor.profile import DatasetProfile, FeatureSpec, ProfileSpec, build_spec, empty_profile
+from monitor.sources import Limits
+
+__all__ = ["SparkEngine", "SparkSource", "SparkTimings"]
+
+
+class SparkEngine:
+    name = "spark"
+
+    def __init__(self, settings: SparkSettings = SparkSettings()) -> None:
+        self.settings = settings
+        self.timings = SparkTimings()  # of the last profile job
+
+    @property
+    def spark(self):
+        return spark_session(self.settings.master, self.settings.app_name, self.settings.conf)
+
+    def source(self, location: str, format: str | None = None, timestamp_column: str | None = None,
+               limits: Limits = Limits()) -> SparkSource:
+        return SparkSource(self.spark, location, format, timestamp_column, limits)
+
+    def profile(self, source: SparkSource, columns: list[str], spec: ProfileSpec, start: datetime | None = None,
+                end: datetime | None = None) -> DatasetProfile:
+        self.timings = SparkTimings()
+        profiles = source.run(lambda frame: profile_frame(frame, spec, timings=self.timings), columns, start, end)
+        source.count_rows(profiles[0].rows)
+        return profiles[0]
+
+    def reference(self, source: SparkSource, features: dict[str, str], n_chunks: int = 10,
+                  sample_rows: int = 200_000, max_categories: int = 10_000):
+        """As `monitor.reference.build_reference`: the spec from a sample, then the profile in chunks.
+
+        The sample is the whole reference when it has at most `sample_rows` rows (then the
+        bin edges equal the embedded engine's exactly), else Spark's seeded Bernoulli sample.
+        """
+        from monitor.reference import Reference
+
+        def job(frame):
+            if frame is None:
+                spec = ProfileSpec(tuple(FeatureSpec(n, k) for n, k in features.items()), max_categories)
+                return spec, [empty_profile(spec)], None
+            present = [n for n in features if n in frame.columns]
+            frame = frame.select(*[frame[f"`{n}`"] for n in present])
+            total = frame.count()
+            sampled = frame if total <= sample_rows else \
+                frame.sample(fraction=min(1.0, 1.1 * sample_rows / total), seed=0).limit(sample_rows)
+            sample = arrow_table(sampled)
+            spec = build_spec(sample, {n: features[n] for n in present}, max_categories=max_categories)
+            spec = ProfileSpec(tuple(spec[n] if n in present else FeatureSpec(n, features[n]) for n in features),
+                               spec.max_categories)
+            chunks = profile_frame(frame, spec, n_chunks=n_chunks, chunk_rows=max(1, math.ceil(total / n_chunks)))
+            return spec, chunks, sample
+
+        spec, chunks, sample = source.run(job, None)
+        profile = empty_profile(spec)
+        for chunk in chunks:
+            profile = profile.merge(chunk)
+        source.count_rows(profile.rows)
+        return Reference(spec, profile, [c for c in chunks if c.rows], sample)
+
+    def sample(self, source: SparkSource, columns: list[str], rows: int, start: datetime | None = None,
+               end: datetime | None = None, seed: int = 1):
+        """A seeded sample of about `rows` rows of the window as an Arrow table (for HTML reports)."""
+        def job(frame):
+            if frame is None:
+                return None
+            total = frame.count()
+            sampled = frame if total <= rows else frame.sample(fraction=min(1.0, 1.1 * rows / total), seed=seed)
+            return arrow_table(sampled.limit(rows))
+
+        return source.run(job, columns, start, end)
+
+
+def fingerprint(source: SparkSource) -> str:
+    """What identifies the reference's content for caching: its files and their sizes."""
+    import os
+
+    parts = []
+    for path in sorted(source.files):
+        local = path.removeprefix("file://")
+        stamp = f"{os.stat(local).st_mtime_ns}" if os.path.exists(local) else ""  # remote: the size only
+        stamp = f"{source.sizes.get(path, '')}:{stamp}"
+        parts.append(f"{path}:{stamp}")
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()
