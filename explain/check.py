@@ -24,6 +24,7 @@ from checks.registry import register_check
 from explain.config import AttributionDriftConfig
 from explain.drift import Attribution, AttributionThresholds, compare, profile_values
 from monitor.errors import ConfigError, SchemaError
+from monitor.reports import report_wanted
 
 log = logging.getLogger("driftline.explain")
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
@@ -169,7 +170,7 @@ class AttributionDriftCheck(WindowCheck):
             result = result.with_updates(features=features, status=status)
         result = result.with_updates(details={**result.details, "sample_size": c.sample_size, "label": label},
                                      partial=bool(bad), bad_files=bad)
-        if c.report:
+        if c.report and report_wanted(result.status, c.report_on):
             result = self._with_report(context, model, result, values)
         return result
 

@@ -11,6 +11,8 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from monitor.reports import ReportOn  # light: matplotlib is imported only to render
+
 Pair = tuple[float, float]
 
 
@@ -39,6 +41,8 @@ class AttributionDriftConfig(BaseModel):
     min_rows: int = Field(default=500, ge=1)
     min_positives: int = Field(default=30, ge=1)
     report: bool = True
+    report_on: ReportOn = Field(default="warn", description="windows that get the HTML report: warn (warn or alert), "
+                                                          "alert, always")
 
     @model_validator(mode="after")
     def _consistent(self):

@@ -23,6 +23,7 @@ from checks.settings import (  # light: pydantic only
 )
 from explain.config import AttributionDriftConfig  # light: pydantic only
 from monitor.errors import ConfigError
+from monitor.reports import ReportOn  # light: Evidently is imported only to render
 from retrain.settings import GatesConfig, PushConfig, check_cron  # light: pydantic only
 
 _DURATION = re.compile(r"^\s*(\d+)\s*(s|m|h|d|w)\s*$")
@@ -106,7 +107,8 @@ class DriftCheckConfig(_Strict):
     min_samples: int = Field(default=1000, ge=1)
     null_rate_thresholds: Pair = (0.05, 0.1)
     unseen_share_thresholds: Pair = (0.02, 0.05)
-    report: bool = True
+    report: bool = True  # data_drift only: an Evidently drill-down report (HTML)
+    report_on: ReportOn = "warn"  # which windows get one: warn (warn or alert), alert, always
 
     def check_params(self) -> dict:
         return {

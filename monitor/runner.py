@@ -33,6 +33,7 @@ from monitor.reference import (
     source_fingerprint,
     spec_key,
 )
+from monitor.reports import report_wanted  # light: Evidently is imported only to render
 from monitor.sources import Limits, Source, sample_batches
 from monitor.store import ResultsStore
 
@@ -236,7 +237,7 @@ class ModelRunner:
         except DriftlineError as exc:
             result = CheckResult(check=name, status="error", details={"error": str(exc)}, **context)
         if report and cfg is not None and getattr(cfg, "report", False) and name == "data_drift" \
-                and result.status != "error" and profile.rows:
+                and result.status != "error" and profile.rows and report_wanted(result.status, cfg.report_on):
             result = self._with_report(result, source, start, end)
         self.store.save_run(self.model.name, result, start, end)
         return result

@@ -20,6 +20,7 @@ def runner(small_world, tmp_path_factory):
     write_scored_reference(small_world)
     raw = demo_config(small_world, small_world.root.parent)
     raw["store"] = {"url": f"sqlite:///{tmp / 'store.db'}", "reports_dir": str(tmp / "reports")}
+    raw["models"][0]["checks"]["attribution_drift"]["report_on"] = "always"  # the quiet baseline day's report too
     config = parse_config(raw, "test", small_world.root.parent)
     store = ResultsStore(config.store_url())
     yield ModelRunner(config, config.models[0], store), store

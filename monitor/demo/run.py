@@ -52,14 +52,15 @@ def demo_config(world: World, workdir: Path) -> dict:
                 },
                 "profile_granularity": "1h",
                 "checks": {
-                    "data_drift": {"threshold_mode": "learned", "report": True},
+                    # HTML drill-downs (Evidently; explain plots) for the windows that warn or alert.
+                    "data_drift": {"threshold_mode": "learned", "report": True, "report_on": "warn"},
                     "prediction_drift": {"threshold_mode": "learned", "report": False},
                     "data_quality": {"enabled": True},
                     "calibration": {"enabled": True, "threshold_mode": "learned"},
                     "performance": {"enabled": True, "threshold_mode": "learned"},
                     "concept_drift": {"enabled": True, "threshold_mode": "learned"},
                     # Baseline: the first serving day (clean, labelled, never trained on).
-                    "attribution_drift": {"enabled": True,
+                    "attribution_drift": {"enabled": True, "report_on": "warn",
                                           "model_path": str(world.model_path.relative_to(workdir)),
                                           "vocabulary_path": str((world.root / "world.json").relative_to(workdir)),
                                           "baseline_window": f"{world.serving_day(0)}/{world.serving_day(1)}"},
