@@ -17,7 +17,13 @@ import pyarrow as pa
 from monitor.errors import DriftlineError, SchemaError
 from monitor.profile import infer_kind
 from monitor.sources import Source
-from skew.distribution import DistributionFinding, DistributionSettings, distribution_skew, profile_pair
+from skew.distribution import (
+    DistributionFinding,
+    DistributionSettings,
+    distribution_skew,
+    profile_pair,
+    spark_profile_pair,
+)
 from skew.feature_values import JoinSettings, ValueCounts, value_skew
 from skew.prediction import DEFAULT_THRESHOLDS as PREDICTION_THRESHOLDS
 from skew.prediction import DEFAULT_TOLERANCE, ModelAdapter, prediction_skew
@@ -62,7 +68,10 @@ class SkewCheck:
         return kinds
 
     def run(self, training: Source, serving: Source, adapters: Mapping[str | None, ModelAdapter] | None = None,
-            start: datetime | None = None, end: datetime | None = None, timestamp: str | None = None) -> SkewReport:
+            start: datetime | None = None, end: datetime | None = None, timestamp: str | None = None,
+            engine=None) -> SkewReport:
+        """`engine`: None (embedded: pyarrow + DuckDB), or a SparkEngine when both sources are SparkSources."""
+        spark = engine is not None and engine.name == "spark"
         kinds = self.feature_kinds(training, serving)
         if self.key is not None:
             check_key_types(training, serving, self.key)
@@ -77,8 +86,9 @@ class SkewCheck:
         compared_kinds = {n: k for n, k in kinds.items() if n not in self.serving_absent}
         findings: dict[str, DistributionFinding] = {}
         try:
-            training_profile, serving_profile = profile_pair(training, serving, compared_kinds, self.distribution,
-                                                             start, end)
+            pair = spark_profile_pair if spark else profile_pair
+            training_profile, serving_profile = pair(training, serving, compared_kinds, self.distribution, start, end,
+                                                     **({"engine": engine} if spark else {}))
             findings = distribution_skew(training_profile, serving_profile, compared_kinds, self.distribution)
             for name in compared_kinds:
                 schema += domain_issues(name, training_profile.features.get(name),
@@ -90,8 +100,13 @@ class SkewCheck:
         join, counts, segments = None, {}, ()
         if self.key is not None:
             try:
-                values = value_skew(training, serving, self.key, compared_kinds, join_settings, start, end,
-                                    timestamp)
+                if spark:
+                    from skew.spark_values import spark_value_skew
+
+                    values = spark_value_skew(training, serving, self.key, compared_kinds, join_settings, start, end)
+                else:
+                    values = value_skew(training, serving, self.key, compared_kinds, join_settings, start, end,
+                                        timestamp)
                 join, counts, segments = _graded_join(values.join, self.join_thresholds), values.features, \
                     values.segments
                 training_rows, serving_rows = join.training_rows, join.serving_rows
@@ -100,7 +115,7 @@ class SkewCheck:
         prediction = None
         if adapters and self.score_column:
             try:
-                prediction = self._prediction(serving, adapters, start, end)
+                prediction = self._prediction(serving, adapters, start, end, spark)
             except DriftlineError as exc:
                 errors.append(f"prediction skew: {exc}")
         features = tuple(self._feature(name, kind, findings.get(name), counts.get(name), schema)
@@ -111,9 +126,15 @@ class SkewCheck:
             features=features, prediction=prediction, segments=segments, training_rows=training_rows,
             serving_rows=serving_rows, partial=bool(bad), bad_files=bad, errors=tuple(errors))
 
-    def _prediction(self, serving: Source, adapters, start, end):
+    def _prediction(self, serving: Source, adapters, start, end, spark: bool = False):
         needed = {c for adapter in adapters.values() for c in adapter.features}
         columns = [c for c in (*sorted(needed), self.score_column, self.version_column, self.key) if c]
+        if spark:
+            from skew.spark_prediction import spark_prediction_skew
+
+            return spark_prediction_skew(serving, columns, adapters, self.score_column, self.version_column,
+                                         self.key, self.prediction_tolerance, self.prediction_thresholds,
+                                         self.join.max_examples, start, end)
         return prediction_skew(_rebatch(serving.batches(columns, start, end)), adapters, self.score_column,
                                self.version_column, self.key, self.prediction_tolerance, self.prediction_thresholds,
                                self.join.max_examples)
@@ -212,7 +233,7 @@ def _graded_join(join: JoinStats, thresholds: tuple[float, float]) -> JoinStats:
 
 def _partition_columns(source: Source) -> list[str]:
     """Hive partition keys (`dt=...`/`hour=...` directories): where rows live, not features."""
-    files = source.dataset.files
+    files = source.files if hasattr(source, "files") else source.dataset.files  # SparkSource or Source
     parts = files[0].replace("\\", "/").split("/")[:-1] if files else []
     return [part.split("=", 1)[0] for part in parts if "=" in part]
 

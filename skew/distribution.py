@@ -94,6 +94,28 @@ def profile_pair(training: Source, serving: Source, kinds: dict[str, str], setti
     return training_profile, serving_profile
 
 
+def spark_profile_pair(training, serving, kinds: dict[str, str], settings: DistributionSettings,
+                       start: datetime | None = None, end: datetime | None = None, engine=None,
+                       ) -> tuple[DatasetProfile, DatasetProfile]:
+    """`profile_pair` on Spark (SparkSources): the same sample bound fixes the edges, the kernel runs on Spark."""
+    from monitor.engines.spark import arrow_table
+
+    numeric = [n for n, k in kinds.items() if k == "numeric" and n in training.schema.names]
+
+    def sample_job(frame):
+        if frame is None or not numeric:
+            return pa.table({})
+        total = frame.count()
+        if total > SAMPLE_ROWS:
+            frame = frame.sample(fraction=min(1.0, 1.1 * SAMPLE_ROWS / total), seed=0).limit(SAMPLE_ROWS)
+        return arrow_table(frame)
+
+    sample = training.run(sample_job, numeric, start, end)
+    spec = build_pair_spec(training.schema, sample, kinds, settings)
+    columns = list(kinds)
+    return engine.profile(training, columns, spec, start, end), engine.profile(serving, columns, spec, start, end)
+
+
 def score_feature(name: str, kind: str, training, serving, settings: DistributionSettings) -> DistributionFinding:
     method = METHODS[kind]
     thresholds = settings.thresholds_for(name, method)

@@ -171,7 +171,7 @@ def load_adapter(path: str | Path, vocabulary: str | Path | None = None) -> Mode
 
 
 @dataclass
-class _Tally:
+class Tally:
     rows: int = 0
     compared: int = 0
     mismatches: int = 0
@@ -186,8 +186,15 @@ def prediction_skew(batches: Iterable[pa.RecordBatch], adapters: Mapping[str | N
                     tolerance: float = DEFAULT_TOLERANCE, thresholds: tuple[float, float] = DEFAULT_THRESHOLDS,
                     max_examples: int = 5) -> PredictionSkew:
     """Replay every batch through the adapter of its rows' logged version (key None: any version)."""
-    tallies: dict[Any, _Tally] = {}
-    counter = 0
+    tallies: dict[Any, Tally] = {}
+    tally_batches(batches, adapters, score_column, version_column, key_column, tolerance, max_examples, tallies)
+    return summarise(tallies, score_column, tolerance, thresholds, max_examples)
+
+
+def tally_batches(batches: Iterable[pa.RecordBatch], adapters: Mapping[str | None, ModelAdapter], score_column: str,
+                  version_column: str | None, key_column: str | None, tolerance: float, max_examples: int,
+                  tallies: dict[Any, Tally], counter: int = 0) -> None:
+    """Add the batches' replay comparisons to `tallies` (per logged version); `counter` orders ties."""
     for batch in batches:
         if score_column not in batch.schema.names:
             raise SchemaError(f"score column '{score_column}' is missing in the serving data")
@@ -197,7 +204,7 @@ def prediction_skew(batches: Iterable[pa.RecordBatch], adapters: Mapping[str | N
         groups = [(None, frame)] if versions is None else list(frame.groupby(versions.fillna("<null>"), sort=True))
         for version, rows in groups:
             version = None if version == "<null>" else version
-            tally = tallies.setdefault(version, _Tally())
+            tally = tallies.setdefault(version, Tally())
             tally.rows += len(rows)
             adapter = adapters.get(version, adapters.get(None))
             if adapter is None:
@@ -228,10 +235,9 @@ def prediction_skew(batches: Iterable[pa.RecordBatch], adapters: Mapping[str | N
                         heapq.heappush(tally.top, item)
                     else:
                         heapq.heappushpop(tally.top, item)
-    return _summarise(tallies, score_column, tolerance, thresholds, max_examples)
 
 
-def _summarise(tallies, score_column, tolerance, thresholds, max_examples) -> PredictionSkew:
+def summarise(tallies, score_column, tolerance, thresholds, max_examples) -> PredictionSkew:
     by_version = []
     for version in sorted(tallies, key=lambda v: (v is None, str(v))):
         t = tallies[version]

@@ -83,13 +83,20 @@ class TrainServeSkewCheck(WindowCheck):
         base = context.runner.config.base_dir
         check, adapters = self.build(base)
         timestamp = self.model_config.model_schema.timestamp
-        serving = context.serving_source()
         cfg = self.config.training
-        training = Source(cfg.resolved(base), cfg.format, None, Limits(cfg.limits.max_bytes, cfg.limits.max_rows))
-        if timestamp in training.schema.names:
-            training.timestamp_column = timestamp  # cut to the window like the serving logs
+        limits = Limits(cfg.limits.max_bytes, cfg.limits.max_rows)
+        engine = context.runner.engine
         try:
-            report = check.run(training, serving, adapters, context.start, context.end, timestamp)
+            if engine.name == "spark":  # the join, the replay and the profiles all run on Spark
+                serving = context.runner._engine_source("serving")
+                training = engine.source(cfg.resolved(base), cfg.format, None, limits)
+            else:
+                serving = context.serving_source()
+                training = Source(cfg.resolved(base), cfg.format, None, limits)
+            if timestamp in training.schema.names:
+                training.timestamp_column = timestamp  # cut to the window like the serving logs
+            report = check.run(training, serving, adapters, context.start, context.end, timestamp,
+                               engine=engine if engine.name == "spark" else None)
         except DriftlineError as exc:
             return CheckResult(check=self.name, status="error", details={"error": str(exc)},
                                **context.result_context)

@@ -17,23 +17,10 @@ from monitor.errors import SchemaError
 from monitor.sources import Source
 from skew.check import SkewCheck
 from skew.feature_values import JoinSettings, Tolerance, value_skew
+from skew_data import events as _events
 
 N = 3000
 KINDS = {"price": "numeric", "tenure": "numeric", "rate": "numeric", "device": "categorical", "slot": "categorical"}
-
-
-def _events(n: int = N, seed: int = 0) -> pd.DataFrame:
-    rng = np.random.default_rng(seed)
-    tenure = rng.gamma(2.0, 100.0, n).round()
-    tenure[rng.random(n) < 0.05] = np.nan
-    return pd.DataFrame({
-        "id": np.arange(n, dtype=np.int64),
-        "price": rng.lognormal(3.0, 0.5, n).round(2),
-        "tenure": tenure,
-        "rate": rng.random(n),
-        "device": rng.choice(["mobile", "desktop", "tablet"], n, p=[0.5, 0.4, 0.1]),
-        "slot": rng.choice(["1", "2", "3"], n),
-    })
 
 
 def _write(df: pd.DataFrame, path) -> str:

@@ -28,7 +28,17 @@ def _adapters(models: list[str], vocabulary: Optional[Path]) -> dict:
 
 
 def register(app: typer.Typer, check_app: typer.Typer) -> None:
-    from monitor.cli import FailOn, OutputFormat, _exit_code, _fail
+    from monitor.cli import (
+        ENGINE_HELP,
+        SPARK_CONF_HELP,
+        SPARK_MASTER_HELP,
+        EngineName,
+        FailOn,
+        OutputFormat,
+        _exit_code,
+        _fail,
+        one_off_engine,
+    )
     from monitor.errors import DriftlineError
 
     @check_app.command("skew")
@@ -56,6 +66,9 @@ def register(app: typer.Typer, check_app: typer.Typer) -> None:
         min_samples: int = typer.Option(1000, min=1, help="Fewer values than this give insufficient_data."),
         memory_limit: str = typer.Option("1.5GB", help="DuckDB memory limit for the join (it spills beyond)."),
         threads: int = typer.Option(2, min=1, help="DuckDB threads for the join."),
+        engine: EngineName = typer.Option(EngineName.local, help=ENGINE_HELP),
+        spark_master: str = typer.Option("local[2]", help=SPARK_MASTER_HELP),
+        spark_conf: list[str] = typer.Option([], help=SPARK_CONF_HELP),
     ) -> None:
         """Compare training examples with serving logs: schema, distribution, feature-value and prediction skew."""
         from monitor.sources import Source
@@ -64,7 +77,11 @@ def register(app: typer.Typer, check_app: typer.Typer) -> None:
         from skew.feature_values import JoinSettings, Tolerance
 
         try:
-            training_source, serving_source = Source(training), Source(serving)
+            spark = one_off_engine(engine, spark_master, spark_conf)
+            if spark is None:
+                training_source, serving_source = Source(training), Source(serving)
+            else:
+                training_source, serving_source = spark.source(training), spark.source(serving)
             names = _names(features)
             kinds = None
             if names:
@@ -83,7 +100,7 @@ def register(app: typer.Typer, check_app: typer.Typer) -> None:
                                   segments=tuple(_names(segments)), memory_limit=memory_limit, threads=threads),
                 score_column=score_column, version_column=version_column,
             )
-            report = check.run(training_source, serving_source, adapters)
+            report = check.run(training_source, serving_source, adapters, engine=spark)
         except DriftlineError as exc:
             _fail(str(exc))
         if output_format is OutputFormat.json:

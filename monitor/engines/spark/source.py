@@ -15,7 +15,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable, TypeVar
 
-from monitor.errors import DataSourceError, LimitExceededError, SchemaError
+from monitor.errors import DataSourceError, DriftlineError, LimitExceededError, SchemaError
 from monitor.sources import FORMATS, Limits, ScanReport, _format_of, _resolve
 
 T = TypeVar("T")
@@ -142,7 +142,7 @@ class SparkSource:
                 result = job(self.frame(columns, start, end, files))
                 self.report.files = len(files)
                 return result
-            except SchemaError:
+            except DriftlineError:  # ours, already clear (e.g. from a nested run over the other source)
                 raise
             except Exception as exc:  # Py4J and Spark errors: find the file to blame
                 cause = exc.__cause__ if isinstance(exc, _ReadFailure) else exc
