@@ -1,0 +1,56 @@
+"""One timed profile of a window for bench.spark, on one engine; prints JSON.
+
+    python -m bench._spark_runner local|spark REFERENCE CURRENT PROFILE_OUT [MASTER]
+
+Both engines use the same spec (fixed here from a reference sample, as the runner does)
+and write the merged profile to PROFILE_OUT so the parent can check they agree. The
+Spark run also times its phases: session start, a read-only pass (`noop` sink: scan and
+decode, no kernel), the profile job (read + kernel, pipelined) and the driver merge.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+
+
+def main(argv: list[str]) -> int:
+    engine_name, reference_path, current_path, out = argv[:4]
+    master = argv[4] if len(argv) > 4 else "local[2]"
+    from monitor.profile import build_spec, infer_kind
+    from monitor.sources import Source
+
+    reference = Source(reference_path)
+    kinds = {f.name: infer_kind(f.type) for f in reference.schema}
+    spec = build_spec(reference.sample(100_000, list(kinds)), kinds)
+    phases: dict[str, float] = {}
+    started = time.perf_counter()
+    if engine_name == "local":
+        from monitor.engines import LocalEngine
+
+        profile = LocalEngine().profile(Source(current_path), list(kinds), spec)
+        phases["profile (read + kernel + merge)"] = time.perf_counter() - started
+    else:
+        from monitor.engines import SparkSettings, get_engine
+
+        engine = get_engine("spark", SparkSettings(master=master))
+        source = engine.source(current_path)
+        phases["session start + listing"] = time.perf_counter() - started
+        begun = time.perf_counter()
+        source.run(lambda frame: frame.write.format("noop").mode("overwrite").save(), list(kinds))
+        phases["read only (noop sink)"] = time.perf_counter() - begun
+        begun = time.perf_counter()
+        profile = engine.profile(source, list(kinds), spec)
+        phases["profile job (read + kernel)"] = engine.timings.job
+        phases["merge on the driver"] = engine.timings.merge
+        phases["partitions"] = engine.timings.partitions
+        phases["profile total"] = time.perf_counter() - begun
+    with open(out, "w") as handle:
+        json.dump(profile.to_dict(), handle)
+    json.dump({"engine": engine_name, "rows": profile.rows, "phases": phases}, sys.stdout)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
