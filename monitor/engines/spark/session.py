@@ -79,12 +79,23 @@ def spark_session(master: str = "local[2]", app_name: str = "driftline", conf: d
         # Executors run the kernel in Python: the interpreter that has driftline installed.
         os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
         os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
-        builder = SparkSession.builder.master(master).appName(app_name)
+        builder = SparkSession.builder.appName(app_name)
+        # Under spark-submit (the JVM started this Python and handed it a gateway), the
+        # submitted --master and --conf win; driftline's defaults fill only what is unset.
+        submitted = bool(os.environ.get("PYSPARK_GATEWAY_PORT"))
+        if master and not submitted:
+            builder = builder.master(master)
         settings = dict(DEFAULT_CONF)
-        if master.startswith("local"):
+        if master.startswith("local") and not submitted:
             os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
             settings.update(LOCAL_CONF)
         settings.update(conf or {})
+        if submitted:
+            from pyspark import SparkConf, SparkContext
+
+            SparkContext._ensure_initialized()  # attach to spark-submit's gateway, so SparkConf sees its settings
+            given = dict(SparkConf().getAll())
+            settings = {k: v for k, v in settings.items() if k not in given}
         for key, value in settings.items():
             builder = builder.config(key, str(value))
         session = builder.getOrCreate()
