@@ -1,4 +1,4 @@
-"""SHAP for tree models: exact path-dependent TreeSHAP through LightGBM's `pred_contrib`.
+"""SHAP for tree models: exact path-dependent TreeSHAP, LightGBM's `pred_contrib` values.
 
 `pred_contrib` is what `shap.TreeExplainer(booster, feature_perturbation="tree_path_dependent")`
 returns for LightGBM (same algorithm, same values, tested), in raw log-odds space: the values
@@ -6,21 +6,28 @@ plus the base value add up to `raw_score` exactly. shap's interventional mode wi
 background data is not used: on LightGBM models with categorical splits it breaks
 additivity by up to several logits.
 
-Exact TreeSHAP costs O(trees x leaves x depth^2) per row, so global importances come from a
+LightGBM boosters with one output (binary, regression) are explained by explain/fasttree.py,
+the same values computed the Fast TreeSHAP v2 way (several times faster: bench/RESULTS.md);
+other models, and boosters outside what it covers, use `pred_contrib`.
+Which one ran is in `ShapValues.algorithm` and the result's details["algorithm"].
+
+Exact TreeSHAP still costs O(trees x leaves x depth) per row, so global importances come from a
 bounded uniform sample, with the standard error of each mean |SHAP| reported beside it.
 """
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass
 
 import numpy as np
 
-from explain.models import TreeModel
+from explain.models import LightGBMModel, TreeModel
 from explain.results import ExplainResult, FeatureImportance, sorted_importances
 from monitor.errors import SchemaError
 
 DEFAULT_SAMPLE = 5000
+PRED_CONTRIB = "path-dependent TreeSHAP (LightGBM pred_contrib)"
 
 
 @dataclass(frozen=True)
@@ -32,6 +39,7 @@ class ShapValues:
     base_value: float
     raw: np.ndarray  # the model's raw score per row
     matrix: np.ndarray  # the encoded model input (for plots)
+    algorithm: str = PRED_CONTRIB  # what computed the values
 
     @property
     def additivity_error(self) -> float:
@@ -49,16 +57,43 @@ def sample_frame(frame, rows: int | None, seed: int = 0):
     return frame.iloc[np.sort(rng.choice(len(frame), size=rows, replace=False))]
 
 
-def shap_values(model: TreeModel, frame) -> ShapValues:
+def shap_values(model: TreeModel, frame, fast: bool = True) -> ShapValues:
+    """Exact path-dependent TreeSHAP of every row; `fast=False` forces the model's own `contributions`."""
     if not isinstance(model, TreeModel):
         raise SchemaError(f"model {getattr(model, 'name', model)!r} has no TreeSHAP path (use --method permutation)")
     matrix = model.encode(frame)
-    contrib = np.asarray(model.contributions(matrix), dtype=np.float64)
+    contrib, algorithm = _contributions(model, matrix, fast)
+    contrib = np.asarray(contrib, dtype=np.float64)
     width = len(model.features) + 1
     if contrib.ndim != 2 or contrib.shape[1] != width:
         raise SchemaError(f"model {model.name!r}: expected {width} contribution columns, got {contrib.shape}")
     base = float(contrib[0, -1]) if len(contrib) else float("nan")
-    return ShapValues(model.features, contrib[:, :-1], base, np.asarray(model.raw_score(matrix)), matrix)
+    return ShapValues(model.features, contrib[:, :-1], base, np.asarray(model.raw_score(matrix)), matrix, algorithm)
+
+
+# Fast TreeSHAP plans (or the reason there is none) per booster, built once per model object.
+_PLANS: "weakref.WeakKeyDictionary[object, object]" = weakref.WeakKeyDictionary()
+
+
+def _contributions(model: TreeModel, matrix: np.ndarray, fast: bool) -> tuple[np.ndarray, str]:
+    if not fast or not isinstance(model, LightGBMModel):
+        return model.contributions(matrix), PRED_CONTRIB
+    booster = model.booster
+    from explain import fasttree
+
+    plan = _PLANS.get(booster)
+    if plan is None:
+        try:
+            plan = fasttree.prepare(booster)
+            if plan.num_features != len(model.features):
+                raise fasttree.Unsupported(f"{plan.num_features} features in the trees, "
+                                           f"{len(model.features)} in the model")
+        except (ImportError, KeyError, TypeError, ValueError) as exc:  # Unsupported is a ValueError
+            plan = f"fast path not used: {exc if isinstance(exc, fasttree.Unsupported) else repr(exc)}"
+        _PLANS[booster] = plan
+    if isinstance(plan, str):
+        return model.contributions(matrix), f"{PRED_CONTRIB}; {plan}"
+    return fasttree.contributions(plan, matrix, threads=2), fasttree.ALGORITHM
 
 
 def importance_from_values(values: np.ndarray, features: tuple[str, ...]) -> list[FeatureImportance]:
@@ -89,7 +124,7 @@ def shap_importance(model: TreeModel, frame, sample: int | None = DEFAULT_SAMPLE
         features=sorted_importances(items),
         base_value=values.base_value,
         additivity_error=values.additivity_error,
-        details={"space": "raw log-odds", "algorithm": "path-dependent TreeSHAP (LightGBM pred_contrib)",
+        details={"space": "raw log-odds", "algorithm": values.algorithm,
                  "sampled_from": len(frame), "seed": seed},
     )
     return result, values
