@@ -11,6 +11,7 @@ torch = pytest.importorskip("torch")
 
 from explain.deep import deep_shap, permutation_shap, to_result, x0_of  # noqa: E402
 from explain.models import DeepModel, MatrixModel  # noqa: E402
+from tests.explain_fixtures import one_torch_thread  # noqa: E402,F401  (autouse)
 
 CARDS = {"os": 5, "offer": 7}
 DIM = 4
@@ -110,12 +111,19 @@ def test_x0_attributions_add_up_within_the_reported_error(method):
     assert result["details"]["explainer"] == method
 
 
-def test_auto_keeps_the_method_with_the_smaller_additivity_error():
+def test_auto_keeps_the_method_with_the_smaller_additivity_error(monkeypatch):
+    import explain.deep
+
     model = TinyModel()
+    monkeypatch.setattr(explain.deep, "TOLERANCE", 0.0)  # always probe DeepLIFT too
     attribution = deep_shap(model, frame(12, 3), frame(20, 4), method="auto", nsamples=100, probe_rows=8)
     errors = attribution.probe_errors
     assert set(errors) == {"gradient", "deep"}
     assert attribution.method == min(errors, key=errors.get)
+    # Expected gradients already within the tolerance: DeepLIFT's costly probe is skipped.
+    monkeypatch.setattr(explain.deep, "TOLERANCE", 1.0)
+    attribution = deep_shap(model, frame(12, 3), frame(20, 4), method="auto", probe_rows=8)
+    assert set(attribution.probe_errors) == {"gradient"} and attribution.method == "gradient"
 
 
 def test_a_feature_that_never_reaches_the_output_gets_zero():
