@@ -1,11 +1,13 @@
 """The `attribution_drift` check: a scheduled explain job per model and window.
 
 Each run explains a bounded uniform sample of the window (`sample_size` rows): exact
-TreeSHAP of the configured model, and, where the window's rows carry labels, permutation
-importance on them. The baseline (a held-out labelled dataset, a baseline window of the
-serving logs, or else the training reference) is explained once and cached in the store
-under a fingerprint of the model and the settings. `explain.drift.compare` turns the two
-into a CheckResult; the importances travel in `details["importance"]` for the exporter.
+TreeSHAP of a LightGBM model, or deep SHAP at x0 of a retrain/ torch ranker (explain/deep.py,
+against a background sample stored once: explain/background.py), and, where the window's
+rows carry labels, permutation importance on them. The baseline (a held-out labelled
+dataset, a baseline window of the serving logs, or else the training reference) is explained
+once and cached in the store under a fingerprint of the model, the settings and the data.
+`explain.drift.compare` turns the two into a CheckResult; the importances travel in
+`details["importance"]` for the exporter.
 See explain/drift.py for why concept drift needs the labelled permutation part.
 """
 
@@ -32,17 +34,28 @@ _ROLE = "attribution_ref"
 
 
 def attribute(model, frame, label: str | None = None, spec: dict | None = None, n_repeats: int = 3,
-              seed: int = 0, permutation: bool = True, note: str | None = None, shap_rows: int | None = None):
+              seed: int = 0, permutation: bool = True, note: str | None = None, shap_rows: int | None = None,
+              background=None):
     """Explain one dataset: (Attribution, ShapValues, SHAP profile spec as a dict).
 
-    SHAP runs on at most `shap_rows` of the rows (exact TreeSHAP is the costly part and
-    mean |SHAP| converges fast); permutation importance uses every labelled row, since
-    label-sparse CTR data needs them all.
+    SHAP runs on at most `shap_rows` of the rows (it is the costly part and mean |SHAP|
+    converges fast); permutation importance uses every labelled row, since label-sparse CTR
+    data needs them all. Deep models are explained against `background` (a frame).
     """
+    from explain.models import DeepModel
     from explain.permutation import binary_labels, permutation_scores
     from explain.tree import importance_from_values, sample_frame, shap_values
 
-    values = shap_values(model, sample_frame(frame, shap_rows, seed))
+    rows, explainer = sample_frame(frame, shap_rows, seed), None
+    if isinstance(model, DeepModel):
+        from explain.deep import deep_shap, shap_values_of
+
+        if background is None:
+            raise SchemaError(f"model {model.name!r}: deep SHAP needs a background sample")
+        deep = deep_shap(model, rows, background, seed=seed)
+        values, explainer = shap_values_of(deep, rows, getattr(model, "categorical", ())), deep.method
+    else:
+        values = shap_values(model, rows)
     profile_spec, profile = profile_values(values.values, model.features, spec)
     shap = {i.feature: (i.importance, i.std) for i in importance_from_values(values.values, model.features)}
     perm, labelled, positives = None, 0, 0
@@ -60,7 +73,7 @@ def attribute(model, frame, label: str | None = None, spec: dict | None = None, 
     attribution = Attribution(
         rows=len(values.raw), shap=shap, shap_profile=profile.to_dict(), base_value=values.base_value,
         additivity_error=values.additivity_error, permutation=perm, labelled_rows=labelled,
-        positives=positives, note=note,
+        positives=positives, note=note, explainer=explainer,
     )
     return attribution, values, profile_spec.to_dict()
 
@@ -108,13 +121,20 @@ class AttributionDriftCheck(WindowCheck):
         return frame, missing
 
     def _baseline(self, context, model, columns: list[str]):
-        """(Attribution, spec dict) of the baseline, from the store's cache when the inputs are unchanged."""
+        """(Attribution, spec dict, Background or None) of the baseline, from the store when the
+        inputs are unchanged. Deep models also get their background sample: drawn from the
+        baseline rows the first time, stored under the same key, loaded on every later run."""
+        from explain import background as backgrounds
+        from explain.models import DeepModel
         from monitor.sources import Source, parse_window
 
         c = self.config
         base = context.runner.config.base_dir
+        deep = isinstance(model, DeepModel)
         key_parts = {"model": model.fingerprint(), "holdout": c.holdout_path, "window": c.baseline_window,
                      "sample": c.sample_size, "seed": c.seed, "repeats": c.n_repeats, "label": self._label()}
+        if deep:
+            key_parts.update(background_rows=c.background_rows, shap_rows=c.shap_rows)
         if c.holdout_path:
             from monitor.runner import source_fingerprint
 
@@ -134,24 +154,34 @@ class AttributionDriftCheck(WindowCheck):
             note = ("baseline is the training reference: permutation importances are not compared "
                     "(configure holdout_path or baseline_window)")
         key = hashlib.sha256(json.dumps(key_parts, sort_keys=True).encode()).hexdigest()[:32]
-        cached = context.store.load_profile(self.model_config.name, _ROLE, _EPOCH, _EPOCH, key)
-        if cached is not None:
-            return Attribution.from_dict(cached["attribution"]), cached["spec"]
+        name = self.model_config.name
+        cached = context.store.load_profile(name, _ROLE, _EPOCH, _EPOCH, key)
+        background = backgrounds.load(context.store, name, key) if deep else None
+        if cached is not None and (background is not None or not deep):
+            return Attribution.from_dict(cached["attribution"]), cached["spec"], background
         frame, missing = self._frame(model, self._sample(batches, columns, schema))
         if missing:
             raise SchemaError(f"baseline data lacks model feature column '{missing[0]}'")
+        if deep and background is None:  # stored before use: a run killed after this reuses it
+            background = backgrounds.save(context.store, name, key,
+                                          backgrounds.draw(frame[list(model.features)], c.background_rows, c.seed))
         attribution, _, spec = attribute(model, frame, self._label(), None, c.n_repeats, c.seed,
-                                         permutation=note is None, note=note, shap_rows=c.shap_rows)
-        context.store.save_profile(self.model_config.name, _ROLE, _EPOCH, _EPOCH, key,
+                                         permutation=note is None, note=note, shap_rows=c.shap_rows,
+                                         background=background.frame if deep else None)
+        context.store.save_profile(name, _ROLE, _EPOCH, _EPOCH, key,
                                    {"rows": attribution.rows, "attribution": attribution.to_dict(), "spec": spec})
-        return attribution, spec
+        return attribution, spec, background
+
+    def _baseline_source(self) -> str:
+        c = self.config
+        return "holdout_path" if c.holdout_path else "baseline_window" if c.baseline_window else "reference"
 
     def run(self, context) -> CheckResult:
         c = self.config
         model = self._model(context.runner.config.base_dir)
         label = self._label()
         columns = list(model.features) + ([label] if label else [])
-        reference, spec = self._baseline(context, model, columns)
+        reference, spec, background = self._baseline(context, model, columns)
         source = context.serving_source()
         frame = self._sample(source.batches(columns, context.start, context.end), columns, source.schema)
         bad = tuple(f"{path}: {why}" for path, why in source.report.bad_files)
@@ -159,7 +189,8 @@ class AttributionDriftCheck(WindowCheck):
             return CheckResult(check=self.name, status="insufficient_data",
                                details={"error": "no rows in the window"}, **context.result_context)
         frame, missing = self._frame(model, frame)
-        current, values, _ = attribute(model, frame, label, spec, c.n_repeats, c.seed, shap_rows=c.shap_rows)
+        current, values, _ = attribute(model, frame, label, spec, c.n_repeats, c.seed, shap_rows=c.shap_rows,
+                                       background=None if background is None else background.frame)
         kinds = {f: self.model_config.feature_kinds.get(f, "categorical" if f in model.categorical else "numeric")
                  for f in model.features}
         result = compare(reference, current, kinds, self._thresholds(), **context.result_context)
@@ -168,8 +199,10 @@ class AttributionDriftCheck(WindowCheck):
                              if f.feature in missing else f for f in result.features)
             status = "alert" if result.status == "alert" else worst_status(f.status for f in features)
             result = result.with_updates(features=features, status=status)
-        result = result.with_updates(details={**result.details, "sample_size": c.sample_size, "label": label},
-                                     partial=bool(bad), bad_files=bad)
+        details = {**result.details, "sample_size": c.sample_size, "label": label}
+        if background is not None:  # which background: equal digests across windows, comparable runs
+            details["background"] = background.summary(self._baseline_source())
+        result = result.with_updates(details=details, partial=bool(bad), bad_files=bad)
         if c.report and report_wanted(result.status, c.report_on):
             result = self._with_report(context, model, result, values)
         return result

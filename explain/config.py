@@ -20,12 +20,17 @@ class AttributionDriftConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     enabled: bool = False
-    model_path: str | None = Field(default=None, description="LightGBM text model (relative to the config file)")
+    model_path: str | None = Field(
+        default=None, description="LightGBM text model, or a retrain/ model directory (DCN-V2, ESMM: deep SHAP at x0); "
+                                  "relative to the config file")
     vocabulary_path: str | None = Field(
         default=None, description="JSON {feature: [category, ...]} coding the model's categorical inputs")
     sample_size: int = Field(default=10_000, ge=100, le=1_000_000,
                              description="rows read per window (permutation importance uses every labelled one)")
-    shap_rows: int = Field(default=2000, ge=100, le=1_000_000, description="of those, rows explained with TreeSHAP")
+    shap_rows: int = Field(default=2000, ge=100, le=1_000_000, description="of those, rows explained with SHAP")
+    background_rows: int = Field(
+        default=200, ge=10, le=10_000,
+        description="deep models: baseline rows SHAP explains against, drawn once with `seed` and stored")
     label: str | None = Field(default=None, description="label column; default: the schema's first label")
     holdout_path: str | None = Field(
         default=None, description="held-out labelled data (never the training set) as the baseline")

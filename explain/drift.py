@@ -53,6 +53,7 @@ class Attribution:
     labelled_rows: int = 0
     positives: int = 0
     note: str | None = None
+    explainer: str | None = None  # deep models: which x0 explainer ran ("gradient" or "deep"); None: TreeSHAP
 
     def to_dict(self) -> dict:
         return {
@@ -61,6 +62,7 @@ class Attribution:
             "additivity_error": self.additivity_error,
             "permutation": None if self.permutation is None else {k: list(v) for k, v in self.permutation.items()},
             "labelled_rows": self.labelled_rows, "positives": self.positives, "note": self.note,
+            "explainer": self.explainer,
         }
 
     @classmethod
@@ -72,6 +74,7 @@ class Attribution:
             additivity_error=data.get("additivity_error"),
             permutation=None if permutation is None else {k: tuple(v) for k, v in permutation.items()},
             labelled_rows=data.get("labelled_rows", 0), positives=data.get("positives", 0), note=data.get("note"),
+            explainer=data.get("explainer"),
         )
 
 
@@ -204,6 +207,7 @@ def compare(reference: Attribution, current: Attribution, kinds: dict[str, str],
         "reference_importance": importance_rows(reference),
         "base_value": current.base_value,
         "additivity_error": current.additivity_error,
+        "explainer": current.explainer,
         "labelled_rows": current.labelled_rows,
         "positives": current.positives,
         "notes": notes,

@@ -11,9 +11,11 @@ unlock faster or exact paths:
 - `DeepModel` (DCN-V2 / ESMM, see the retrain issue) exposes its torch module, the
   interaction layer whose input is x0 (concatenated embeddings and dense features) and each
   raw feature's column slice of x0, so explain/deep.py can attribute at x0 on the
-  (model, layer) pair and sum each feature's attribution over its embedding slice.
+  (model, layer) pair and sum each feature's attribution over its embedding slice. A retrain/
+  model directory's torch ranker is loaded as a `DeepRanker`.
 
-Models are read from LightGBM's text format only (never pickle). Categorical columns are
+Models are read from LightGBM's text format or a retrain/ model directory (JSON and
+safetensors / `weights_only` state dicts), never pickle. LightGBM's categorical columns are
 encoded with a vocabulary (`{feature: [category, ...]}`, code = position, unknown = NaN;
 the demo world's `world.json` has one) or, for boosters trained on pandas categoricals,
 with the categories stored in the model file.
@@ -153,17 +155,62 @@ class LightGBMModel:
         return hashlib.sha256((text + json.dumps(self.vocabulary, sort_keys=True)).encode()).hexdigest()[:32]
 
 
+_DEEP_FILES = {"model.json", "architecture.json", "preprocess.json"}
+
+
+class DeepRanker:
+    """A retrain/ torch ranker (DCN-V2, ESMM, MMoE) as explain/ sees it: a `DeepModel` with the
+    features as a tuple, the categorical ones named (their drift kind) and a fingerprint of the
+    saved files (the key of cached baselines). Attribution goes to the primary task's logit."""
+
+    def __init__(self, trained, directory: Path, name: str) -> None:
+        self.trained, self.directory, self.name = trained, Path(directory), name
+        self.features = tuple(trained.features)
+        self.categorical = tuple(trained.features.categorical)
+        self.module = trained.module
+        self.feature_slices = trained.feature_slices
+
+    def inputs(self, frame) -> tuple:
+        return self.trained.inputs(frame)
+
+    def interaction_layer(self):
+        return self.trained.interaction_layer()
+
+    def predict(self, frame) -> np.ndarray:
+        return self.trained.predict(frame)
+
+    def fingerprint(self) -> str:
+        """Of the files the model is loaded from (not a registry version's metadata or reports)."""
+        import hashlib
+
+        digest = hashlib.sha256()
+        for file in sorted(self.directory.iterdir()):
+            if file.is_file() and (file.name in _DEEP_FILES or file.name.startswith("weights.")):
+                digest.update(file.name.encode() + b"\0" + file.read_bytes())
+        return digest.hexdigest()[:32]
+
+
 def load_model(path: str | Path, vocabulary: str | Path | dict | None = None, name: str | None = None) -> Model:
     """A LightGBM text model file, a demo world directory (its model coded with world.json), or a
-    retrain/ model directory (model.json + weights; its torch rankers are DeepModels)."""
+    retrain/ model directory (model.json + weights; its torch rankers become DeepRankers)."""
     path = Path(path)
     if path.is_dir() and (path / "model.json").is_file():  # a retrain/ artifact (DCN-V2, ESMM, LightGBM)
         from retrain.base import load_model as load_trained
 
-        return load_trained(path)
+        try:
+            trained = load_trained(path)
+        except (OSError, ValueError, KeyError, RuntimeError) as exc:  # missing or damaged weights/architecture
+            raise DataSourceError(f"{path}: not a loadable model ({str(exc).splitlines()[0][:200]})") from exc
+        if isinstance(trained, DeepModel):  # a registry version <registry>/<model>/<n>/ is named <model>/<n>
+            return DeepRanker(trained, path, name or (f"{path.parent.name}/{path.name}" if path.name.isdigit()
+                                                      else path.name))
+        return trained
     if path.is_dir() and (path / "world.json").is_file() and vocabulary is None:
         vocabulary, path = path / "world.json", path / "model" / "model.txt"
         name = name or "demo-world"
+    if path.is_dir():
+        raise DataSourceError(f"{path}: a directory but not a model (no model.json of a retrain/ model directory, "
+                              "no world.json of a demo world)")
     vocab = load_vocabulary(vocabulary) if isinstance(vocabulary, (str, Path)) else vocabulary
     return LightGBMModel.from_file(path, vocab, name)
 

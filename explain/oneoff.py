@@ -8,42 +8,55 @@ from explain.results import ExplainResult
 from monitor.errors import SchemaError
 
 DEFAULT_SAMPLE = 5000
+BACKGROUND_ROWS = 200
+
+
+def _source(path: str, features: tuple[str, ...]):
+    """The data source, checked to hold every model feature (the error names the file and column)."""
+    from monitor.sources import Source
+
+    source = Source(path)
+    missing = [f for f in features if f not in source.schema.names]
+    if missing:
+        raise SchemaError(f"{path}: lacks model feature column '{missing[0]}'"
+                          + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""))
+    return source
 
 
 def explain_file(model_path: str | Path, data: str, method: str = "shap", label: str | None = None,
                  sample: int = DEFAULT_SAMPLE, vocabulary: str | Path | None = None, seed: int = 0,
                  n_repeats: int = 5, groups: dict[str, list[str]] | None = None,
-                 report: Path | None = None) -> ExplainResult:
-    """Global importances of the model on a uniform sample of `sample` rows of `data`."""
+                 report: Path | None = None, background: str | None = None,
+                 background_rows: int = BACKGROUND_ROWS) -> ExplainResult:
+    """Global importances of the model on a uniform sample of `sample` rows of `data`. Deep
+    models are explained against `background_rows` rows of `background` (default: `data`),
+    a uniform sample drawn with `seed`, so the same command gives the same background."""
     from explain.models import DeepModel, load_model
-    from monitor.sources import Source
 
     if method not in ("shap", "permutation"):
         raise SchemaError(f"--method {method!r}: expected shap or permutation")
     if sample < 1:
         raise SchemaError("--sample must be at least 1")
+    if background_rows < 1:
+        raise SchemaError("--background-rows must be at least 1")
     model = load_model(model_path, vocabulary)
-    source = Source(data)
+    features = tuple(model.features)
+    source = _source(data, features)
     names = source.schema.names
-    missing = [f for f in tuple(model.features) if f not in names]
-    if missing:
-        raise SchemaError(f"{data}: lacks model feature column '{missing[0]}'"
-                          + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""))
     if method == "permutation" and not label:
         raise SchemaError("--label is required with --method permutation")
     if label and label not in names:
         raise SchemaError(f"{data}: label column '{label}' is missing")
-    columns = list(tuple(model.features)) + ([label] if label else [])
+    columns = list(features) + ([label] if label else [])
     frame = source.sample(sample, columns, seed=seed).to_pandas()
     if frame.empty:
         raise SchemaError(f"{data}: no rows")
-    if method == "shap" and isinstance(model, DeepModel):
-        from explain.deep import deep_shap, to_result
-        from explain.tree import sample_frame
-
-        background = sample_frame(frame, 100, seed + 1)
-        attribution = deep_shap(model, frame, background, seed=seed)
-        result, values = to_result(model, attribution), None
+    deep = method == "shap" and isinstance(model, DeepModel)
+    if background and not deep:
+        raise SchemaError("--background applies only to deep models (a retrain/ model directory) with --method shap")
+    if deep:
+        result, values = _explain_deep(model, frame, _source(background, features) if background else source,
+                                       background or data, background_rows, seed)
     elif method == "shap":
         from explain.tree import shap_importance
 
@@ -62,6 +75,22 @@ def explain_file(model_path: str | Path, data: str, method: str = "shap", label:
     return result
 
 
+def _explain_deep(model, frame, background_source, origin: str, rows: int, seed: int):
+    """Deep SHAP at x0 against a uniform sample of `rows` background rows drawn with `seed`."""
+    from dataclasses import replace
+
+    from explain.deep import deep_shap, shap_values_of, to_result
+
+    background = background_source.sample(rows, list(model.features), seed=seed).to_pandas()
+    if background.empty:
+        raise SchemaError(f"{origin}: no rows for the background sample")
+    attribution = deep_shap(model, frame, background, seed=seed)
+    result = to_result(model, attribution)
+    summary = {"rows": len(background), "source": str(origin), "seed": seed}
+    result = replace(result, details={**result.details, "background": summary})
+    return result, shap_values_of(attribution, frame, getattr(model, "categorical", ()))
+
+
 def _report(path: Path, result: ExplainResult, model, frame, values, seed: int) -> None:
     from checks.base import CheckResult
     from explain.models import TreeModel
@@ -73,6 +102,8 @@ def _report(path: Path, result: ExplainResult, model, frame, values, seed: int) 
     method = "mean_abs_shap" if result.method == "shap" else "permutation_logloss"
     rows = [{"feature": f.feature, "method": method, "importance": f.importance, "std": f.std}
             for f in result.features]
-    summary = CheckResult(check="explain", status="ok", model=result.model, details={"importance": rows})
+    details = {"importance": rows, "base_value": result.base_value, "additivity_error": result.additivity_error,
+               "explainer": result.details.get("explainer"), "background": result.details.get("background")}
+    summary = CheckResult(check="explain", status="ok", model=result.model, details=details)
     render_explain_report(path, f"{result.model}: {result.method} importance on {result.rows} rows",
                           summary, values, [])

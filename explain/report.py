@@ -66,11 +66,12 @@ def beeswarm(values, features: tuple[str, ...], seed: int = 0) -> str:
         if finite.any():
             ranks = np.argsort(np.argsort(column[finite]))
             colour[finite] = ranks / max(len(ranks) - 1, 1)
+        # Fixed colour limits: a column with no values to rank (an embedded categorical) stays grey.
         ax.scatter(shap[:, j], row + rng.uniform(-0.3, 0.3, len(column)), c=colour, cmap="coolwarm",
-                   s=4, alpha=0.6, linewidths=0)
+                   vmin=0, vmax=1, s=4, alpha=0.6, linewidths=0)
     ax.axvline(0, color="#888888", linewidth=0.8)
     ax.set_yticks(np.arange(len(order)), [features[j] for j in order])
-    ax.set_xlabel("SHAP value (log-odds); colour: feature value low (blue) to high (red)")
+    ax.set_xlabel("SHAP value (log-odds); colour: feature value low (blue) to high (red), grey: unordered")
     return _png(fig)
 
 
@@ -125,6 +126,14 @@ def render_explain_report(path: str | Path, title: str, result: CheckResult, val
     path = Path(path)
     rows, reference_rows = result.details.get("importance", []), result.details.get("reference_importance", [])
     sections = [f"<h1>{html.escape(title)}</h1>", f"<p>status: <b>{html.escape(result.status)}</b></p>"]
+    details = result.details
+    if details.get("additivity_error") is not None:  # how far base + sum(SHAP) is from the model's logit
+        explainer = f", explainer {_fmt(details['explainer'])}" if details.get("explainer") else ""
+        background = details.get("background") or {}
+        against = f", against {background['rows']} background rows" if background.get("rows") else ""
+        sections.append(f"<p>base value {_fmt(details.get('base_value'))} (log-odds); additivity error "
+                        f"<b>{_fmt(details['additivity_error'])}</b> (max |base + &Sigma; SHAP &minus; logit| over "
+                        f"the rows{explainer}{against})</p>")
     rankings = result.details.get("rankings", {})
     if rankings:
         sections.append("<h2>Rankings</h2><table><tr><th>method</th><th>Spearman</th><th>nDCG@k</th>"

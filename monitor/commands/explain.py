@@ -13,7 +13,8 @@ def register(app: typer.Typer, check_app: typer.Typer) -> None:
 
     @app.command("explain")
     def explain(
-        model: Path = typer.Option(..., help="LightGBM model in text format (never pickle)."),
+        model: Path = typer.Option(..., help="LightGBM model in text format (never pickle), or a retrain/ model "
+                                               "directory (DCN-V2, ESMM: deep SHAP at x0)."),
         data: str = typer.Option(..., help="Data to explain: file, directory, glob or URI (held out for permutation)."),
         method: str = typer.Option("shap", help="shap (mean |SHAP|, exact TreeSHAP) or permutation (log-loss)."),
         label: Optional[str] = typer.Option(None, help="Binary label column (required for permutation)."),
@@ -23,6 +24,9 @@ def register(app: typer.Typer, check_app: typer.Typer) -> None:
         group: list[str] = typer.Option([], help="Permute together: NAME=COL1,COL2 (repeatable)."),
         seed: int = typer.Option(0, help="Seed of the sample and the shuffles."),
         report: Optional[Path] = typer.Option(None, help="Write an HTML report with plots here."),
+        background: Optional[str] = typer.Option(
+            None, help="Deep models: data the background sample is drawn from (default: --data)."),
+        background_rows: int = typer.Option(200, help="Deep models: rows in the background sample (seeded)."),
         output_format: OutputFormat = typer.Option(OutputFormat.table, "--format", help="table or json."),
     ) -> None:
         """Which features drive the model: SHAP or permutation importance, with their uncertainty."""
@@ -34,7 +38,8 @@ def register(app: typer.Typer, check_app: typer.Typer) -> None:
 
         try:
             groups = _groups(group)
-            result = explain_file(model, data, method, label, sample, vocabulary, seed, repeats, groups, report)
+            result = explain_file(model, data, method, label, sample, vocabulary, seed, repeats, groups, report,
+                                  background=background, background_rows=background_rows)
         except DriftlineError as exc:
             _fail(str(exc))
         if output_format is OutputFormat.json:
