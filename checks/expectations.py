@@ -4,8 +4,8 @@ Suites are built here as plain GX 1.x suite JSON (`{"name", "expectations": [{"t
 "kwargs", "meta", "severity"}]}`), so deriving one needs no GX import; users edit the
 file and driftline loads it back through `great_expectations.ExpectationSuite`, which
 validates every expectation. GX itself (seconds to import) is imported only to validate,
-once per process, with one ephemeral context and one pandas batch definition reused for
-every window.
+once per process, with one ephemeral context and one batch definition per backend (pandas,
+and Spark for the spark engine) reused for every window.
 """
 
 from __future__ import annotations
@@ -21,13 +21,16 @@ from monitor.errors import ConfigError, require
 SUITE_FORMAT = "great_expectations/1"
 _GX_STATE: dict = {}
 
-# Pandas dtype names per type family; a column must keep its family (a retyped column fails).
+# Type names per family; a column must keep its family (a retyped column fails). GX matches
+# the names of the backend it runs on (pandas dtypes, or pyspark.sql.types classes) and skips
+# the others, so one derived suite holds on both engines.
 TYPE_FAMILIES = {
     "numeric": ["int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64", "float16", "float32",
                 "float64", "Int8", "Int16", "Int32", "Int64", "UInt8", "UInt16", "UInt32", "UInt64", "Float32",
-                "Float64"],
-    "string": ["object", "string", "str", "category"],
-    "boolean": ["bool", "boolean", "object"],
+                "Float64", "ByteType", "ShortType", "IntegerType", "LongType", "FloatType", "DoubleType",
+                "DecimalType"],
+    "string": ["object", "string", "str", "category", "StringType", "VarcharType", "CharType"],
+    "boolean": ["bool", "boolean", "object", "BooleanType"],
 }
 
 
@@ -102,6 +105,17 @@ def _gx():
     return _GX_STATE
 
 
+def _batch_definition(backend: str):
+    """The whole-dataframe batch definition for `pandas` or `spark` (GX's Spark datasource, added on first use)."""
+    state = _gx()
+    if backend == "spark" and "spark_batch" not in state:
+        with _quiet():
+            # persist=False: the caller caches the window and releases it afterwards; GX would keep it cached.
+            source = state["context"].data_sources.add_spark("driftline-spark", persist=False)
+            state["spark_batch"] = source.add_dataframe_asset("window").add_batch_definition_whole_dataframe("whole")
+    return state["spark_batch" if backend == "spark" else "batch"]
+
+
 def build_gx_suite(suite: dict, where: str = "suite"):
     """A GX ExpectationSuite from the JSON; a bad expectation raises ConfigError naming it."""
     state = _gx()
@@ -121,10 +135,11 @@ def build_gx_suite(suite: dict, where: str = "suite"):
         return gx.ExpectationSuite(name=str(suite.get("name", "driftline")), expectations=expectations)
 
 
-def validate_frame(suite: dict, frame, partial_count: int = 10, where: str = "suite") -> list[dict]:
-    """Validate a pandas DataFrame; one plain dict per expectation, in suite order."""
+def validate_frame(suite: dict, frame, partial_count: int = 10, where: str = "suite",
+                   backend: str = "pandas") -> list[dict]:
+    """Validate a pandas (or, backend="spark", a Spark) DataFrame; one plain dict per expectation, in suite order."""
     gx_suite = build_gx_suite(suite, where)
-    batch = _gx()["batch"].get_batch(batch_parameters={"dataframe": frame})
+    batch = _batch_definition(backend).get_batch(batch_parameters={"dataframe": frame})
     with _quiet():
         outcome = batch.validate(gx_suite, result_format={"result_format": "SUMMARY",
                                                           "partial_unexpected_count": partial_count})
@@ -141,6 +156,12 @@ def validate_frame(suite: dict, frame, partial_count: int = 10, where: str = "su
             "result": dict(item.result or {}),
             "exception": info.get("exception_message") if info.get("raised_exception") else None,
         })
+    present = set(frame.columns)
+    for item in by_config:
+        column = item["kwargs"].get("column")
+        if item["type"] != "expect_column_to_exist" and isinstance(column, str) and column not in present:
+            # GX reports these unevenly (a plain failure, or an IndexError): say what it is, on every backend.
+            item.update(success=False, result={}, exception=f"column '{column}' is missing")
     return _in_suite_order(suite, by_config)
 
 
