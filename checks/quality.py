@@ -17,6 +17,8 @@ drawn, so windows are validated whole up to the bound, which only stops runaway 
 
 Statuses: a failed expectation of severity `critical` alerts, `warning` warns, `info`
 is reported only; an expectation that could not run (its column is missing) is `error`.
+
+On the spark engine the same suite validates the window in Spark (`checks.quality_spark`).
 """
 
 from __future__ import annotations
@@ -210,19 +212,25 @@ def _short(value):
 def validate_table(suite: dict, table: pa.Table, window_rows: int | None = None, where: str = "suite",
                    **context) -> CheckResult:
     """Validate an Arrow table (a window, or a sample of one) and judge the outcome."""
-    frame = table.to_pandas()
-    records, features = judge(validate_frame(suite, frame, where=where))
-    window_rows = table.num_rows if window_rows is None else window_rows
+    results = validate_frame(suite, table.to_pandas(), where=where)
+    return quality_result(suite, results, table.num_rows, table.num_rows if window_rows is None else window_rows,
+                          **context)
+
+
+def quality_result(suite: dict, results: list[dict], validated_rows: int, window_rows: int,
+                   **context) -> CheckResult:
+    """The check result of GX's per-expectation results, whichever engine validated them."""
+    records, features = judge(results)
     details = {
         "suite": suite.get("name"),
         "expectations_total": len(records),
         "expectations_failed": sum(not r["success"] for r in records),
-        "validated_rows": table.num_rows,
+        "validated_rows": validated_rows,
         "window_rows": window_rows,
-        "sampled": table.num_rows < window_rows,
+        "sampled": validated_rows < window_rows,
         "expectations": records,
     }
-    status = "insufficient_data" if table.num_rows == 0 else worst_status(f.status for f in features)
+    status = "insufficient_data" if validated_rows == 0 else worst_status(f.status for f in features)
     return CheckResult(check="data_quality", status=status, features=features, current_rows=window_rows,
                        details=details, **context)
 
@@ -290,7 +298,9 @@ class QualityWindowCheck(WindowCheck):
 
     def run(self, context) -> CheckResult:
         suite = self.suite(context)
-        source = context.serving_source()
+        # On Spark only the window's validation moves there; the suite is the one the embedded engine uses.
+        on_spark = context.runner.engine.name == "spark"
+        source = context.runner._engine_source("serving") if on_spark else context.serving_source()
         # Predictions and labels may live elsewhere than the serving logs: judge them only when present.
         schema = self.model.model_schema
         absent = {c for c in [*schema.predictions, *(label.name for label in schema.labels)]
@@ -298,12 +308,18 @@ class QualityWindowCheck(WindowCheck):
         if absent:
             suite = {**suite, "expectations": [e for e in suite["expectations"]
                                                if e.get("kwargs", {}).get("column") not in absent]}
+        where = self.config.suite or "derived suite"
+        if on_spark:
+            from checks.quality_spark import validate_on_spark
+
+            return validate_on_spark(suite, source, self.params.sample_rows, context.start, context.end, where,
+                                     **context.result_context)
         columns = [c for c in suite_columns(suite) if c in source.schema.names]
         table, rows = read_for_suite(source.batches(columns, context.start, context.end), suite,
                                      self.params.sample_rows, source.schema)
         bad = tuple(f"{path}: {why}" for path, why in source.report.bad_files)
-        return validate_table(suite, table, rows, where=self.config.suite or "derived suite",
-                              partial=bool(bad), bad_files=bad, **context.result_context)
+        return validate_table(suite, table, rows, where=where, partial=bool(bad), bad_files=bad,
+                              **context.result_context)
 
 
 @register_check("data_quality")
@@ -313,8 +329,11 @@ def quality_check(model_config, check_config=None) -> QualityWindowCheck:
 
 def quality_between(current: str, reference: str | None = None, suite_path: str | None = None,
                     write_suite: str | None = None, id_column: str | None = None,
-                    sample_rows: int = SuiteParams.sample_rows) -> CheckResult:
-    """One-off (`driftline check quality`): derive a suite from the reference (or load one), validate current."""
+                    sample_rows: int = SuiteParams.sample_rows, engine=None) -> CheckResult:
+    """One-off (`driftline check quality`): derive a suite from the reference (or load one), validate current.
+
+    `engine`: a SparkEngine validates `current` on Spark; the suite is derived here either way.
+    """
     from monitor.errors import DataSourceError
     from monitor.oneoff import feature_kinds
     from monitor.sources import Source
@@ -336,8 +355,13 @@ def quality_between(current: str, reference: str | None = None, suite_path: str 
         from checks.expectations import save_suite
 
         save_suite(suite, write_suite)
+    where = suite_path or "derived suite"
+    if engine is not None:
+        from checks.quality_spark import validate_on_spark
+
+        return validate_on_spark(suite, engine.source(current), params.sample_rows, where=where)
     current_source = Source(current)
     columns = [c for c in suite_columns(suite) if c in current_source.schema.names]
     table, rows = read_for_suite(current_source.batches(columns), suite, params.sample_rows, current_source.schema)
     bad = tuple(f"{path}: {why}" for path, why in current_source.report.bad_files)
-    return validate_table(suite, table, rows, where=suite_path or "derived suite", partial=bool(bad), bad_files=bad)
+    return validate_table(suite, table, rows, where=where, partial=bool(bad), bad_files=bad)

@@ -8,7 +8,7 @@ import typer
 
 
 def register(app: typer.Typer, check_app: typer.Typer) -> None:
-    from monitor.cli import FailOn, OutputFormat
+    from monitor.cli import ENGINE_HELP, SPARK_CONF_HELP, SPARK_MASTER_HELP, EngineName, FailOn, OutputFormat
 
     @check_app.command("quality")
     def check_quality(
@@ -20,18 +20,22 @@ def register(app: typer.Typer, check_app: typer.Typer) -> None:
         sample_rows: int = typer.Option(1_000_000, min=1000, help="Validate a uniform sample beyond this many rows."),
         output_format: OutputFormat = typer.Option(OutputFormat.table, "--format", help="table or json."),
         fail_on: Optional[FailOn] = typer.Option(None, help="Exit 1 when the check reaches this status."),
+        engine: EngineName = typer.Option(EngineName.local, help=ENGINE_HELP),
+        spark_master: str = typer.Option("local[2]", help=SPARK_MASTER_HELP),
+        spark_conf: list[str] = typer.Option([], help=SPARK_CONF_HELP),
     ) -> None:
         """Columns, types, ranges, null rates, value sets and id uniqueness against a suite."""
         import json
         import sys
 
         from checks.quality import quality_between
-        from monitor.cli import _exit_code, _fail, _print_result_table, out
+        from monitor.cli import _exit_code, _fail, _print_result_table, one_off_engine, out
         from monitor.errors import DriftlineError
 
         try:
             result = quality_between(current, reference, str(suite) if suite else None,
-                                     str(write_suite) if write_suite else None, id_column, sample_rows)
+                                     str(write_suite) if write_suite else None, id_column, sample_rows,
+                                     engine=one_off_engine(engine, spark_master, spark_conf))
         except DriftlineError as exc:
             _fail(str(exc))
         if output_format is OutputFormat.json:
