@@ -69,7 +69,9 @@ def _print(out, result, report) -> None:
     if shap:
         title += f" (base value {result.base_value:.4f}, additivity error {result.additivity_error:.1e})"
     table = Table(title=title, title_justify="left")
-    extras = ("gain_share", "split") if shap else ("auc_delta", "se")
+    # Only the columns this model has (a deep ranker has no gain or split counts).
+    extras = tuple(e for e in (("gain_share", "split") if shap else ("auc_delta", "se"))
+                   if any(e in f.extra for f in result.features))
     for column in ("feature", "importance", "std") + extras:
         table.add_column(column, justify="left" if column == "feature" else "right")
     for f in result.features:
