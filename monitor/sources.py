@@ -12,7 +12,7 @@ from __future__ import annotations
 import glob as globlib
 import os
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Iterator
 
@@ -39,6 +39,7 @@ DEFAULT_BATCH_ROWS = 131_072  # ~40 MB of 30 columns: small enough to keep sever
 # batches of every column in memory at once; two keep the reader busy while a batch is
 # profiled and bound memory to a few batches.
 DEFAULT_BATCH_READAHEAD = 2
+_LAST_INSTANT = timedelta(microseconds=1)  # datetimes are whole microseconds: no hour starts inside the last one
 
 
 @dataclass(frozen=True)
@@ -201,12 +202,26 @@ class Source:
                     expression = _and(expression, ds.field(column) >= pa.scalar(_as_utc(start), field_type))
                 if end is not None:
                     expression = _and(expression, ds.field(column) < pa.scalar(_as_utc(end), field_type))
-        # Prune hive `dt=YYYY-MM-DD` partitions so a window opens only its own files.
+        # Prune hive `dt=YYYY-MM-DD` (and integer `hour=HH`) partitions, the UTC date (and hour)
+        # of their rows' timestamps, so a window opens only its own files: an hourly window of
+        # hourly partitions reads one file, not the day's 24 (and a day ending at midnight does
+        # not open the next day's).
         if "dt" in schema.names and pa.types.is_string(schema.field("dt").type):
+            dt = ds.field("dt")
+            hour = ds.field("hour") if "hour" in schema.names and pa.types.is_integer(schema.field("hour").type) \
+                else None
             if start is not None:
-                expression = _and(expression, ds.field("dt") >= _as_utc(start).strftime("%Y-%m-%d"))
+                first = _as_utc(start)
+                day = first.strftime("%Y-%m-%d")
+                expression = _and(expression, dt >= day)
+                if hour is not None and first.hour:
+                    expression = _and(expression, (dt > day) | (hour >= first.hour))
             if end is not None:
-                expression = _and(expression, ds.field("dt") <= _as_utc(end).strftime("%Y-%m-%d"))
+                last = _as_utc(end) - _LAST_INSTANT  # the window's last instant: [start, end) is half-open
+                day = last.strftime("%Y-%m-%d")
+                expression = _and(expression, dt <= day)
+                if hour is not None and last.hour < 23:
+                    expression = _and(expression, (dt < day) | (hour <= last.hour))
         return expression
 
     def batches(
