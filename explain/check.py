@@ -25,7 +25,7 @@ from checks.base import CheckResult, WindowCheck, worst_status
 from checks.registry import register_check
 from explain.config import AttributionDriftConfig
 from explain.drift import Attribution, AttributionThresholds, compare, profile_values
-from monitor.errors import ConfigError, SchemaError
+from monitor.errors import ConfigError, DriftlineError, SchemaError
 from monitor.reports import report_wanted
 
 log = logging.getLogger("driftline.explain")
@@ -177,6 +177,26 @@ class AttributionDriftCheck(WindowCheck):
         return "holdout_path" if c.holdout_path else "baseline_window" if c.baseline_window else "reference"
 
     def run(self, context) -> CheckResult:
+        """Every failure is this check's `error` result naming the model path: the runner turns only
+        DriftlineErrors into results, and a model that fails to load or explain (a LightGBMError,
+        a torch error, a bug) must not abort the other checks of the run."""
+        try:
+            return self._run(context)
+        except Exception as exc:
+            path = self.config.model_path
+            try:
+                path = str(self.config.resolve(path, context.runner.config.base_dir))
+            except Exception:  # keep the configured path in the message
+                pass
+            why = (str(exc).strip().splitlines() or [""])[0][:300]
+            if not isinstance(exc, DriftlineError):  # unexpected: keep the traceback in the log
+                log.exception("attribution_drift for %s (model %s) failed", self.model_config.name, path)
+                why = f"{type(exc).__name__}: {why}" if why else type(exc).__name__
+            message = why if path in why else f"model {path}: {why}"
+            return CheckResult(check=self.name, status="error", details={"error": message, "model_path": path},
+                               **context.result_context)
+
+    def _run(self, context) -> CheckResult:
         c = self.config
         model = self._model(context.runner.config.base_dir)
         label = self._label()

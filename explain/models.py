@@ -12,7 +12,8 @@ unlock faster or exact paths:
   interaction layer whose input is x0 (concatenated embeddings and dense features) and each
   raw feature's column slice of x0, so explain/deep.py can attribute at x0 on the
   (model, layer) pair and sum each feature's attribution over its embedding slice. A retrain/
-  model directory's torch ranker is loaded as a `DeepRanker`.
+  model directory's torch ranker is loaded as a `DeepRanker`, its LightGBM booster as a
+  `TrainedLightGBM` (a TreeModel encoded exactly as the trainer encodes).
 
 Models are read from LightGBM's text format or a retrain/ model directory (JSON and
 safetensors / `weights_only` state dicts), never pickle. LightGBM's categorical columns are
@@ -30,7 +31,8 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from monitor.errors import DataSourceError, SchemaError, require
+from explain.lgbtext import check_text_model
+from monitor.errors import DataSourceError, DriftlineError, SchemaError, require
 from skew.prediction import load_booster, load_vocabulary
 
 
@@ -98,6 +100,7 @@ class LightGBMModel:
     def from_file(cls, path: str | Path, vocabulary: dict[str, list[str]] | None = None,
                   name: str | None = None) -> "LightGBMModel":
         path = Path(path)
+        check_text_model(path)  # before LightGBM parses it: a damaged file crashes its parser
         booster = load_booster(path)  # shared with skew/: text format only, clear errors
         objective = str(booster.params.get("objective", "binary"))
         if not objective.startswith(("binary", "cross_entropy", "xentropy")):
@@ -155,6 +158,41 @@ class LightGBMModel:
         return hashlib.sha256((text + json.dumps(self.vocabulary, sort_keys=True)).encode()).hexdigest()[:32]
 
 
+class TrainedLightGBM(LightGBMModel):
+    """A retrain/ LightGBM model directory as a tree model: the booster, encoded by the trainer's
+    own `matrix` (its numeric-then-categorical order, its Vocabulary codes with `as_text` and
+    hashing) so the SHAP values explain exactly the inputs the trees were trained on."""
+
+    def __init__(self, trained, name: str) -> None:
+        self.trained = trained
+        super().__init__(trained.booster, name, {f: list(v) for f, v in trained.vocab.values.items()})
+
+    def __post_init__(self) -> None:
+        names = tuple(self.trained.features.names)
+        if tuple(self.booster.feature_name()) != names:
+            raise DataSourceError(f"model {self.name!r}: the booster's features {self.booster.feature_name()} "
+                                  f"are not the trainer's {list(names)}")
+        self.features, self.categorical = names, tuple(self.trained.features.categorical)
+        self._stored_categories = {}
+
+    def encode(self, frame) -> np.ndarray:
+        from retrain.lightgbm_trainer import matrix
+
+        self.check_columns(frame)
+        for name in self.trained.features.numeric:  # the trainer casts without checking: name the column
+            try:
+                frame[name].to_numpy(dtype=np.float64, na_value=np.nan)
+            except (ValueError, TypeError) as exc:
+                raise SchemaError(f"column '{name}' is not numeric") from exc
+        return matrix(frame, self.trained.features, self.trained.vocab)
+
+    def fingerprint(self) -> str:
+        import hashlib
+
+        text = self.booster.model_to_string() + json.dumps(self.trained.vocab.to_dict(), sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
 _DEEP_FILES = {"model.json", "architecture.json", "preprocess.json"}
 
 
@@ -195,16 +233,23 @@ def load_model(path: str | Path, vocabulary: str | Path | dict | None = None, na
     retrain/ model directory (model.json + weights; its torch rankers become DeepRankers)."""
     path = Path(path)
     if path.is_dir() and (path / "model.json").is_file():  # a retrain/ artifact (DCN-V2, ESMM, LightGBM)
-        from retrain.base import load_model as load_trained
+        from retrain.base import load_model as load_trained, read_header
+        from retrain.lightgbm_trainer import LightGBMModel as TrainedBooster
 
+        if read_header(path).get("trainer") == "lightgbm":
+            check_text_model(path / "model.txt")
         try:
             trained = load_trained(path)
-        except (OSError, ValueError, KeyError, RuntimeError) as exc:  # missing or damaged weights/architecture
-            raise DataSourceError(f"{path}: not a loadable model ({str(exc).splitlines()[0][:200]})") from exc
-        if isinstance(trained, DeepModel):  # a registry version <registry>/<model>/<n>/ is named <model>/<n>
-            return DeepRanker(trained, path, name or (f"{path.parent.name}/{path.name}" if path.name.isdigit()
-                                                      else path.name))
-        return trained
+        except DriftlineError:
+            raise
+        except Exception as exc:  # missing or damaged weights/architecture (LightGBMError is no OSError)
+            why = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+            raise DataSourceError(f"{path}: not a loadable model ({why})") from exc
+        # A registry version <registry>/<model>/<n>/ is named <model>/<n>.
+        name = name or (f"{path.parent.name}/{path.name}" if path.name.isdigit() else path.name)
+        if isinstance(trained, TrainedBooster):
+            return TrainedLightGBM(trained, name)
+        return DeepRanker(trained, path, name) if isinstance(trained, DeepModel) else trained
     if path.is_dir() and (path / "world.json").is_file() and vocabulary is None:
         vocabulary, path = path / "world.json", path / "model" / "model.txt"
         name = name or "demo-world"
