@@ -205,11 +205,12 @@ class Source:
         # Prune hive `dt=YYYY-MM-DD` (and integer `hour=HH`) partitions, the UTC date (and hour)
         # of their rows' timestamps, so a window opens only its own files: an hourly window of
         # hourly partitions reads one file, not the day's 24 (and a day ending at midnight does
-        # not open the next day's).
+        # not open the next day's). A data column named `hour` (say, a local hour) is no key.
         if "dt" in schema.names and pa.types.is_string(schema.field("dt").type):
             dt = ds.field("dt")
-            hour = ds.field("hour") if "hour" in schema.names and pa.types.is_integer(schema.field("hour").type) \
-                else None
+            partitioning = getattr(self.dataset, "partitioning", None)
+            keys = partitioning.schema if partitioning is not None else pa.schema([])
+            hour = ds.field("hour") if "hour" in keys.names and pa.types.is_integer(keys.field("hour").type) else None
             if start is not None:
                 first = _as_utc(start)
                 day = first.strftime("%Y-%m-%d")

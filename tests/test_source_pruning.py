@@ -61,3 +61,13 @@ def test_the_rows_are_those_of_an_unpruned_read(logs):
 def test_naive_window_bounds_count_as_utc(logs):
     naive = START.replace(tzinfo=None)
     assert read(logs, naive + timedelta(hours=3), naive + timedelta(hours=4)) == (60, 1)
+
+
+def test_a_data_column_named_hour_is_not_taken_for_a_partition_key(tmp_path):
+    """Daily partitions whose rows carry their local hour (UTC+5): every row of the window is read."""
+    ts = [START + timedelta(minutes=10 * i) for i in range(144)]
+    folder = tmp_path / f"dt={START:%Y-%m-%d}"
+    folder.mkdir()
+    pq.write_table(pa.table({"ts": pa.array(ts, pa.timestamp("us", tz="UTC")),
+                             "hour": pa.array([(t.hour + 5) % 24 for t in ts], pa.int32())}), folder / "part-0.parquet")
+    assert read(tmp_path, START + timedelta(hours=3), START + timedelta(hours=4)) == (6, 1)
