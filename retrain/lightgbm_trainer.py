@@ -117,7 +117,10 @@ class LightGBMTrainer(Trainer):
         return LightGBMModel(booster, features, vocab, train.labels, params.model_dump())
 
     def load(self, directory: Path, header: dict) -> LightGBMModel:
+        from explain.lgbtext import check_text_model
+
         lgb = require("lightgbm")
+        check_text_model(directory / "model.txt")  # LightGBM segfaults on some damaged files instead of raising
         booster = lgb.Booster(model_file=str(directory / "model.txt"))
         vocab = Vocabulary.from_dict(json.loads((directory / "vocabulary.json").read_text()))
         return LightGBMModel(booster, FeatureSet.from_dict(header["features"]), vocab,

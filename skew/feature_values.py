@@ -417,7 +417,7 @@ def _segment_records(segment_rows: dict, counts: dict[str, ValueCounts], limit: 
         by_column.setdefault(column, []).append(
             SegmentSkew(column, value, compared, max(rates.values(), default=0.0), rates))
     records: list[SegmentSkew] = []
-    for column, items in by_column.items():
+    for column, items in sorted(by_column.items()):  # by column name: the join's row order is arbitrary
         items.sort(key=lambda r: (-r.mismatch_rate, -r.compared, str(r.value)))
         records += items[:limit]
     return tuple(records)

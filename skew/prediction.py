@@ -135,14 +135,13 @@ def load_vocabulary(path: str | Path) -> dict[str, list[str]]:
 
 
 def load_booster(path: str | Path):
+    from explain.lgbtext import check_text_model
+
     lgb = require("lightgbm")
     path = Path(path)
     if not path.is_file():
         raise DataSourceError(f"{path}: model file not found")
-    with path.open("rb") as handle:
-        head = handle.read(64)
-    if not head.startswith(b"tree\n") and b"version=" not in head:
-        raise DataSourceError(f"{path}: not a LightGBM text model")
+    check_text_model(path)  # LightGBM segfaults on some damaged files instead of raising
     try:
         return lgb.Booster(model_file=str(path))
     except Exception as exc:  # LightGBMError on a damaged file
