@@ -89,3 +89,21 @@ def test_cli_run_and_check_drift_with_engine_spark(spark, raw_config, small_worl
 
     bad = runner.invoke(app, [*args, "--engine", "spark", "--spark-conf", "executor.memory=2g"])
     assert bad.exit_code == 2 and "--spark-conf" in bad.stderr
+
+
+def test_hour_windows_prune_and_match(spark, raw_config, small_world):
+    config = parse_config(raw_config, "test", small_world.root.parent)
+    start = small_world.serving_start + timedelta(days=2, hours=23)  # crosses midnight: two dt folders
+    end = start + timedelta(hours=2)
+    store = ResultsStore(config.store_url())
+    try:
+        local, _ = ModelRunner(config, config.models[0], store).window_profile(start, end)
+        runner = ModelRunner(config, config.models[0], store, engine="spark")
+        remote, source = runner.window_profile(start, end)
+    finally:
+        store.close()
+    assert remote.rows == local.rows > 0
+    assert remote.features["device"].to_dict() == local.features["device"].to_dict()
+    read = source.run(lambda frame: sorted({r.f for r in frame.selectExpr("input_file_name() AS f").collect()}),
+                      None, start, end)
+    assert len(read) == 2 and all("hour=23" in f or "hour=00" in f for f in read)  # 2 of 48 hourly files

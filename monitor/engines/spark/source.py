@@ -11,7 +11,7 @@ marks the window partial instead of failing it, as in the embedded engine.
 from __future__ import annotations
 
 import os
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Callable, TypeVar
 
@@ -118,13 +118,10 @@ class SparkSource:
                         part = moment < literal if upper else moment >= literal
                         condition = part if condition is None else condition & part
             if "dt" in present:  # prune hive partitions, as the embedded engine does
-                day = F.col("dt").cast("string")
-                if start is not None:
-                    part = day >= _as_utc(start).strftime("%Y-%m-%d")
-                    condition = part if condition is None else condition & part
-                if end is not None:
-                    part = day <= _as_utc(end).strftime("%Y-%m-%d")
-                    condition = part if condition is None else condition & part
+                hourly = bool(self.files) and "/hour=" in self.files[0]  # a folder key, not a data column
+                pruning = _partition_pruning(start, end, hourly)
+                if pruning is not None:
+                    condition = pruning if condition is None else condition & pruning
         if condition is not None:
             df = df.where(condition)
         if columns is not None:
@@ -166,6 +163,27 @@ class SparkSource:
 
 class _ReadFailure(Exception):
     """Spark failed while planning the read (e.g. a corrupt footer met during schema inference)."""
+
+
+def _partition_pruning(start: datetime | None, end: datetime | None, hourly: bool):
+    """`dt=YYYY-MM-DD` (and `hour=HH` folder) bounds of [start, end), as monitor.sources prunes them."""
+    from pyspark.sql import functions as F
+
+    day, hour, condition = F.col("dt").cast("string"), F.col("hour").cast("int"), None
+    bounds = []
+    if start is not None:
+        first = _as_utc(start)
+        bounds.append(day >= first.strftime("%Y-%m-%d"))
+        if hourly and first.hour:
+            bounds.append((day > first.strftime("%Y-%m-%d")) | (hour >= first.hour))
+    if end is not None:
+        last = _as_utc(end) - timedelta(microseconds=1)  # the window's last instant: it is half-open
+        bounds.append(day <= last.strftime("%Y-%m-%d"))
+        if hourly and last.hour < 23:
+            bounds.append((day < last.strftime("%Y-%m-%d")) | (hour <= last.hour))
+    for bound in bounds:
+        condition = bound if condition is None else condition & bound
+    return condition
 
 
 def _timestamp_expression(df, column: str):
