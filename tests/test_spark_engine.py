@@ -213,3 +213,17 @@ def test_missing_java_or_pyspark_says_what_to_install(monkeypatch):
     monkeypatch.setattr(builtins, "__import__", no_pyspark)
     with pytest.raises(MissingDependencyError, match=r"pip install 'driftline\[spark\]'"):
         session.require_spark()
+
+
+def test_uris_are_listed_by_spark(spark_engine, reference_table, tmp_path):
+    """A URI goes through Spark's own filesystems (here file://; s3a:// or hdfs:// alike)."""
+    write_parts(sample_table(3000, seed=10), tmp_path / "cur", [1000])
+    (tmp_path / "cur" / "part-001.parquet").write_bytes(b"PAR1 garbage")
+    spec = build_spec(reference_table, FEATURES)
+    local = LocalEngine().profile(Source(tmp_path / "cur"), list(FEATURES), spec)
+    source = spark_engine.source(f"file://{tmp_path / 'cur'}")
+    assert len(source.files) == 2 and all(f.startswith("file:") for f in source.files)
+    assert_same_profile(local, spark_engine.profile(source, list(FEATURES), spec))
+    assert [path.rsplit("/", 1)[1] for path, _ in source.report.bad_files] == ["part-001.parquet"]
+    with pytest.raises(DataSourceError, match="nowhere"):
+        spark_engine.source(f"file://{tmp_path / 'nowhere'}")

@@ -28,7 +28,8 @@ def quoted(name: str) -> str:
 
 
 def _is_local(location: str) -> bool:
-    return "://" not in location or location.startswith("file://")
+    """A plain path is listed here, by the embedded engine's rules; any URI (file:// too) by Spark."""
+    return "://" not in location
 
 
 class SparkSource:
