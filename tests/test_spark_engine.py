@@ -227,3 +227,28 @@ def test_uris_are_listed_by_spark(spark_engine, reference_table, tmp_path):
     assert [path.rsplit("/", 1)[1] for path, _ in source.report.bad_files] == ["part-001.parquet"]
     with pytest.raises(DataSourceError, match="nowhere"):
         spark_engine.source(f"file://{tmp_path / 'nowhere'}")
+
+
+def test_reference_chunks_reduced_on_the_executors_match(spark_engine, reference_table, tmp_path, monkeypatch):
+    import monitor.engines.spark.profile as spark_profile
+
+    write_parts(reference_table, tmp_path / "ref", [1500, 3000, 4500])
+    collected = spark_engine.reference(spark_engine.source(str(tmp_path / "ref")), FEATURES, n_chunks=4)
+    monkeypatch.setattr(spark_profile, "TREE_REDUCE_ABOVE", 0)  # reduceByKey per chunk instead of collect
+    reduced = spark_engine.reference(spark_engine.source(str(tmp_path / "ref")), FEATURES, n_chunks=4)
+    assert_same_profile(collected.profile, reduced.profile)
+    assert [c.rows for c in reduced.chunks] == [c.rows for c in collected.chunks]
+    assert sum(c.rows for c in reduced.chunks) == reference_table.num_rows
+
+
+def test_limits_hold_on_spark(spark_engine, reference_table, tmp_path):
+    from monitor.errors import LimitExceededError
+    from monitor.sources import Limits
+
+    write_parts(sample_table(2000, seed=11), tmp_path / "cur", [])
+    spec = build_spec(reference_table, FEATURES)
+    rows = spark_engine.source(str(tmp_path / "cur"), limits=Limits(max_rows=1999))
+    with pytest.raises(LimitExceededError, match="more than 1999 rows in the window"):
+        spark_engine.profile(rows, list(FEATURES), spec)
+    with pytest.raises(LimitExceededError, match="exceeds the limit of 1000"):
+        spark_engine.source(str(tmp_path / "cur"), limits=Limits(max_bytes=1000))
