@@ -8,7 +8,8 @@ The result is judged by the same `judge`, so statuses compare across engines.
 Two differences from pandas are ironed out so both engines give the same answers:
 - NaN: GX on pandas counts NaN as null; Spark does not (and orders NaN above every number,
   so it would also fail a range). NaN in floating columns is turned into null first.
-- type names: type-list expectations carry Spark's names next to pandas' (TYPE_FAMILIES).
+- type names: type-list expectations carry Spark's names next to pandas' (TYPE_FAMILIES);
+  a pandas-only list (an older or hand-written suite) gets them added before validating.
 
 Beyond `sample_rows` rows the window is validated on a seeded Bernoulli sample of that
 expected size (`df.sample`); `validated_rows` says how many rows it held.
@@ -45,6 +46,7 @@ def validate_on_spark(suite: dict, source, sample_rows: int, start: datetime | N
             frame.unpersist()
             raise
 
+    suite = with_spark_type_names(suite)
     frame, validated_rows, window_rows = source.run(cached, suite_columns(suite), start, end)
     try:
         source.count_rows(window_rows)
@@ -53,6 +55,25 @@ def validate_on_spark(suite: dict, source, sample_rows: int, start: datetime | N
         frame.unpersist()
     bad = tuple(f"{path}: {why}" for path, why in source.report.bad_files)
     return quality_result(suite, results, validated_rows, window_rows, partial=bool(bad), bad_files=bad, **context)
+
+
+def with_spark_type_names(suite: dict) -> dict:
+    """Type lists written for pandas only (suites saved before Spark names were added, or by
+    hand) get the Spark names of the same families, so they judge a Spark window the same way."""
+    from checks.expectations import TYPE_FAMILIES
+
+    items = []
+    for item in suite["expectations"]:
+        kwargs = item.get("kwargs", {})
+        names = kwargs.get("type_list")
+        if item.get("type") == "expect_column_values_to_be_in_type_list" and isinstance(names, list):
+            # The family the list is (most of): 'object' alone is both string and boolean.
+            family = max(TYPE_FAMILIES.values(), key=lambda members: len(set(names) & set(members)))
+            extra = [name for name in family if name.endswith("Type") and name not in names]
+            if set(names) & set(family) and not any(name.endswith("Type") for name in names) and extra:
+                item = {**item, "kwargs": {**kwargs, "type_list": names + extra}}
+        items.append(item)
+    return {**suite, "expectations": items}
 
 
 def _nan_as_null(frame):

@@ -107,6 +107,23 @@ def test_statuses_and_counts_match_the_embedded_engine(spark_engine, suite, tmp_
     json.dumps(spark.to_dict(), allow_nan=False)
 
 
+def test_a_pandas_only_suite_judges_spark_windows_alike(spark_engine, suite, tmp_path):
+    """A suite saved before Spark type names existed (or written by hand) still passes a clean window."""
+    from checks.quality_spark import with_spark_type_names
+
+    pandas_only = {**suite, "expectations": [
+        {**e, "kwargs": {**e["kwargs"], "type_list": [t for t in e["kwargs"]["type_list"] if not t.endswith("Type")]}}
+        if e["type"] == "expect_column_values_to_be_in_type_list" else e for e in suite["expectations"]]}
+    widened = with_spark_type_names(pandas_only)
+    lists = {e["kwargs"]["column"]: e["kwargs"]["type_list"] for e in widened["expectations"]
+             if e["type"] == "expect_column_values_to_be_in_type_list"}
+    assert "StringType" in lists["device"] and "BooleanType" not in lists["device"]
+    assert "DoubleType" in lists["amount"] and "StringType" not in lists["amount"]
+    directory = write_parts(as_table(window(2000, seed=5, id_offset=10**7)), tmp_path / "window", 1)
+    spark = validate_on_spark(pandas_only, spark_engine.source(str(directory)), 1_000_000)
+    assert spark.status == "ok", [r for r in spark.details["expectations"] if not r["success"]]
+
+
 # ------------------------------------------------------------------ bad input, as the embedded engine
 
 
