@@ -172,6 +172,8 @@ def test_corrupt_file_is_skipped_and_named(spark_engine, reference_table, tmp_pa
     assert spark.rows == local.rows == 2000
     assert [path for path, _ in source.report.bad_files] == [str(tmp_path / "cur" / "part-001.parquet")]
     assert source.report.partial and local_source.report.partial
+    again = spark_engine.profile(source, list(FEATURES), spec)  # a later job skips it, recorded once
+    assert again.rows == 2000 and len(source.report.bad_files) == 1
 
 
 def test_empty_window_and_missing_timestamp(spark_engine, reference_table, tmp_path):

@@ -2,7 +2,7 @@
 
 Files are listed first (local paths exactly as the embedded engine lists them; URIs
 through Spark's own filesystems, so anything Spark is configured for works), then read as
-one DataFrame with the window's timestamp predicate and `dt=` partition pruning. A file
+one DataFrame with the window's timestamp predicate and `dt=`/`hour=` partition pruning. A file
 Spark cannot read fails its job; the failing file is named in Spark's error, so it is
 recorded in `report.bad_files`, dropped, and the job re-run on the rest: one corrupt hour
 marks the window partial instead of failing it, as in the embedded engine.
@@ -149,6 +149,8 @@ class SparkSource:
                     raise DataSourceError(f"{self.location}: Spark could not read it ({_short(cause)})") from exc
                 self.report.bad_files.append((bad, _short(cause)))
                 files.remove(bad)
+                if bad in self.files:  # later jobs on this source skip it without failing again
+                    self.files.remove(bad)
                 if not files:
                     raise DataSourceError(f"{self.location}: no readable {self.format} files "
                                           f"({self.report.bad_files[0][1]})") from exc
