@@ -79,6 +79,7 @@ def _key_kernel(n_examples: int):
     def run(batches):
         import numpy as np
         import pyarrow as pa
+
         totals = np.zeros(11, dtype=np.int64)
         examples = {name: [] for name in _KEY_CATEGORIES}
         for batch in batches:
@@ -94,8 +95,8 @@ def _key_kernel(n_examples: int):
             ], dtype=np.int64)
             masks = {"serving_only": known & (tn == 0), "training_only": known & (sn == 0),
                      "duplicate": known & ((sn > 1) | (tn > 1))}
-            for name, mask in masks.items():
-                examples[name] += smallest(k.filter(pa.array(mask)), n_examples)
+            for name, mask in masks.items():  # the partition's n smallest so far
+                examples[name] = sorted(examples[name] + smallest(k.filter(pa.array(mask)), n_examples))[:n_examples]
         yield pa.RecordBatch.from_pydict({"payload": [json.dumps(
             {"totals": totals.tolist(), "examples": examples}, default=str).encode()]})
 
