@@ -143,19 +143,14 @@ _REFERENCE_CACHE: "OrderedDict[tuple, Rows]" = OrderedDict()
 def _reference_rows(context, prediction: str, label: str, segments: list[str]) -> Rows:
     """The scored reference (prediction_reference, else reference), read once per process."""
     from monitor.reference import source_fingerprint
-    from monitor.sources import Limits, Source, sample_batches
 
-    model = context.model
-    cfg = model.prediction_reference or model.reference
-    source = Source(cfg.resolved(context.runner.config.base_dir), cfg.format, None,
-                    Limits(cfg.limits.max_bytes, cfg.limits.max_rows))
+    source = context.runner.engine_source("prediction_reference")  # else the reference; Spark's on Spark
     key = (source_fingerprint(source), prediction, label, tuple(segments))
     if key in _REFERENCE_CACHE:
         _REFERENCE_CACHE.move_to_end(key)
         return _REFERENCE_CACHE[key]
     columns = [c for c in dict.fromkeys([prediction, label, *segments]) if c in source.schema.names]
-    table = sample_batches(source.batches(columns), REFERENCE_MAX_ROWS, seed=0, schema=source.schema,
-                           columns=columns)
+    table = source.sample(REFERENCE_MAX_ROWS, columns, seed=0)
     rows = read_rows(table.to_batches(), source.schema, prediction, label, segments,
                      where=f"{source.location} (scored reference)")
     _REFERENCE_CACHE[key] = rows

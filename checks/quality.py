@@ -300,7 +300,7 @@ class QualityWindowCheck(WindowCheck):
         suite = self.suite(context)
         # On Spark only the window's validation moves there; the suite is the one the embedded engine uses.
         on_spark = context.runner.engine.name == "spark"
-        source = context.runner._engine_source("serving") if on_spark else context.serving_source()
+        source = context.serving_source()  # a SparkSource on the spark engine
         # Predictions and labels may live elsewhere than the serving logs: judge them only when present.
         schema = self.model.model_schema
         absent = {c for c in [*schema.predictions, *(label.name for label in schema.labels)]

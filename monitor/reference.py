@@ -103,7 +103,12 @@ def combine_references(features: Reference, scores: Reference) -> Reference:
     return Reference(spec, joined(features.profile, scores.profile), chunks, features.sample)
 
 
-def source_fingerprint(source: Source) -> str:
+def source_fingerprint(source) -> str:
+    """What identifies a source's content for caching: its files, sizes and modification times."""
+    if not hasattr(source, "dataset"):  # a SparkSource
+        from monitor.engines.spark import fingerprint
+
+        return fingerprint(source)
     files = sorted(getattr(source.dataset, "files", []))  # an in-memory (empty) dataset has none
     parts = []
     for path in files:

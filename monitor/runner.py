@@ -62,10 +62,11 @@ class WindowContext:
         return self.runner.store
 
     def serving_source(self) -> Source:
-        return self.runner._source("serving")
+        """The serving logs as the model's engine reads them (a SparkSource on Spark)."""
+        return self.runner.engine_source("serving")
 
     def reference_source(self) -> Source:
-        return self.runner._source("reference")
+        return self.runner.engine_source("reference")
 
     def serving_batches(self, columns: list[str]) -> Iterator[pa.RecordBatch]:
         return self.serving_source().batches(columns, self.start, self.end)
@@ -103,8 +104,9 @@ class ModelRunner:
         timestamp = self.model.model_schema.timestamp if role == "serving" else None
         return Source(cfg.resolved(self.config.base_dir), cfg.format, timestamp, limits)
 
-    def _engine_source(self, role: str):
-        """The source as the engine reads it (a SparkSource on Spark; window checks keep `_source`)."""
+    def engine_source(self, role: str):
+        """The source as the engine reads it: a Source, or a SparkSource on Spark (also what window
+        checks get from WindowContext: rows they need come through Spark, projected and filtered)."""
         if self.engine.name == "local":
             return self._source(role)
         if role == "prediction_reference" and self.model.prediction_reference is None:
@@ -113,13 +115,6 @@ class ModelRunner:
         timestamp = self.model.model_schema.timestamp if role == "serving" else None
         return self.engine.source(cfg.resolved(self.config.base_dir), cfg.format, timestamp,
                                   Limits(cfg.limits.max_bytes, cfg.limits.max_rows))
-
-    def _fingerprint(self, source) -> str:
-        if self.engine.name == "local":
-            return source_fingerprint(source)
-        from monitor.engines.spark import fingerprint
-
-        return fingerprint(source)
 
     def _build_reference(self, source, kinds: dict[str, str]) -> Reference:
         max_categories = self.model.reference.limits.max_categories
@@ -131,13 +126,13 @@ class ModelRunner:
         """Profile of the reference (features) joined with that of the prediction reference (scores)."""
         if self._reference is not None:
             return self._reference
-        source = self._engine_source("reference")
+        source = self.engine_source("reference")
         kinds = dict(self.features)
         predictions = [p for p in self.model.model_schema.predictions if p not in source.schema.names]
         parts = [(source, {k: v for k, v in kinds.items() if k not in predictions})]
         if predictions and self.model.prediction_reference is not None:
-            parts.append((self._engine_source("prediction_reference"), {p: "numeric" for p in predictions}))
-        fingerprint = "".join(self._fingerprint(s) for s, _ in parts)
+            parts.append((self.engine_source("prediction_reference"), {p: "numeric" for p in predictions}))
+        fingerprint = "".join(source_fingerprint(s) for s, _ in parts)
         key = hashlib.sha256((fingerprint + json.dumps(kinds, sort_keys=True)).encode()).hexdigest()[:32]
         cached = self.store.load_profile(self.model.name, "reference", _EPOCH, _EPOCH, key)
         if cached is not None:
@@ -164,7 +159,7 @@ class ModelRunner:
     def window_profile(self, start: datetime, end: datetime) -> tuple[DatasetProfile, Source]:
         """Profile [start, end); with a granularity, reuse stored slices and store new ones."""
         reference = self.reference()
-        source = self._engine_source("serving")
+        source = self.engine_source("serving")
         columns = list(self.features)
         step = self.model.profile_granularity
         if step is None:
@@ -253,7 +248,7 @@ class ModelRunner:
                 current = sample_batches(source.batches(list(kinds), start, end), REPORT_SAMPLE_ROWS, seed=1)
             else:
                 reference_sample = reference.sample or self.engine.sample(
-                    self._engine_source("reference"), list(kinds), REPORT_SAMPLE_ROWS, seed=0)
+                    self.engine_source("reference"), list(kinds), REPORT_SAMPLE_ROWS, seed=0)
                 current = self.engine.sample(source, list(kinds), REPORT_SAMPLE_ROWS, start, end)
             path = self.config.reports_dir() / self.model.name / result.check / (
                 f"{start:%Y%m%dT%H%M}_{end:%Y%m%dT%H%M}.html"

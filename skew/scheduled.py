@@ -87,11 +87,10 @@ class TrainServeSkewCheck(WindowCheck):
         limits = Limits(cfg.limits.max_bytes, cfg.limits.max_rows)
         engine = context.runner.engine
         try:
-            if engine.name == "spark":  # the join, the replay and the profiles all run on Spark
-                serving = context.runner._engine_source("serving")
+            serving = context.serving_source()  # a SparkSource on Spark: join, replay and profiles run there
+            if engine.name == "spark":
                 training = engine.source(cfg.resolved(base), cfg.format, None, limits)
             else:
-                serving = context.serving_source()
                 training = Source(cfg.resolved(base), cfg.format, None, limits)
             if timestamp in training.schema.names:
                 training.timestamp_column = timestamp  # cut to the window like the serving logs

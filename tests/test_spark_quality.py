@@ -171,9 +171,9 @@ def test_window_check_on_the_spark_engine_samples_big_windows(spark_engine, smal
     from checks.settings import QualityCheckConfig
 
     directory = write_parts(as_table(window(ROWS, seed=5)), tmp_path / "window")
-    runner = SimpleNamespace(engine=spark_engine, config=SimpleNamespace(base_dir=tmp_path),
-                             _engine_source=lambda role: spark_engine.source(str(directory), timestamp_column="ts"))
-    context = SimpleNamespace(runner=runner, start=T0, end=T0 + timedelta(days=1), result_context={"model": "m"})
+    runner = SimpleNamespace(engine=spark_engine, config=SimpleNamespace(base_dir=tmp_path))
+    context = SimpleNamespace(runner=runner, start=T0, end=T0 + timedelta(days=1), result_context={"model": "m"},
+                              serving_source=lambda: spark_engine.source(str(directory), timestamp_column="ts"))
     model = SimpleNamespace(model_schema=SimpleNamespace(predictions=("score",), labels=()))
     check = QualityWindowCheck(model, QualityCheckConfig(suite=small_suite, sample_rows=2000))
     result = check.run(context)

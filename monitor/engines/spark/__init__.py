@@ -82,14 +82,7 @@ class SparkEngine:
     def sample(self, source: SparkSource, columns: list[str], rows: int, start: datetime | None = None,
                end: datetime | None = None, seed: int = 1):
         """A seeded sample of about `rows` rows of the window as an Arrow table (for HTML reports)."""
-        def job(frame):
-            if frame is None:
-                return None
-            total = frame.count()
-            sampled = frame if total <= rows else frame.sample(fraction=min(1.0, 1.1 * rows / total), seed=seed)
-            return arrow_table(sampled.limit(rows))
-
-        return source.run(job, columns, start, end)
+        return source.sample(rows, columns, seed, start, end)
 
 
 def fingerprint(source: SparkSource) -> str:

@@ -156,6 +156,39 @@ class SparkSource:
                                           f"({self.report.bad_files[0][1]})") from exc
         raise DataSourceError(f"{self.location}: more than {_MAX_BAD_FILES} unreadable files")
 
+    def batches(self, columns: list[str] | None = None, start: datetime | None = None,
+                end: datetime | None = None, **_options):
+        """The window's rows of `columns` brought to the driver as Arrow batches, for the checks
+        that need rows rather than profiles (labels, explain samples). Spark projects and filters
+        first; the rows then cost the driver what the embedded engine's batches cost it."""
+        from monitor.engines.spark.arrow import arrow_table
+
+        table = self.run(lambda frame: None if frame is None else arrow_table(frame), columns, start, end)
+        if table is None:
+            return
+        self.count_rows(table.num_rows)
+        yield from table.to_batches(max_chunksize=131_072)
+
+    def sample(self, rows: int, columns: list[str] | None = None, seed: int = 0, start: datetime | None = None,
+               end: datetime | None = None):
+        """About `rows` rows drawn in Spark (all of them when the data has no more), as an Arrow table."""
+        from monitor.engines.spark.arrow import arrow_table
+
+        def job(frame):
+            if frame is None:
+                return None
+            total = frame.count()
+            if total > rows:
+                frame = frame.sample(fraction=min(1.0, 1.1 * rows / total), seed=seed).limit(rows)
+            return arrow_table(frame)
+
+        table = self.run(job, columns, start, end)
+        if table is None:
+            import pyarrow as pa
+
+            return pa.schema([]).empty_table()
+        return table
+
     def count_rows(self, rows: int) -> None:
         """Record the rows a job read and apply the max_rows limit (checked after the job: Spark cannot stop early)."""
         self.report.rows += rows
