@@ -138,7 +138,8 @@ class AttributionDriftCheck(WindowCheck):
         if c.holdout_path:
             from monitor.runner import source_fingerprint
 
-            source = Source(c.resolve(c.holdout_path, base))
+            holdout, engine = str(c.resolve(c.holdout_path, base)), context.runner.engine
+            source = engine.source(holdout) if engine.name == "spark" else Source(holdout)
             key_parts["files"] = source_fingerprint(source)
             batches, schema, note = source.batches(columns), source.schema, None
         elif c.baseline_window:
