@@ -22,21 +22,25 @@ def raw_config(demo_raw_config):
     return demo_raw_config
 
 
-def _results(raw, small_world, tmp_path, engine, name):
-    raw = dict(raw, store={**raw["store"], "url": f"sqlite:///{tmp_path / name}.db"})
-    config = parse_config(raw, "test", small_world.root.parent)
-    store = ResultsStore(config.store_url())
-    try:
-        runner = ModelRunner(config, config.models[0], store, engine=engine)
-        start = small_world.serving_start + timedelta(days=1)  # the device-mix shift
-        return {r.check: r for r in runner.run(start, start + timedelta(days=1), DRIFT)}
-    finally:
-        store.close()
+def run_on_both(raw, small_world, tmp_path, day: int, checks=None, clock=None) -> dict:
+    """{engine: {check: result}} for one demo day, each engine with a store of its own."""
+    start = small_world.serving_start + timedelta(days=day)
+    results = {}
+    for engine in ("local", "spark"):
+        config = parse_config(dict(raw, store={**raw["store"], "url": f"sqlite:///{tmp_path / engine}.db"}),
+                              "test", small_world.root.parent)
+        store = ResultsStore(config.store_url())
+        try:
+            runner = ModelRunner(config, config.models[0], store, clock=clock, engine=engine)
+            results[engine] = {r.check: r for r in runner.run(start, start + timedelta(days=1), checks)}
+        finally:
+            store.close()
+    return results
 
 
 def test_runner_on_spark_matches_the_embedded_engine(spark, raw_config, small_world, tmp_path):
-    local = _results(raw_config, small_world, tmp_path, "local", "local")
-    remote = _results(raw_config, small_world, tmp_path, "spark", "spark")
+    both = run_on_both(raw_config, small_world, tmp_path, 1, DRIFT)  # the device-mix shift
+    local, remote = both["local"], both["spark"]
     assert local["data_drift"].status == "alert"
     for check in DRIFT:
         mine, theirs = local[check], remote[check]
@@ -116,18 +120,8 @@ def test_every_check_of_the_demo_on_spark_agrees_with_the_embedded_engine(spark,
 
     day = [i for i in small_world.incidents() if i["kind"] == "skew"][0]["day"]
     index = [d for d in range(small_world.serving_days) if small_world.serving_day(d) == day][0]
-    start = small_world.serving_start + timedelta(days=index)
     later = datetime(2100, 1, 1, tzinfo=timezone.utc)  # every label has matured
-    results = {}
-    for engine in ("local", "spark"):
-        raw = dict(raw_config, store={**raw_config["store"], "url": f"sqlite:///{tmp_path / engine}.db"})
-        config = parse_config(raw, "test", small_world.root.parent)
-        store = ResultsStore(config.store_url())
-        try:
-            runner = ModelRunner(config, config.models[0], store, clock=lambda: later, engine=engine)
-            results[engine] = {r.check: r for r in runner.run(start, start + timedelta(days=1))}
-        finally:
-            store.close()
+    results = run_on_both(raw_config, small_world, tmp_path, index, clock=lambda: later)
     local, remote = results["local"], results["spark"]
     assert set(remote) == set(local) and len(local) >= 6
     assert {c: r.status for c, r in remote.items()} == {c: r.status for c, r in local.items()}
@@ -140,17 +134,8 @@ def test_attribution_drift_against_a_holdout_read_by_spark(spark, raw_config, sm
     attribution = raw_config["models"][0]["checks"]["attribution_drift"]
     attribution.pop("baseline_window", None)
     attribution["holdout_path"] = str(small_world.reference_path)
-    start = small_world.serving_start + timedelta(days=1)
-    results = {}
-    for engine in ("local", "spark"):
-        raw = dict(raw_config, store={**raw_config["store"], "url": f"sqlite:///{tmp_path / engine}.db"})
-        config = parse_config(raw, "test", small_world.root.parent)
-        store = ResultsStore(config.store_url())
-        try:
-            runner = ModelRunner(config, config.models[0], store, engine=engine)
-            results[engine] = runner.run(start, start + timedelta(days=1), checks=["attribution_drift"])[0]
-        finally:
-            store.close()
+    results = {engine: by_check["attribution_drift"] for engine, by_check in
+               run_on_both(raw_config, small_world, tmp_path, 1, ["attribution_drift"]).items()}
     local, remote = results["local"], results["spark"]
     assert local.status not in ("error", "insufficient_data"), local.details
     assert remote.status == local.status and remote.reference_rows == local.reference_rows > 0
