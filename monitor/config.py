@@ -298,9 +298,24 @@ class ModelConfig(_Strict):
         return {f.name: f.kind for f in self.model_schema.features}
 
 
+class RetentionConfig(_Strict):
+    """Ages beyond which the store prunes (monitor/retention.py); null keeps forever."""
+
+    results: Duration | None = None
+    profiles: Duration | None = None
+    outbox: Duration | None = timedelta(days=30)
+    job_events: Duration | None = timedelta(days=90)
+
+    def policy(self):
+        from monitor.retention import Retention
+
+        return Retention(self.results, self.profiles, self.outbox, self.job_events)
+
+
 class StoreConfig(_Strict):
     url: str = "sqlite:///driftline.db"
     reports_dir: str = "reports"
+    retention: RetentionConfig = RetentionConfig()
 
 
 class Config(_Strict):

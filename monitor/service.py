@@ -288,6 +288,16 @@ def scheduled_tick(job_id: str) -> None:
     service.tick(job_id)
 
 
+RETENTION_EVERY = timedelta(hours=24)
+
+
+def scheduled_prune() -> None:
+    """The daily retention job (monitor/retention.py) of the running service."""
+    service = _ACTIVE
+    if service is not None:
+        service.prune()
+
+
 class Service:
     def __init__(self, config: Config, *, host: str = "127.0.0.1", port: int = 9108, token: str | None = None,
                  lease: timedelta = timedelta(seconds=30), workers: int = 4,
@@ -363,6 +373,10 @@ class Service:
             _ACTIVE = self
             self.scheduler.start(paused=True)
             self._sync_jobs()
+            # Retention: once at start, then daily; in memory, since the config says what to keep.
+            self.scheduler.add_job(scheduled_prune, trigger="interval", seconds=RETENTION_EVERY.total_seconds(),
+                                   next_run_time=now_utc(), id="retention", jobstore="memory",
+                                   replace_existing=True)
             self._exit = heartbeat(self.ledger, self.lease, extra=self.lock.renew, on_lost=self.request_stop)
             self._exit.__enter__()
             self.http.start()
@@ -398,6 +412,19 @@ class Service:
         if report.waiting and not self._stopped.is_set():
             self._wake(job_id, min(report.waiting))  # a window waiting for its delay (labels)
         return report
+
+    def prune(self) -> dict[str, int]:
+        """Apply `store.retention`; a failure is logged, never fatal to the service."""
+        from monitor.retention import prune
+
+        try:
+            removed = prune(self.store.engine, self.config.store.retention.policy())
+        except Exception:
+            log.exception("retention prune failed")
+            return {}
+        if any(removed.values()):
+            log.info("retention pruned %s", ", ".join(f"{n} {k}" for k, n in removed.items() if n))
+        return removed
 
     def health(self) -> dict:
         running = getattr(self, "scheduler", None) is not None and self.scheduler.running

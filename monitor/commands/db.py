@@ -1,4 +1,4 @@
-"""`driftline db upgrade | current`: the results store's schema (Alembic migrations)."""
+"""`driftline db upgrade | current | prune`: the results store's schema (Alembic migrations) and retention."""
 
 from __future__ import annotations
 
@@ -70,3 +70,39 @@ def register(app: typer.Typer, check_app: typer.Typer) -> None:
         head = migrations.head()
         out.print(f"{redacted(target)}: revision {found or 'none'} (head {head})", markup=False, highlight=False)
         raise typer.Exit(0 if found == head else 1)
+
+    @db_app.command("prune")
+    def prune_command(config: Path = typer.Option(..., "--config", help="The driftline YAML config (store.url, "
+                                                                        "store.retention)."),
+                      dry_run: bool = typer.Option(False, "--dry-run", help="Count what would go; delete nothing."),
+                      output_format: str = typer.Option("table", "--format", help="table or json.")) -> None:
+        """Delete what is older than store.retention (results, serving profiles, delivered alerts, job events)."""
+        import json
+        import sys
+
+        from monitor import migrations
+        from monitor.config import load_config
+        from monitor.database import create_store_engine, redacted
+        from monitor.retention import prune
+
+        try:
+            cfg = load_config(config)
+            target = cfg.store_url()
+            engine = create_store_engine(target)
+            try:
+                migrations.check_current(engine)
+                removed = prune(engine, cfg.store.retention.policy(), dry_run=dry_run)
+            finally:
+                engine.dispose()
+        except DriftlineError as exc:
+            _fail(str(exc))
+        except Exception as exc:
+            _fail(f"{redacted(target)}: {type(exc).__name__}: {str(exc).splitlines()[0][:300]}")
+        if output_format == "json":
+            sys.stdout.write(json.dumps({"dry_run": dry_run, "removed": removed}) + "\n")
+            return
+        verb = "would delete" if dry_run else "deleted"
+        for table, count in removed.items():
+            out.print(f"{table}: {verb} {count}", markup=False, highlight=False)
+        if not removed:
+            out.print("store.retention keeps everything", markup=False, highlight=False)
