@@ -24,6 +24,26 @@ def _url(config: Optional[Path], url: Optional[str]) -> str:
     raise ConfigError("give --config FILE or --url URL (or set DRIFTLINE_STORE_URL)")
 
 
+def _on_store(url_of, work):
+    """(url, work(engine)) on the store; any failure is one line naming the (redacted) URL, exit 2."""
+    from monitor.cli import _fail
+    from monitor.database import create_store_engine, redacted
+    from monitor.errors import DriftlineError
+
+    target = "the results store"
+    try:
+        target = url_of()
+        engine = create_store_engine(target)
+        try:
+            return target, work(engine)
+        finally:
+            engine.dispose()
+    except DriftlineError as exc:
+        _fail(str(exc))
+    except Exception as exc:  # a database that cannot be reached: bad input
+        _fail(f"{redacted(target)}: {type(exc).__name__}: {str(exc).splitlines()[0][:300]}")
+
+
 def register(app: typer.Typer, check_app: typer.Typer) -> None:
     from monitor.cli import _fail, out
     from monitor.errors import DriftlineError
@@ -54,19 +74,9 @@ def register(app: typer.Typer, check_app: typer.Typer) -> None:
     def current(config: Optional[Path] = config_option, url: Optional[str] = url_option) -> None:
         """Print the store's revision; exit 1 when it is not at head."""
         from monitor import migrations
-        from monitor.database import create_store_engine, redacted
+        from monitor.database import redacted
 
-        try:
-            target = _url(config, url)
-            engine = create_store_engine(target)
-            try:
-                found = migrations.current(engine)
-            finally:
-                engine.dispose()
-        except DriftlineError as exc:
-            _fail(str(exc))
-        except Exception as exc:
-            _fail(f"{redacted(target)}: {type(exc).__name__}: {str(exc).splitlines()[0][:300]}")
+        target, found = _on_store(lambda: _url(config, url), migrations.current)
         head = migrations.head()
         out.print(f"{redacted(target)}: revision {found or 'none'} (head {head})", markup=False, highlight=False)
         raise typer.Exit(0 if found == head else 1)
@@ -82,22 +92,19 @@ def register(app: typer.Typer, check_app: typer.Typer) -> None:
 
         from monitor import migrations
         from monitor.config import load_config
-        from monitor.database import create_store_engine, redacted
         from monitor.retention import prune
 
-        try:
-            cfg = load_config(config)
-            target = cfg.store_url()
-            engine = create_store_engine(target)
-            try:
-                migrations.check_current(engine)
-                removed = prune(engine, cfg.store.retention.policy(), dry_run=dry_run)
-            finally:
-                engine.dispose()
-        except DriftlineError as exc:
-            _fail(str(exc))
-        except Exception as exc:
-            _fail(f"{redacted(target)}: {type(exc).__name__}: {str(exc).splitlines()[0][:300]}")
+        loaded = []
+
+        def url_of() -> str:
+            loaded.append(load_config(config))
+            return loaded[0].store_url()
+
+        def work(engine):
+            migrations.check_current(engine)  # never delete through a schema this driftline does not know
+            return prune(engine, loaded[0].store.retention.policy(), dry_run=dry_run)
+
+        _, removed = _on_store(url_of, work)
         if output_format == "json":
             sys.stdout.write(json.dumps({"dry_run": dry_run, "removed": removed}) + "\n")
             return
