@@ -298,6 +298,13 @@ def scheduled_prune() -> None:
         service.prune()
 
 
+def scheduled_retrain(model: str) -> None:
+    """The periodic retrain check (retrain/scheduled.py) of the running service."""
+    service = _ACTIVE
+    if service is not None:
+        service.retrain_if_due(model)
+
+
 class Service:
     def __init__(self, config: Config, *, host: str = "127.0.0.1", port: int = 9108, token: str | None = None,
                  lease: timedelta = timedelta(seconds=30), workers: int = 4,
@@ -377,6 +384,7 @@ class Service:
             self.scheduler.add_job(scheduled_prune, trigger="interval", seconds=RETENTION_EVERY.total_seconds(),
                                    next_run_time=now_utc(), id="retention", jobstore="memory",
                                    replace_existing=True)
+            self._schedule_retraining()
             self._exit = heartbeat(self.ledger, self.lease, extra=self.lock.renew, on_lost=self.request_stop)
             self._exit.__enter__()
             self.http.start()
@@ -412,6 +420,20 @@ class Service:
         if report.waiting and not self._stopped.is_set():
             self._wake(job_id, min(report.waiting))  # a window waiting for its delay (labels)
         return report
+
+    def _schedule_retraining(self) -> None:
+        """Models with a retrain schedule or alert policy: checked now and every RETRAIN_CHECK_EVERY."""
+        from retrain.scheduled import RETRAIN_CHECK_EVERY, RetrainWatcher, watched_models
+
+        self.retrainer = RetrainWatcher(self.config, self.store)
+        for model in watched_models(self.config):
+            self.scheduler.add_job(scheduled_retrain, trigger="interval", args=[model],
+                                   seconds=RETRAIN_CHECK_EVERY.total_seconds(), next_run_time=now_utc(),
+                                   id=f"retrain:{model}", jobstore="memory", replace_existing=True,
+                                   max_instances=1)
+
+    def retrain_if_due(self, model: str):
+        return self.retrainer.check(model)
 
     def prune(self) -> dict[str, int]:
         """Apply `store.retention`; a failure is logged, never fatal to the service."""

@@ -241,3 +241,61 @@ def test_scores_are_probabilities(setup, retrained):
     frame = pq.read_table(setup.world.reference_path).to_pandas().head(2000)
     scores = model.predict(frame)
     assert np.all((scores > 0) & (scores < 1))
+
+
+def test_the_service_retrains_when_the_schedule_is_due_and_backs_off_after_a_failure(setup, tmp_path, monkeypatch):
+    from monitor.store import ResultsStore
+    from retrain.scheduled import RetrainWatcher, watched_models
+
+    raw = _raw_config(setup.world, setup.workdir, schedule="0 3 * * *", registry=str(tmp_path / "registry"))
+    raw["store"]["url"] = f"sqlite:///{tmp_path / 'store.db'}"
+    config = parse_config(raw, "serve-retrain.yaml", setup.workdir)
+    assert watched_models(config) == ["offer-ctr"]
+    store = ResultsStore(config.store_url())
+    try:
+        watcher = RetrainWatcher(config, store)
+        now = setup.window[1] + timedelta(days=1)  # the longest label delay after the world: all arrived
+        first = watcher.check("offer-ctr", now=now)
+        assert first is not None and first.version == 1
+        meta = registry_for(config, config.models[0]).metadata("offer-ctr", 1)
+        assert meta["trigger"].startswith("schedule")
+        # The registry stamps versions with the wall clock; a minute later the next 03:00 has not come.
+        last = datetime.fromisoformat(meta["created_at"])
+        assert watcher.check("offer-ctr", now=last + timedelta(minutes=1)) is None or last.strftime("%H:%M") == "02:59"
+
+        calls = []
+
+        def broken(*args, **kwargs):
+            calls.append(kwargs.get("trigger"))
+            raise RuntimeError("the serving logs are unreachable")
+
+        monkeypatch.setattr("retrain.pipeline.run_retrain", broken)
+        later = last + timedelta(days=1, hours=1)  # a 03:00 has passed: due again
+        assert watcher.check("offer-ctr", now=later) is None and len(calls) == 1
+        assert watcher.check("offer-ctr", now=later + timedelta(minutes=15)) is None and len(calls) == 1  # cooldown
+        assert watcher.check("offer-ctr", now=later + timedelta(days=1, minutes=1)) is None and len(calls) == 2
+    finally:
+        store.close()
+
+
+def test_serve_schedules_the_retrain_check_for_models_with_a_policy(tmp_path):
+    from monitor.service import Service
+    from monitor.store import ResultsStore
+    from service_helpers import free_port, model_dict, tiny_world
+
+    tiny_world(tmp_path)
+    model = model_dict(base=tmp_path)
+    model["checks"] = {"data_drift": {"enabled": False}, "prediction_drift": {"enabled": False}}
+    model["retrain"] = {"schedule": "0 3 * * *", "registry": str(tmp_path / "registry")}
+    quiet = dict(model_dict(name="quiet", base=tmp_path), checks=model["checks"])
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    ResultsStore(url).close()
+    config = parse_config({"version": 1, "store": {"url": url}, "models": [model, quiet]}, "test", tmp_path)
+    service = Service(config, port=free_port())
+    service.start()
+    try:
+        jobs = {job.id for job in service.scheduler.get_jobs(jobstore="memory")}
+        assert "retrain:m" in jobs and "retrain:quiet" not in jobs
+        assert service.health()["status"] == "ok"  # a retrain that cannot train (no labels) does not stop it
+    finally:
+        service.stop()
