@@ -203,6 +203,8 @@ class EmailConfig(_Strict):
     username: str | None = None
     password_env: str | None = None
     password_file: str | None = None
+    # TLS always verifies the server's certificate and name; a private CA goes here (PEM).
+    ca_file: str | None = None
 
 
 class AlertRouteConfig(_Strict):

@@ -72,24 +72,50 @@ class Receiver:
 
 
 class SmtpServer:
-    """A minimal SMTP server on 127.0.0.1 (plain, no TLS) that keeps what it receives."""
+    """A minimal SMTP server on 127.0.0.1 that keeps what it receives: plain, with STARTTLS
+    (`tls="starttls"`) or implicit TLS (`tls="ssl"`) using `cert` = (certfile, keyfile)."""
 
-    def __init__(self) -> None:
+    def __init__(self, tls: str | None = None, cert: tuple[str, str] | None = None) -> None:
+        import ssl
+
         self.messages: list[dict] = []
         owner = self
+        context = None
+        if tls:
+            context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            context.load_cert_chain(*cert)
 
         class Handler(socketserver.StreamRequestHandler):
+            def setup(self) -> None:
+                if tls == "ssl":
+                    self.request = context.wrap_socket(self.request, server_side=True)
+                super().setup()
+
             def handle(self) -> None:
                 self.wfile.write(b"220 localhost test smtp\r\n")
-                envelope = {"from": None, "to": [], "data": b""}
+                envelope = {"from": None, "to": [], "data": b"", "tls": tls == "ssl"}
                 while True:
-                    line = self.rfile.readline()
+                    try:
+                        line = self.rfile.readline()
+                    except OSError:  # the client gave up on our certificate
+                        return
                     if not line:
                         return
                     command = line.decode().strip()
                     verb = command.split(" ", 1)[0].upper()
                     if verb in ("EHLO", "HELO"):
-                        self.wfile.write(b"250-localhost\r\n250 OK\r\n")
+                        extra = b"250-STARTTLS\r\n" if tls == "starttls" and not envelope["tls"] else b""
+                        self.wfile.write(b"250-localhost\r\n" + extra + b"250 OK\r\n")
+                    elif verb == "STARTTLS" and tls == "starttls":
+                        self.wfile.write(b"220 ready\r\n")
+                        self.wfile.flush()
+                        try:
+                            self.request = context.wrap_socket(self.request, server_side=True)
+                        except OSError:
+                            return
+                        self.rfile = self.request.makefile("rb")
+                        self.wfile = self.request.makefile("wb", buffering=0)
+                        envelope["tls"] = True
                     elif verb == "MAIL":
                         envelope["from"] = command
                         self.wfile.write(b"250 OK\r\n")
@@ -125,6 +151,34 @@ class SmtpServer:
     def close(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+def self_signed_certificate(directory: Path) -> tuple[str, str]:
+    """(certfile, keyfile) of a fresh certificate for 127.0.0.1 and localhost, its own CA."""
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "driftline test")])
+    now = datetime.now(timezone.utc)
+    certificate = (
+        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+        .serial_number(x509.random_serial_number()).not_valid_before(now - timedelta(hours=1))
+        .not_valid_after(now + timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost"),
+                                                    x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
+        .sign(key, hashes.SHA256())
+    )
+    certfile, keyfile = directory / "cert.pem", directory / "key.pem"
+    certfile.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    keyfile.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                          serialization.NoEncryption()))
+    return str(certfile), str(keyfile)
 
 
 class Clock:

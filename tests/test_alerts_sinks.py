@@ -18,7 +18,7 @@ from monitor.alerts.sinks import AlertMessage, DeliveryError, Sink, build_sink, 
 from monitor.config import AlertRouteConfig
 from monitor.errors import ConfigError
 from monitor.store import ResultsStore
-from service_helpers import Receiver, SmtpServer, make_config, model_dict
+from service_helpers import Receiver, SmtpServer, make_config, model_dict, self_signed_certificate
 
 UTC = timezone.utc
 
@@ -113,6 +113,26 @@ def test_email_goes_through_a_local_smtp_server(monkeypatch):
         assert "oncall@example.org" in mail["to"][0]
         assert b"Subject: [driftline firing] m data_drift device: alert" in mail["data"]
         assert b"msg_abc" in mail["data"]
+    finally:
+        server.close()
+
+
+@pytest.mark.parametrize("security", ["starttls", "ssl"])
+def test_email_over_tls_verifies_the_server_certificate(tmp_path, security):
+    cert = self_signed_certificate(tmp_path)
+    server = SmtpServer(tls=security, cert=cert)
+    try:
+        email = {"host": "127.0.0.1", "port": server.port, "security": security, "sender": "driftline@example.org",
+                 "to": ["oncall@example.org"]}
+        # Not signed by a CA this machine trusts: refused for good, nothing sent in the clear.
+        with pytest.raises(DeliveryError, match="certificate not trusted.*ca_file") as caught:
+            build_sink(AlertRouteConfig(sink="email", allow_private=True, email=email)).send(message())
+        assert caught.value.permanent and server.messages == []
+        # With the private CA configured (relative to the config's folder) it goes, encrypted.
+        route = AlertRouteConfig(sink="email", allow_private=True, email={**email, "ca_file": "cert.pem"})
+        build_sink(route, base_dir=tmp_path).send(message())
+        assert len(server.messages) == 1 and server.messages[0]["tls"]
+        assert b"msg_abc" in server.messages[0]["data"]
     finally:
         server.close()
 

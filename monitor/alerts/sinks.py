@@ -20,6 +20,7 @@ import logging
 import os
 import smtplib
 import socket
+import ssl
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta, timezone
 from email.message import EmailMessage
@@ -256,6 +257,15 @@ class EmailSink(Sink):
         if self.route.email is None:
             raise ConfigError(f"alert route {self.name}: the email sink needs an `email:` block")
         self.secret(self.route.email.password_env, self.route.email.password_file, "email password", required=False)
+    def _tls_context(self, cfg) -> ssl.SSLContext:
+        """Certificate and host name verified (smtplib's own default verifies neither)."""
+        ca_file = None
+        if cfg.ca_file:
+            ca_file = Path(cfg.ca_file) if Path(cfg.ca_file).is_absolute() else Path(self.base_dir) / cfg.ca_file
+            if not ca_file.is_file():
+                raise DeliveryError(f"alert route {self.name}: email.ca_file {ca_file} not found", permanent=True)
+        return ssl.create_default_context(cafile=str(ca_file) if ca_file else None)
+
     def send(self, message: AlertMessage) -> None:
         cfg = self.route.email
         if cfg is None:
@@ -271,14 +281,21 @@ class EmailSink(Sink):
         mail["Message-ID"] = f"<{message.id}@driftline>"
         mail.set_content(json.dumps(message.to_dict(), indent=2))
         password = self.secret(cfg.password_env, cfg.password_file, "email password", required=False)
-        client_cls = smtplib.SMTP_SSL if cfg.security == "ssl" else smtplib.SMTP
+        context = self._tls_context(cfg) if cfg.security != "none" else None
         try:
-            with client_cls(cfg.host, cfg.port, timeout=10) as client:
+            if cfg.security == "ssl":
+                client = smtplib.SMTP_SSL(cfg.host, cfg.port, timeout=10, context=context)
+            else:
+                client = smtplib.SMTP(cfg.host, cfg.port, timeout=10)
+            with client:
                 if cfg.security == "starttls":
-                    client.starttls()
+                    client.starttls(context=context)
                 if cfg.username and password:
                     client.login(cfg.username, password)
                 client.send_message(mail)
+        except ssl.SSLCertVerificationError as exc:  # retrying cannot fix a certificate
+            raise DeliveryError(f"smtp {cfg.host}:{cfg.port}: TLS certificate not trusted ({exc.verify_message}); "
+                                "set email.ca_file for a private CA", permanent=True) from exc
         except (smtplib.SMTPRecipientsRefused, smtplib.SMTPSenderRefused, smtplib.SMTPAuthenticationError,
                 smtplib.SMTPNotSupportedError) as exc:
             raise DeliveryError(f"smtp {cfg.host}:{cfg.port}: {type(exc).__name__}", permanent=True) from exc
