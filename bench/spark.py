@@ -96,7 +96,9 @@ def render(result: dict) -> str:
     lines += ["", f"- same answers: counts, histograms, sketches and category counts identical: "
                   f"**{'yes' if c['counts_identical'] else 'NO'}**; largest relative difference of a mean: "
                   f"{c['max_relative_mean_difference']:.1e} (merge order)",
-              "- the kernel time is the profile job minus the read-only pass; the merge is the driver's share"]
+              "- the kernel's share (Arrow hand-over to Python and the profile kernel) is the profile job minus "
+              "the warm read-only pass; the merge is the driver's share; the process tree's CPU time includes the "
+              "warm-up pass"]
     return "\n".join(lines) + "\n"
 
 
