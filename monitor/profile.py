@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import functools
 import math
-import threading
 from dataclasses import dataclass, field, replace
 from typing import Iterable, Literal
 
@@ -25,7 +24,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from monitor.buffers import scratch
 from monitor.errors import SchemaError
+from monitor.sketch import SKETCH_RELATIVE_ACCURACY, QuantileSketch  # noqa: F401  (re-exported)
 
 PROFILE_SCHEMA_VERSION = 1
 Kind = Literal["numeric", "categorical"]
@@ -35,11 +36,6 @@ DEFAULT_NUMERIC_BINS = 100
 # while the reader decodes the next batch, few enough to bound memory.
 _PENDING_PER_WORKER = 2
 DEFAULT_MAX_CATEGORIES = 10_000
-SKETCH_RELATIVE_ACCURACY = 0.005
-_SKETCH_GAMMA = (1 + SKETCH_RELATIVE_ACCURACY) / (1 - SKETCH_RELATIVE_ACCURACY)
-_SKETCH_LOG_GAMMA = math.log(_SKETCH_GAMMA)
-# Magnitudes below this go to the zero bucket; keeps bucket indices bounded.
-_SKETCH_MIN_MAGNITUDE = 1e-12
 
 
 # --------------------------------------------------------------------------- spec
@@ -115,126 +111,6 @@ def edges_from_sample(values: np.ndarray, n_bins: int = DEFAULT_NUMERIC_BINS) ->
     return tuple(float(e) for e in np.unique(quantiles))
 
 
-# --------------------------------------------------------------------------- sketch
-
-
-@dataclass
-class QuantileSketch:
-    """DDSketch-style log buckets: quantiles within 0.5% relative error, merged exactly by adding counts."""
-
-    positive: dict[int, int] = field(default_factory=dict)
-    negative: dict[int, int] = field(default_factory=dict)
-    zero: int = 0
-
-    @property
-    def count(self) -> int:
-        return self.zero + sum(self.positive.values()) + sum(self.negative.values())
-
-    @staticmethod
-    def from_values(values: np.ndarray) -> "QuantileSketch":
-        sketch = QuantileSketch()
-        if values.size == 0:
-            return sketch
-        low, high = float(values.min()), float(values.max())
-        if low >= _SKETCH_MIN_MAGNITUDE:  # all positive (the common case): no masks, no copies
-            _add_buckets(values, sketch.positive)
-            return sketch
-        if high <= -_SKETCH_MIN_MAGNITUDE:
-            _add_buckets(-values, sketch.negative)
-            return sketch
-        magnitude = np.abs(values)
-        is_zero = magnitude < _SKETCH_MIN_MAGNITUDE
-        sketch.zero = int(np.count_nonzero(is_zero))
-        for sign_mask, target in ((values > 0) & ~is_zero, sketch.positive), ((values < 0) & ~is_zero, sketch.negative):
-            selected = magnitude[sign_mask]
-            if selected.size:
-                _add_buckets(selected, target)
-        return sketch
-
-    def merge(self, other: "QuantileSketch") -> "QuantileSketch":
-        merged = QuantileSketch(dict(self.positive), dict(self.negative), self.zero + other.zero)
-        for source, target in ((other.positive, merged.positive), (other.negative, merged.negative)):
-            for key, value in source.items():
-                target[key] = target.get(key, 0) + value
-        return merged
-
-    def quantile(self, q: float) -> float:
-        total = self.count
-        if total == 0:
-            return float("nan")
-        rank = q * (total - 1)
-        seen = 0
-        # Ascending order: most negative first (largest index among negatives), then zero, then positives.
-        for key in sorted(self.negative, reverse=True):
-            seen += self.negative[key]
-            if seen > rank:
-                return -self._value(key)
-        seen += self.zero
-        if seen > rank:
-            return 0.0
-        for key in sorted(self.positive):
-            seen += self.positive[key]
-            if seen > rank:
-                return self._value(key)
-        return self._value(max(self.positive)) if self.positive else 0.0
-
-    @staticmethod
-    def _value(key: int) -> float:
-        return 2 * _SKETCH_GAMMA**key / (_SKETCH_GAMMA + 1)
-
-    def to_dict(self) -> dict:
-        return {
-            "relative_accuracy": SKETCH_RELATIVE_ACCURACY,
-            "zero": self.zero,
-            "positive": {str(k): v for k, v in sorted(self.positive.items())},
-            "negative": {str(k): v for k, v in sorted(self.negative.items())},
-        }
-
-    @classmethod
-    def from_dict(cls, data: dict) -> "QuantileSketch":
-        return cls(
-            {int(k): int(v) for k, v in data["positive"].items()},
-            {int(k): int(v) for k, v in data["negative"].items()},
-            int(data["zero"]),
-        )
-
-
-def _add_buckets(magnitudes: np.ndarray, target: dict[int, int]) -> None:
-    """Count positive magnitudes (all >= the zero threshold) into log buckets ceil(log(x) / log(gamma))."""
-    index = _scratch("sketch_index", magnitudes.size, np.float64)
-    np.log(magnitudes, out=index)
-    index /= _SKETCH_LOG_GAMMA
-    np.ceil(index, out=index)
-    buckets = _scratch("sketch_buckets", magnitudes.size, np.int64)
-    np.copyto(buckets, index, casting="unsafe")  # what astype(np.int64) does, into a reused buffer
-    low = int(buckets.min())
-    buckets -= low
-    counts = np.bincount(buckets)
-    present = np.flatnonzero(counts)
-    target.update(zip((present + low).tolist(), counts[present].tolist()))
-
-
-# --------------------------------------------------------------------------- scratch buffers
-
-# Temporaries of the numeric kernel live in per-thread buffers reused from batch to
-# batch: allocating (and page-faulting) fresh megabyte arrays for every column of every
-# batch cost about a fifth of the kernel's CPU time. Arrays above this many elements
-# are allocated per call, so a one-off huge batch does not pin memory.
-_SCRATCH_MAX_ELEMENTS = 1 << 19
-_scratch_buffers = threading.local()
-
-
-def _scratch(name: str, size: int, dtype) -> np.ndarray:
-    """A per-thread reusable array of `size` elements; valid until the next call with the same name."""
-    if size > _SCRATCH_MAX_ELEMENTS:
-        return np.empty(size, dtype)
-    buffers = _scratch_buffers.__dict__
-    buffer = buffers.get(name)
-    if buffer is None or buffer.size < size:
-        buffer = buffers[name] = np.empty(size, dtype)
-    return buffer[:size]
-
-
 # --------------------------------------------------------------------------- binning
 
 
@@ -275,12 +151,12 @@ class _Binner:
         self.grid = True
 
     def cells(self, values: np.ndarray) -> np.ndarray:
-        position = _scratch("bin_position", values.size, np.float64)
+        position = scratch("bin_position", values.size, np.float64)
         with np.errstate(over="ignore", invalid="ignore"):
             np.subtract(values, self.low, out=position)
             position *= self.scale
         np.clip(position, 0, self.top, out=position)
-        cells = _scratch("bin_cells", values.size, np.intp)
+        cells = scratch("bin_cells", values.size, np.intp)
         np.copyto(cells, position, casting="unsafe")  # truncation, as astype(np.intp)
         return cells
 
@@ -289,11 +165,11 @@ class _Binner:
         if not self.grid:
             return np.searchsorted(self.edges, values, side="right")
         cells = self.cells(values)
-        bins = _scratch("bin_bins", values.size, np.intp)
+        bins = scratch("bin_bins", values.size, np.intp)
         np.take(self.base, cells, out=bins, mode="clip")  # indices are in range; "clip" avoids a buffered copy
-        bound = _scratch("bin_position", values.size, np.float64)  # the positions are no longer needed
+        bound = scratch("bin_position", values.size, np.float64)  # the positions are no longer needed
         np.take(self.sentinel, bins, out=bound, mode="clip")
-        above = _scratch("bin_above", values.size, np.bool_)
+        above = scratch("bin_above", values.size, np.bool_)
         np.greater_equal(values, bound, out=above)
         np.add(bins, above, out=bins)
         if self.any_crowded:
@@ -361,7 +237,7 @@ class NumericProfile:
         values = array.to_numpy(zero_copy_only=False)
         if values.dtype != np.float64:
             if values.dtype.kind in "iuf":
-                converted = _scratch("values", values.size, np.float64)
+                converted = scratch("values", values.size, np.float64)
                 np.copyto(converted, values, casting="unsafe")
                 values = converted
             else:
@@ -369,7 +245,7 @@ class NumericProfile:
         if pa.types.is_integer(array.type):
             finite = values  # integers are always finite
         else:
-            finite_mask = _scratch("finite_mask", values.size, np.bool_)
+            finite_mask = scratch("finite_mask", values.size, np.bool_)
             np.isfinite(values, out=finite_mask)
             finite_count = int(np.count_nonzero(finite_mask))
             if finite_count == values.size:
@@ -381,7 +257,7 @@ class NumericProfile:
         profile.count = int(finite.size)
         if finite.size:
             profile.mean = float(finite.mean())
-            deviations = _scratch("deviations", finite.size, np.float64)
+            deviations = scratch("deviations", finite.size, np.float64)
             np.subtract(finite, profile.mean, out=deviations)
             np.multiply(deviations, deviations, out=deviations)
             profile.m2 = float(deviations.sum())
