@@ -28,12 +28,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from bench._parquet import write_chunks
+from bench._results import read_block, write_block
 
 from bench.drift import machine
 
 BENCH_DIR = Path(__file__).resolve().parent
 DATA_DIR = BENCH_DIR / "data"
-RESULTS = BENCH_DIR / "RESULTS.md"
 DATA_VERSION = "s1"  # bump when the generator changes
 CHUNK_ROWS = 500_000
 N_NUMERIC = 20
@@ -192,21 +192,15 @@ def render(result: dict) -> str:
 
 def update_results(section: str) -> None:
     """Keep our block between markers, above bench.drift's `### ` sections (that script re-sorts those)."""
-    text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
-    if START in text and END in text:
-        before, rest = text.split(START, 1)
-        block, after = rest.split(END, 1)
-    else:
-        cut = text.find("\n### ")
-        before, after = (text, "") if cut < 0 else (text[:cut + 1], text[cut:])
-        before, block = before.rstrip("\n") + "\n\n", ""
+    before, block, after = read_block(START, END)
+    block = block or ""
     title = section.split("\n", 1)[0]
     kept = [p if p.startswith("#### ") else "#### " + p for p in block.split("\n#### ")[1:]]
     kept = [p.rstrip("\n") + "\n" for p in kept if p.split("\n", 1)[0] != title]
     kept.append(section)
     kept.sort(key=lambda p: (int(p.split()[1].replace(",", "")), "whole" in p.split("\n", 1)[0]))
     body = "\n".join([TITLE, "", INTRO, *kept])
-    RESULTS.write_text(before + START + "\n" + body + END + ("\n" if not after.startswith("\n") else "") + after)
+    write_block(START, END, before, body, after)
 
 
 def run(rows: int, threads: int, memory: str, full: bool, write: bool) -> dict:

@@ -23,7 +23,8 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from bench.drift import RESULTS, datasets, machine
+from bench._results import read_block, write_block
+from bench.drift import datasets, machine
 
 START, END = "<!-- bench.spark: start -->", "<!-- bench.spark: end -->"
 
@@ -103,15 +104,8 @@ def render(result: dict) -> str:
 
 
 def update_results(section: str) -> None:
-    text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
-    if START in text and END in text:
-        before, rest = text.split(START, 1)
-        after = rest.split(END, 1)[1]
-    else:
-        cut = text.find("\n### ")
-        before, after = (text, "") if cut < 0 else (text[:cut + 1], text[cut:])
-        before = before.rstrip("\n") + "\n\n"
-    RESULTS.write_text(before + START + "\n" + section + END + ("\n" if not after.startswith("\n") else "") + after)
+    before, _, after = read_block(START, END)
+    write_block(START, END, before, section, after)
 
 
 def run(rows: int, master: str, write: bool) -> dict:
