@@ -29,3 +29,15 @@ def demo_raw_config(small_world, tmp_path):
     raw["store"]["reports_dir"] = str(tmp_path / "reports")
     raw["models"][0]["checks"]["data_drift"]["report"] = False
     return raw
+
+
+@pytest.fixture()
+def demo_store(small_world, demo_raw_config):
+    """(config, store) for the demo config over the small world; the store is closed afterwards."""
+    from monitor.config import parse_config
+    from monitor.store import ResultsStore
+
+    config = parse_config(demo_raw_config, "test", small_world.root.parent)
+    store = ResultsStore(config.store_url())
+    yield config, store
+    store.close()

@@ -95,25 +95,15 @@ def test_learned_mode_keeps_static_floors_on_a_stable_reference():
     assert flipped.status == "alert"
 
 
-def test_runner_feeds_page_hinkley_from_stored_windows(small_world, tmp_path):
-    from monitor.config import parse_config
-    from monitor.demo.run import demo_config, write_scored_reference
+def test_runner_feeds_page_hinkley_from_stored_windows(small_world, demo_store):
     from monitor.runner import ModelRunner
-    from monitor.store import ResultsStore
 
-    write_scored_reference(small_world)
-    raw = demo_config(small_world, small_world.root.parent)
-    raw["store"]["url"] = f"sqlite:///{tmp_path / 'store.db'}"
-    config = parse_config(raw, "test", small_world.root.parent)
-    store = ResultsStore(config.store_url())
-    try:
-        runner = ModelRunner(config, config.models[0], store)
-        results = []
-        for day in range(3):
-            start = small_world.serving_start + timedelta(days=day)
-            results += runner.run(start, start + timedelta(days=1), ["concept_drift"])
-    finally:
-        store.close()
+    config, store = demo_store
+    runner = ModelRunner(config, config.models[0], store)
+    results = []
+    for day in range(3):
+        start = small_world.serving_start + timedelta(days=day)
+        results += runner.run(start, start + timedelta(days=1), ["concept_drift"])
     lengths = [r.details["page_hinkley"]["series_length"] for r in results]
     assert lengths == [1, 2, 3]
     assert all(r.status in ("ok", "warn") for r in results)  # clean days of the small world

@@ -75,26 +75,10 @@ def test_all_positive_window_reports_undefined_auc_without_failing(reference):
 # ------------------------------------------------------------------ label maturity through the runner
 
 
-@pytest.fixture()
-def label_config(small_world, tmp_path):
-    from monitor.config import parse_config
-    from monitor.demo.run import demo_config, write_scored_reference
-    from monitor.store import ResultsStore
-
-    write_scored_reference(small_world)
-    raw = demo_config(small_world, small_world.root.parent)
-    raw["store"]["url"] = f"sqlite:///{tmp_path / 'store.db'}"
-    raw["store"]["reports_dir"] = str(tmp_path / "reports")
-    config = parse_config(raw, "test", small_world.root.parent)
-    store = ResultsStore(config.store_url())
-    yield config, store
-    store.close()
-
-
-def test_window_is_pending_until_labels_mature_then_runs_once(label_config, small_world):
+def test_window_is_pending_until_labels_mature_then_runs_once(demo_store, small_world):
     from monitor.runner import ModelRunner
 
-    config, store = label_config
+    config, store = demo_store
     start = small_world.serving_start
     end = start + timedelta(days=1)
     model = config.models[0]
@@ -120,12 +104,12 @@ def test_window_is_pending_until_labels_mature_then_runs_once(label_config, smal
     assert again[0].to_dict() == mature[0].to_dict() and store.count_runs(check_name="performance") == 1
 
 
-def test_missing_label_column_in_serving_is_an_error_result_not_a_crash(label_config, small_world):
+def test_missing_label_column_in_serving_is_an_error_result_not_a_crash(demo_store, small_world):
     from monitor.config import parse_config
     from monitor.demo.run import demo_config
     from monitor.runner import ModelRunner
 
-    config, store = label_config
+    config, store = demo_store
     raw = demo_config(small_world, small_world.root.parent)
     raw["store"]["url"] = config.store.url
     raw["models"][0]["schema"]["labels"] = [{"name": "purchase", "delay": "1h"}]

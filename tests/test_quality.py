@@ -149,24 +149,14 @@ def test_a_window_above_the_bound_is_validated_on_a_stated_uniform_sample(suite)
     assert result.details["sampled"] and result.status == "ok"
 
 
-def test_runner_flags_the_demo_skew_day_and_passes_a_clean_day(small_world, tmp_path):
-    from monitor.config import parse_config
-    from monitor.demo.run import demo_config, write_scored_reference
+def test_runner_flags_the_demo_skew_day_and_passes_a_clean_day(small_world, demo_store):
     from monitor.runner import ModelRunner
-    from monitor.store import ResultsStore
 
-    write_scored_reference(small_world)
-    raw = demo_config(small_world, small_world.root.parent)
-    raw["store"]["url"] = f"sqlite:///{tmp_path / 'store.db'}"
-    config = parse_config(raw, "test", small_world.root.parent)
-    store = ResultsStore(config.store_url())
-    try:
-        runner = ModelRunner(config, config.models[0], store)
-        clean, skew = (small_world.serving_start + timedelta(days=d) for d in (0, 3))
-        quiet = runner.run(clean, clean + timedelta(days=1), ["data_quality"])[0]
-        loud = runner.run(skew, skew + timedelta(days=1), ["data_quality"])[0]
-    finally:
-        store.close()
+    config, store = demo_store
+    runner = ModelRunner(config, config.models[0], store)
+    clean, skew = (small_world.serving_start + timedelta(days=d) for d in (0, 3))
+    quiet = runner.run(clean, clean + timedelta(days=1), ["data_quality"])[0]
+    loud = runner.run(skew, skew + timedelta(days=1), ["data_quality"])[0]
     assert quiet.status == "ok", [r for r in quiet.details["expectations"] if not r["success"]]
     assert loud.status == "alert" and set(loud.alerting_features) == {"cart_value", "user_tenure_days"}
 

@@ -11,19 +11,15 @@ import yaml
 from monitor.config import parse_config
 from monitor.demo.run import demo_config
 from monitor.runner import ModelRunner
-from monitor.store import ResultsStore
 
 # These tests are about the runner; the other checks have their own tests.
 DRIFT = ["data_drift", "prediction_drift"]
 
 
 @pytest.fixture()
-def configured(small_world, demo_raw_config):
-    raw = demo_raw_config
-    config = parse_config(raw, "test", small_world.root.parent)
-    store = ResultsStore(config.store_url())
-    yield config, store, raw
-    store.close()
+def configured(demo_store, demo_raw_config):
+    config, store = demo_store
+    return config, store, demo_raw_config
 
 
 def test_running_a_window_twice_leaves_one_set_of_rows(configured, small_world):
