@@ -9,7 +9,7 @@ from checks.drift import DriftCheck
 from monitor.errors import SchemaError
 from monitor.profile import infer_kind, profile_batches
 from monitor.reference import REPORT_SAMPLE_ROWS, build_reference
-from monitor.sources import Source, sample_batches
+from monitor.sources import Source
 
 
 def feature_kinds(source: Source, names: list[str] | None) -> dict[str, str]:
@@ -64,8 +64,7 @@ def drift_between(
     if report is not None:
         from monitor.reports import render_drift_report
 
-        current_sample = sample_batches(current_source.batches(list(kinds)), REPORT_SAMPLE_ROWS, seed=1) \
-            if engine is None else engine.sample(current_source, list(kinds), REPORT_SAMPLE_ROWS)
+        current_sample = current_source.sample(REPORT_SAMPLE_ROWS, list(kinds), seed=1)
         columns = [c for c in kinds if c in current_sample.schema.names]
         render_drift_report(
             built.sample.slice(0, REPORT_SAMPLE_ROWS).select(columns).to_pandas(),

@@ -34,7 +34,7 @@ from monitor.reference import (
     spec_key,
 )
 from monitor.reports import report_wanted  # light: Evidently is imported only to render
-from monitor.sources import Limits, Source, sample_batches
+from monitor.sources import Limits, Source
 from monitor.store import ResultsStore
 
 log = logging.getLogger("driftline.runner")
@@ -243,13 +243,9 @@ class ModelRunner:
         reference = self.reference()
         kinds = self.model.feature_kinds
         try:
-            if self.engine.name == "local":
-                reference_sample = reference.sample or self._source("reference").sample(REPORT_SAMPLE_ROWS, list(kinds))
-                current = sample_batches(source.batches(list(kinds), start, end), REPORT_SAMPLE_ROWS, seed=1)
-            else:
-                reference_sample = reference.sample or self.engine.sample(
-                    self.engine_source("reference"), list(kinds), REPORT_SAMPLE_ROWS, seed=0)
-                current = self.engine.sample(source, list(kinds), REPORT_SAMPLE_ROWS, start, end)
+            reference_sample = reference.sample or self.engine_source("reference").sample(REPORT_SAMPLE_ROWS,
+                                                                                          list(kinds))
+            current = source.sample(REPORT_SAMPLE_ROWS, list(kinds), 1, start, end)
             path = self.config.reports_dir() / self.model.name / result.check / (
                 f"{start:%Y%m%dT%H%M}_{end:%Y%m%dT%H%M}.html"
             )

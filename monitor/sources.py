@@ -319,9 +319,10 @@ class Source:
         projected = None if columns is None else [c for c in columns if c in names]
         return self.dataset.head(rows, columns=projected)
 
-    def sample(self, rows: int, columns: list[str] | None = None, seed: int = 0) -> pa.Table:
+    def sample(self, rows: int, columns: list[str] | None = None, seed: int = 0, start: datetime | None = None,
+               end: datetime | None = None) -> pa.Table:
         """A uniform sample without replacement (bottom-k of random keys), in one bounded pass."""
-        return sample_batches(self.batches(columns), rows, seed, self.schema, columns)
+        return sample_batches(self.batches(columns, start, end), rows, seed, self.schema, columns)
 
 
 def sample_batches(batches, rows: int, seed: int, schema: pa.Schema | None = None,

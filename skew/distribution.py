@@ -98,19 +98,8 @@ def spark_profile_pair(training, serving, kinds: dict[str, str], settings: Distr
                        start: datetime | None = None, end: datetime | None = None, engine=None,
                        ) -> tuple[DatasetProfile, DatasetProfile]:
     """`profile_pair` on Spark (SparkSources): the same sample bound fixes the edges, the kernel runs on Spark."""
-    from monitor.engines.spark import arrow_table
-
     numeric = [n for n, k in kinds.items() if k == "numeric" and n in training.schema.names]
-
-    def sample_job(frame):
-        if frame is None or not numeric:
-            return pa.table({})
-        total = frame.count()
-        if total > SAMPLE_ROWS:
-            frame = frame.sample(fraction=min(1.0, 1.1 * SAMPLE_ROWS / total), seed=0).limit(SAMPLE_ROWS)
-        return arrow_table(frame)
-
-    sample = training.run(sample_job, numeric, start, end)
+    sample = training.sample(SAMPLE_ROWS, numeric, 0, start, end) if numeric else pa.table({})
     spec = build_pair_spec(training.schema, sample, kinds, settings)
     columns = list(kinds)
     return engine.profile(training, columns, spec, start, end), engine.profile(serving, columns, spec, start, end)

@@ -84,9 +84,11 @@ def test_cli_run_and_check_drift_with_engine_spark(spark, raw_config, small_worl
     args = ["check", "drift", "--reference", str(small_world.reference_path), "--current", str(day), "--format", "json",
             "--features", "device,os,offer_price,cart_value"]
     local = json.loads(runner.invoke(app, args, catch_exceptions=False).stdout)
-    remote = runner.invoke(app, [*args, "--engine", "spark"], catch_exceptions=False)
+    report = tmp_path / "drift.html"  # the drill-down report's samples come through Spark too
+    remote = runner.invoke(app, [*args, "--engine", "spark", "--report", str(report)], catch_exceptions=False)
     assert remote.exit_code == 0, remote.output
     remote = json.loads(remote.stdout)
+    assert remote["report_path"] == str(report) and report.stat().st_size > 10_000
     assert remote["status"] == local["status"]
     assert [(f["feature"], f["status"]) for f in remote["features"]] == \
         [(f["feature"], f["status"]) for f in local["features"]]

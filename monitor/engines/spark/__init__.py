@@ -15,10 +15,9 @@ import math
 from datetime import datetime
 
 from monitor.engines import SparkSettings
-from monitor.engines.spark.arrow import arrow_table
 from monitor.engines.spark.profile import SparkTimings, profile_frame
 from monitor.engines.spark.session import spark_session
-from monitor.engines.spark.source import SparkSource
+from monitor.engines.spark.source import SparkSource, sampled_rows
 from monitor.profile import DatasetProfile, FeatureSpec, ProfileSpec, build_spec, empty_profile
 from monitor.sources import Limits
 
@@ -62,10 +61,7 @@ class SparkEngine:
                 return spec, [empty_profile(spec)], None
             present = [n for n in features if n in frame.columns]
             frame = frame.select(*[frame[f"`{n}`"] for n in present])
-            total = frame.count()
-            sampled = frame if total <= sample_rows else \
-                frame.sample(fraction=min(1.0, 1.1 * sample_rows / total), seed=0).limit(sample_rows)
-            sample = arrow_table(sampled)
+            sample, total = sampled_rows(frame, sample_rows, seed=0)
             spec = build_spec(sample, {n: features[n] for n in present}, max_categories=max_categories)
             spec = ProfileSpec(tuple(spec[n] if n in present else FeatureSpec(n, features[n]) for n in features),
                                spec.max_categories)
@@ -78,11 +74,6 @@ class SparkEngine:
             profile = profile.merge(chunk)
         source.count_rows(profile.rows)
         return Reference(spec, profile, [c for c in chunks if c.rows], sample)
-
-    def sample(self, source: SparkSource, columns: list[str], rows: int, start: datetime | None = None,
-               end: datetime | None = None, seed: int = 1):
-        """A seeded sample of about `rows` rows of the window as an Arrow table (for HTML reports)."""
-        return source.sample(rows, columns, seed, start, end)
 
 
 def fingerprint(source: SparkSource) -> str:

@@ -172,17 +172,8 @@ class SparkSource:
     def sample(self, rows: int, columns: list[str] | None = None, seed: int = 0, start: datetime | None = None,
                end: datetime | None = None):
         """About `rows` rows drawn in Spark (all of them when the data has no more), as an Arrow table."""
-        from monitor.engines.spark.arrow import arrow_table
-
-        def job(frame):
-            if frame is None:
-                return None
-            total = frame.count()
-            if total > rows:
-                frame = frame.sample(fraction=min(1.0, 1.1 * rows / total), seed=seed).limit(rows)
-            return arrow_table(frame)
-
-        table = self.run(job, columns, start, end)
+        table = self.run(lambda frame: None if frame is None else sampled_rows(frame, rows, seed)[0], columns,
+                         start, end)
         if table is None:
             import pyarrow as pa
 
@@ -195,6 +186,17 @@ class SparkSource:
         if self.limits.max_rows is not None and self.report.rows > self.limits.max_rows:
             raise LimitExceededError(f"{self.location}: more than {self.limits.max_rows} rows in the window "
                                      "(limit max_rows)")
+
+
+def sampled_rows(frame, rows: int, seed: int):
+    """(about `rows` rows of `frame` as an Arrow table, the frame's row count): every row when it has
+    no more, else Spark's seeded Bernoulli sample cut to `rows`."""
+    from monitor.engines.spark.arrow import arrow_table
+
+    total = frame.count()
+    if total > rows:
+        frame = frame.sample(fraction=min(1.0, 1.1 * rows / total), seed=seed).limit(rows)
+    return arrow_table(frame), total
 
 
 class _ReadFailure(Exception):
