@@ -166,7 +166,7 @@ class Driftline:
         from checks.drift import DriftCheck
         from checks.performance import PerformanceCheck
         from checks.quality import derive_suite
-        from monitor.profile import build_spec, empty_profile, profile_table
+        from core.profile import build_spec, empty_profile, profile_table
 
         table = to_table(reference)
         kinds = dict(FEATURES, score="numeric")
@@ -188,7 +188,7 @@ class Driftline:
 
     def run(self, data: dict, history: list) -> dict[str, str]:
         from checks.quality import validate_table
-        from monitor.profile import profile_table
+        from core.profile import profile_table
 
         out = {}
         table = to_table(data)

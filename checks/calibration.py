@@ -21,11 +21,11 @@ from typing import Literal
 import numpy as np
 
 from checks import metrics
-from checks.base import CheckResult, worst_status
+from core.results import CheckResult, worst_status
 from checks.labelled import LabelledWindowCheck, Rows, fit_cached, group_index, top_groups
 from checks.registry import register_check
 from checks.thresholds import Tolerance, decide, learn_tolerance
-from monitor.errors import ConfigError
+from core.errors import ConfigError
 
 
 @dataclass(frozen=True)
@@ -221,7 +221,7 @@ def calibration_of(data: str, prediction: str, label: str, segments: list[str] =
     """One-off (`driftline check calibration`): calibration of a scored, labelled dataset,
     as decay against a scored reference when one is given."""
     from checks.labelled import read_rows
-    from monitor.sources import Source
+    from core.sources import Source
 
     def rows_of(location: str, role: str) -> Rows:
         source = Source(location)

@@ -27,12 +27,12 @@ from typing import Literal
 import numpy as np
 
 from checks import metrics
-from checks.base import CheckResult, FeatureDrift, worst_status
+from core.results import CheckResult, FeatureDrift, worst_status
 from checks.changepoint import page_hinkley
 from checks.labelled import LabelledWindowCheck, Rows, fit_cached, group_index, top_groups
 from checks.registry import register_check
 from checks.thresholds import Tolerance, benjamini_hochberg, decide, excess_spread, learn_tolerance, one_sided_p
-from monitor.errors import ConfigError
+from core.errors import ConfigError
 
 _PROBABILITY_FLOOR = 1e-5
 TOP_CELLS = 10

@@ -19,10 +19,10 @@ from typing import Literal
 import numpy as np
 
 from checks import stats
-from checks.base import CheckResult, FeatureDrift, worst_status
+from core.results import CheckResult, FeatureDrift, worst_status
 from checks.registry import register_check
-from monitor.errors import ConfigError, NotFittedError
-from monitor.profile import (
+from core.errors import ConfigError, NotFittedError
+from core.profile import (
     CategoricalProfile,
     DatasetProfile,
     FeatureError,
@@ -322,7 +322,7 @@ def compare_tables(
 
     `numeric_bins` sets the fine histogram's bin count; PSI/JS then use those bins as they are.
     """
-    from monitor.profile import DEFAULT_NUMERIC_BINS, build_spec, profile_table
+    from core.profile import DEFAULT_NUMERIC_BINS, build_spec, profile_table
 
     spec = build_spec(reference, features, n_bins=numeric_bins or DEFAULT_NUMERIC_BINS)
     check = DriftCheck(methods=methods or {}, coarse_bins=numeric_bins or COARSE_BINS, **check_params)

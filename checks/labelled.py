@@ -23,8 +23,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from checks.base import CheckResult, WindowCheck
-from monitor.errors import ConfigError, SchemaError
+from core.results import CheckResult, WindowCheck
+from core.errors import ConfigError, SchemaError
 
 NULL_SEGMENT = "(null)"
 OTHER_SEGMENT = "(other)"
@@ -142,7 +142,7 @@ _REFERENCE_CACHE: "OrderedDict[tuple, Rows]" = OrderedDict()
 
 def _reference_rows(context, prediction: str, label: str, segments: list[str]) -> Rows:
     """The scored reference (prediction_reference, else reference), read once per process."""
-    from monitor.reference import source_fingerprint
+    from core.reference import source_fingerprint
 
     source = context.runner.engine_source("prediction_reference")  # else the reference; Spark's on Spark
     key = (source_fingerprint(source), prediction, label, tuple(segments))
@@ -238,7 +238,7 @@ class LabelledWindowCheck(WindowCheck):
 
 def combine(name: str, results: list[CheckResult], result_context: dict) -> CheckResult:
     """One result per window: a single pair as is; several under details['predictions'][column]."""
-    from checks.base import worst_status
+    from core.results import worst_status
 
     if len(results) == 1:
         return results[0].with_updates(**result_context)

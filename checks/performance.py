@@ -18,11 +18,11 @@ from typing import Literal
 import numpy as np
 
 from checks import metrics
-from checks.base import CheckResult, worst_status
+from core.results import CheckResult, worst_status
 from checks.labelled import LabelledWindowCheck, Rows, fit_cached, group_index, top_groups
 from checks.registry import register_check
 from checks.thresholds import Tolerance, decide, learn_tolerance, one_sided_p
-from monitor.errors import ConfigError
+from core.errors import ConfigError
 
 METRICS = ("auc_drop", "ne_rise", "calibration")
 

@@ -30,10 +30,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from checks.base import CheckResult, FeatureDrift, WindowCheck, worst_status
+from core.results import CheckResult, FeatureDrift, WindowCheck, worst_status
 from checks.expectations import TYPE_FAMILIES, expectation, load_suite, suite_columns, validate_frame
 from checks.registry import register_check
-from monitor.errors import SchemaError
+from core.errors import SchemaError
 
 TABLE = "(table)"
 OFFENDING_VALUES = 10
@@ -237,7 +237,7 @@ def quality_result(suite: dict, results: list[dict], validated_rows: int, window
 
 def read_for_suite(batches, suite: dict, sample_rows: int, schema: pa.Schema | None = None) -> tuple[pa.Table, int]:
     """The suite's columns of a window: all rows up to `sample_rows`, else a uniform sample; and the row count."""
-    from monitor.sources import sample_batches
+    from core.sources import sample_batches
 
     seen = 0
 
@@ -272,8 +272,8 @@ class QualityWindowCheck(WindowCheck):
         if self.config.suite:
             path = context.runner.config.base_dir / self.config.suite
             return load_suite(path)
-        from monitor.profile import infer_kind
-        from monitor.reference import source_fingerprint
+        from core.profile import infer_kind
+        from core.reference import source_fingerprint
 
         schema = self.model.model_schema
         source = context.reference_source()
@@ -334,9 +334,9 @@ def quality_between(current: str, reference: str | None = None, suite_path: str 
 
     `engine`: a SparkEngine validates `current` on Spark; the suite is derived here either way.
     """
-    from monitor.errors import DataSourceError
-    from monitor.oneoff import feature_kinds
-    from monitor.sources import Source
+    from core.errors import DataSourceError
+    from core.reference import feature_kinds
+    from core.sources import Source
 
     if suite_path is None and reference is None:
         raise DataSourceError("give --reference to derive a suite, or --suite to load one")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Callable
 
-from monitor.errors import ConfigError
+from core.errors import ConfigError
 
 _CHECKS: dict[str, Callable] = {}
 _ENTRY_POINT_GROUP = "driftline.checks"

@@ -25,7 +25,7 @@ from typing import Literal
 
 import numpy as np
 
-from monitor.errors import ConfigError
+from core.errors import ConfigError
 
 ThresholdMode = Literal["static", "learned"]
 DEFAULT_K = (3.0, 5.0)  # warn, alert: multiples of the excess spread, as data_drift learns

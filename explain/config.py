@@ -11,7 +11,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from monitor.reports import ReportOn  # light: matplotlib is imported only to render
+from core.results import ReportOn
 
 Pair = tuple[float, float]
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from monitor.errors import DataSourceError
+from core.errors import DataSourceError
 
 _TREE_KEYS = ("num_leaves", "split_feature", "threshold", "decision_type", "left_child", "right_child", "leaf_value")
 _END = "\nend of trees"

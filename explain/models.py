@@ -32,7 +32,7 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 
 from explain.lgbtext import check_text_model
-from monitor.errors import DataSourceError, DriftlineError, SchemaError, require
+from core.errors import DataSourceError, DriftlineError, SchemaError, require
 from skew.prediction import load_booster, load_vocabulary
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from checks.base import CheckResult
+from core.results import CheckResult
 
 BEESWARM_ROWS = 2000
 TOP_FEATURES = 12

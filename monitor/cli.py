@@ -13,7 +13,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from monitor.errors import DriftlineError
+from core.errors import DriftlineError
 
 app = typer.Typer(help="Drift, skew and calibration monitoring for ranking and CTR models.", no_args_is_help=True,
                   pretty_exceptions_enable=False)
@@ -48,7 +48,7 @@ def one_off_engine(engine: EngineName, master: str, conf: list[str]):
     """None for the embedded engine, else a SparkEngine (one-off checks have no config file)."""
     if engine is EngineName.local:
         return None
-    from monitor.engines import SparkSettings, get_engine
+    from core.engines import SparkSettings, get_engine
 
     settings = {}
     for item in conf:
@@ -146,7 +146,7 @@ def run(
     """Run configured checks for one window and store the results (idempotent per window)."""
     from monitor.config import load_config
     from monitor.runner import run_config
-    from monitor.sources import parse_window
+    from core.sources import parse_window
 
     try:
         cfg = load_config(config)
@@ -211,7 +211,7 @@ def demo(
         "" if not alarms else " (" + "; ".join(f"{a['day']} {a['check']} {','.join(a['features'])}" for a in alarms) + ")"
     ))
     if summary.get("retrain"):
-        from retrain.demo import summary_line
+        from monitor.demo.retrain import summary_line
 
         out.print(summary_line(summary["retrain"]), highlight=False)
     out.print(f"summary: {workdir / 'summary.json'}")

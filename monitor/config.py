@@ -22,8 +22,8 @@ from checks.settings import (  # light: pydantic only
     QualityCheckConfig,
 )
 from explain.config import AttributionDriftConfig  # light: pydantic only
-from monitor.errors import ConfigError
-from monitor.reports import ReportOn  # light: Evidently is imported only to render
+from core.errors import ConfigError
+from core.results import ReportOn
 from retrain.settings import GatesConfig, PushConfig, check_cron  # light: pydantic only
 
 _DURATION = re.compile(r"^\s*(\d+)\s*(s|m|h|d|w)\s*$")
@@ -267,7 +267,7 @@ class SparkConfig(_Strict):
         return conf
 
     def settings(self):
-        from monitor.engines import SparkSettings
+        from core.engines import SparkSettings
 
         return SparkSettings(self.master, self.app_name, dict(self.conf))
 

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Callable
 from urllib.parse import unquote, urlsplit
 
-from monitor.errors import ConfigError, DriftlineError
+from core.errors import ConfigError, DriftlineError
 
 log = logging.getLogger("driftline.http")
 TOKEN_ENV = "DRIFTLINE_TOKEN"

@@ -4,31 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from checks.base import CheckResult
+from core.results import CheckResult
 from checks.drift import DriftCheck
-from monitor.errors import SchemaError
-from monitor.profile import infer_kind, profile_batches
-from monitor.reference import REPORT_SAMPLE_ROWS, build_reference
-from monitor.sources import Source
-
-
-def feature_kinds(source: Source, names: list[str] | None) -> dict[str, str]:
-    """Kinds from the reference's Arrow types; without explicit names, unsupported columns are skipped."""
-    schema = source.schema
-    if names:
-        missing = [n for n in names if n not in schema.names]
-        if missing:
-            raise SchemaError(f"{source.location}: column '{missing[0]}' is not in the reference data")
-        return {n: infer_kind(schema.field(n).type) for n in names}
-    kinds = {}
-    for field in schema:
-        try:
-            kinds[field.name] = infer_kind(field.type)
-        except SchemaError:
-            continue  # timestamps, lists and the like are not drift features
-    if not kinds:
-        raise SchemaError(f"{source.location}: no numeric or categorical columns to compare")
-    return kinds
+from core.errors import SchemaError
+from core.profile import profile_batches
+from core.reference import REPORT_SAMPLE_ROWS, build_reference, feature_kinds
+from core.sources import Source
 
 
 def drift_between(

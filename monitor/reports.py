@@ -13,28 +13,16 @@ import tempfile
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 
-from monitor.errors import SchemaError, require
+from core.errors import SchemaError, require
+from core.results import ReportOn, report_wanted  # noqa: F401  (re-exported)
 
 if TYPE_CHECKING:
     import pandas as pd
 
 # Rows per side handed to Evidently: its stattests and plots work on rows in memory.
 REPORT_SAMPLE_SIZE = 20_000
-
-# Which windows get a drill-down report (`report_on` of data_drift and attribution_drift):
-# "warn" (the default) renders one for windows that warn or alert, "alert" for alerts only,
-# "always" for every window. A report of a clean window says little and costs seconds each.
-ReportOn = Literal["always", "warn", "alert"]
-_REPORTED = {"always": None, "warn": {"warn", "alert"}, "alert": {"alert"}}
-
-
-def report_wanted(status: str, report_on: ReportOn = "warn") -> bool:
-    """Whether a window with this check status gets an HTML report under the `report_on` policy."""
-    wanted = _REPORTED[report_on]
-    return wanted is None or status in wanted
-
 
 # Our method names that Evidently also implements, with the same definition.
 _EVIDENTLY_METHODS = {"psi": "psi", "jensenshannon": "jensenshannon", "wasserstein": "wasserstein"}

@@ -19,13 +19,13 @@ from typing import Callable, Iterator
 
 import pyarrow as pa
 
-from checks.base import CheckResult
+from core.results import CheckResult
 from checks.registry import get_check
 from monitor.config import Config, ModelConfig
-from monitor.engines import get_engine
-from monitor.errors import DriftlineError
-from monitor.profile import DatasetProfile, ProfileSpec, empty_profile
-from monitor.reference import (
+from core.engines import get_engine
+from core.errors import DriftlineError
+from core.profile import DatasetProfile, ProfileSpec, empty_profile
+from core.reference import (
     REPORT_SAMPLE_ROWS,
     Reference,
     build_reference,
@@ -33,8 +33,8 @@ from monitor.reference import (
     source_fingerprint,
     spec_key,
 )
-from monitor.reports import report_wanted  # light: Evidently is imported only to render
-from monitor.sources import Limits, Source
+from core.results import report_wanted  # light: Evidently is imported only to render
+from core.sources import Limits, Source
 from monitor.store import ResultsStore
 
 log = logging.getLogger("driftline.runner")
@@ -45,7 +45,7 @@ DRIFT_CHECKS = ("data_drift", "prediction_drift")
 
 @dataclass
 class WindowContext:
-    """What a row-reading check (checks.base.WindowCheck) gets for one window."""
+    """What a row-reading check (core.results.WindowCheck) gets for one window."""
 
     runner: "ModelRunner"
     start: datetime

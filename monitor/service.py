@@ -33,9 +33,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Callable
 
-from checks.base import CheckResult, worst_status
+from core.results import CheckResult, worst_status
 from monitor.config import Config
-from monitor.errors import DriftlineError
+from core.errors import DriftlineError
 from monitor.ledger import Claim, Ledger, Owner, now_utc
 from monitor.scheduling import Schedule, schedules_of, utc
 from monitor.store import ResultsStore
@@ -299,7 +299,7 @@ def scheduled_prune() -> None:
 
 
 def scheduled_retrain(model: str) -> None:
-    """The periodic retrain check (retrain/scheduled.py) of the running service."""
+    """The periodic retrain check (monitor/retrain_watch.py) of the running service."""
     service = _ACTIVE
     if service is not None:
         service.retrain_if_due(model)
@@ -423,7 +423,7 @@ class Service:
 
     def _schedule_retraining(self) -> None:
         """Models with a retrain schedule or alert policy: checked now and every RETRAIN_CHECK_EVERY."""
-        from retrain.scheduled import RETRAIN_CHECK_EVERY, RetrainWatcher, watched_models
+        from monitor.retrain_watch import RETRAIN_CHECK_EVERY, RetrainWatcher, watched_models
 
         self.retrainer = RetrainWatcher(self.config, self.store)
         for model in watched_models(self.config):

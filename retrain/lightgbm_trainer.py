@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 from pydantic import Field
 
-from monitor.errors import require
+from core.errors import require
 from retrain.base import Dataset, FeatureSet, ProgressFn, StrictParams, Trainer, TrainedModel, register_trainer
 from retrain.encoding import Vocabulary
 

@@ -23,7 +23,7 @@ from typing import Any, Iterable, Mapping, Protocol, runtime_checkable
 import numpy as np
 import pyarrow as pa
 
-from monitor.errors import DataSourceError, DriftlineError, SchemaError, require
+from core.errors import DataSourceError, DriftlineError, SchemaError, require
 from skew.results import PredictionSkew, VersionSkew, grade, rate
 
 DEFAULT_TOLERANCE = 1e-6

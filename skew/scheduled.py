@@ -12,10 +12,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from checks.base import CheckResult, WindowCheck
+from core.results import CheckResult, WindowCheck
 from checks.registry import register_check
-from monitor.errors import ConfigError, DriftlineError
-from monitor.sources import Limits, Source
+from core.errors import ConfigError, DriftlineError
+from core.sources import Limits, Source
 from skew.results import CHECK_NAME
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 
 def main() -> None:
-    from checks.base import CheckResult, FeatureDrift, WindowCheck
+    from core.results import CheckResult, FeatureDrift, WindowCheck
     from checks.registry import register_check
     from monitor.cli import app
 

@@ -10,7 +10,7 @@ from datetime import datetime, timedelta, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-from checks.base import CheckResult, FeatureDrift
+from core.results import CheckResult, FeatureDrift
 from monitor.config import parse_config
 
 
@@ -214,7 +214,7 @@ def make_config(tmp_path: Path, models: list[dict], reports: str = "reports"):
 
 def result(check: str, start: datetime, end: datetime, statuses: dict[str, str], model: str = "m",
            status: str | None = None, details: dict | None = None) -> CheckResult:
-    from checks.base import worst_status
+    from core.results import worst_status
 
     features = tuple(FeatureDrift(name, "numeric", "wasserstein", {"ok": 0.01, "warn": 0.15, "alert": 0.5}.get(s),
                                   0.2, s, 1000, 1000) for name, s in statuses.items())

@@ -25,7 +25,7 @@ import pyarrow as pa
 import pytest
 
 from checks.drift import DriftCheck, compare_tables
-from monitor.profile import build_spec, profile_table
+from core.profile import build_spec, profile_table
 
 pytest.importorskip("evidently")
 from evidently.legacy.calculations.stattests import (  # noqa: E402

@@ -14,8 +14,8 @@ import pytest
 from explain.config import AttributionDriftConfig
 from monitor.config import DriftCheckConfig, parse_config
 from monitor.demo.run import demo_config, write_scored_reference
-from monitor.errors import ConfigError
-from monitor.reports import report_wanted
+from core.errors import ConfigError
+from core.results import report_wanted
 from monitor.runner import ModelRunner
 from monitor.store import ResultsStore
 

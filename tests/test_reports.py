@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from monitor.errors import MissingDependencyError, SchemaError
+from core.errors import MissingDependencyError, SchemaError
 from monitor.reports import REPORT_SAMPLE_SIZE, render_drift_report, sample_for_report
 
 pytest.importorskip("evidently")

@@ -36,7 +36,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import Engine
 
 from monitor.alerts.sinks import AlertMessage, DeliveryError, Sink
-from monitor.errors import ConfigError
+from core.errors import ConfigError
 from monitor.ledger import aware, naive, now_utc
 
 log = logging.getLogger("driftline.alerts")

@@ -29,12 +29,12 @@ from pathlib import Path
 
 from sqlalchemy import select, update
 
-from checks.base import CheckResult
+from core.results import CheckResult
 from monitor.alerts.outbox import alert_state, enqueue
 from monitor.alerts.outbox import _insert_ignore as insert_ignore
 from monitor.alerts.sinks import AlertMessage, Sink, build_sink
 from monitor.config import AlertRouteConfig, ModelConfig
-from monitor.errors import ConfigError
+from core.errors import ConfigError
 from monitor.ledger import aware, naive, now_utc
 
 SEVERITY_OF = {"warn": "warn", "alert": "alert", "error": "alert"}

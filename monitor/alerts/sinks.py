@@ -30,7 +30,7 @@ from typing import Callable
 
 from monitor.alerts import signing, ssrf
 from monitor.config import AlertRouteConfig
-from monitor.errors import ConfigError, DriftlineError
+from core.errors import ConfigError, DriftlineError
 
 log = logging.getLogger("driftline.alerts")
 ENTRY_POINT_GROUP = "driftline.alert_sinks"

@@ -18,7 +18,7 @@ import ssl
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from monitor.errors import DriftlineError
+from core.errors import DriftlineError
 
 METADATA_ADDRESSES = frozenset(ipaddress.ip_address(a) for a in (
     "169.254.169.254",  # AWS, GCP, Azure, OpenStack instance metadata

@@ -37,7 +37,7 @@ def register(app: typer.Typer, check_app: typer.Typer) -> None:
 
         from checks.calibration import calibration_of
         from monitor.cli import _exit_code, _fail
-        from monitor.errors import DriftlineError
+        from core.errors import DriftlineError
 
         try:
             segments = [s.strip() for item in segment for s in item.split(",")]

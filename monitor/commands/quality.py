@@ -30,7 +30,7 @@ def register(app: typer.Typer, check_app: typer.Typer) -> None:
 
         from checks.quality import quality_between
         from monitor.cli import _exit_code, _fail, _print_result_table, one_off_engine, out
-        from monitor.errors import DriftlineError
+        from core.errors import DriftlineError
 
         try:
             result = quality_between(current, reference, str(suite) if suite else None,

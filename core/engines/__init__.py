@@ -1,13 +1,13 @@
 """Engines: where a window's rows are read and profiled.
 
-Computing a profile is a pure function of Arrow record batches (`monitor.profile`). The
+Computing a profile is a pure function of Arrow record batches (`core.profile`). The
 `local` engine streams batches from files through that kernel in this process; the
 `spark` engine runs the very same kernel on every partition of a Spark DataFrame
 (`mapInArrow`) and merges the partial profiles. Checks only ever see the merged profile,
 so they cannot tell the engines apart: for the same data and spec the profiles are the
 same (counts exactly, moments to floating-point rounding).
 
-The Spark engine lives in `monitor.engines.spark` and imports pyspark only when used.
+The Spark engine lives in `core.engines.spark` and imports pyspark only when used.
 """
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
-from monitor.errors import ConfigError
-from monitor.profile import DatasetProfile, ProfileSpec, profile_batches
-from monitor.sources import Source
+from core.errors import ConfigError
+from core.profile import DatasetProfile, ProfileSpec, profile_batches
+from core.sources import Source
 
 ENGINES = ("local", "spark")
 
@@ -54,7 +54,7 @@ def get_engine(name: str = "local", spark: SparkSettings | None = None):
     if name == "local":
         return LocalEngine()
     if name == "spark":
-        from monitor.engines.spark import SparkEngine
+        from core.engines.spark import SparkEngine
 
         return SparkEngine(spark or SparkSettings())
     raise ConfigError(f"engine: expected one of {', '.join(ENGINES)}, got {name!r}")

@@ -48,6 +48,19 @@ def worst_status(statuses) -> str:
     return "ok"
 
 
+# Which windows get a drill-down report (`report_on` of data_drift and attribution_drift):
+# "warn" (the default) renders one for windows that warn or alert, "alert" for alerts only,
+# "always" for every window. A report of a clean window says little and costs seconds each.
+ReportOn = Literal["always", "warn", "alert"]
+_REPORTED = {"always": None, "warn": {"warn", "alert"}, "alert": {"alert"}}
+
+
+def report_wanted(status: str, report_on: ReportOn = "warn") -> bool:
+    """Whether a window with this check status gets an HTML report under the `report_on` policy."""
+    wanted = _REPORTED[report_on]
+    return wanted is None or status in wanted
+
+
 @dataclass(frozen=True)
 class FeatureDrift:
     feature: str
