@@ -23,7 +23,8 @@ import numpy as np
 from checks import metrics
 from core.results import CheckResult, worst_status
 from checks.labelled import LabelledWindowCheck, Rows, fit_cached, group_index, top_groups
-from checks.registry import register_check
+from core.checks import register_check
+from checks.settings import CalibrationCheckConfig
 from checks.thresholds import Tolerance, decide, learn_tolerance
 from core.errors import ConfigError
 
@@ -208,10 +209,11 @@ class CalibrationWindowCheck(LabelledWindowCheck):
     def evaluate_pair(self, prediction, label, reference, current, context) -> CheckResult:
         params = self.config.check_params() if self.config is not None else {}
         check = CalibrationCheck(name=self.name, segments=tuple(self.segments), **params)
-        return fit_cached(check, reference).evaluate(current, prediction=prediction, label=label)
+        return fit_cached(context, check, reference).evaluate(current, prediction=prediction, label=label)
 
 
-@register_check("calibration")
+@register_check("calibration", params=CalibrationCheckConfig, needs=("rows", "labels"),
+                summary="predicted vs observed positives per segment, and its change vs the reference")
 def calibration_check(model_config, check_config=None) -> CalibrationWindowCheck:
     return CalibrationWindowCheck(model_config, check_config)
 

@@ -30,7 +30,8 @@ from checks import metrics
 from core.results import CheckResult, FeatureDrift, worst_status
 from checks.changepoint import page_hinkley
 from checks.labelled import LabelledWindowCheck, Rows, fit_cached, group_index, top_groups
-from checks.registry import register_check
+from core.checks import register_check
+from checks.settings import ConceptCheckConfig
 from checks.thresholds import Tolerance, benjamini_hochberg, decide, excess_spread, learn_tolerance, one_sided_p
 from core.errors import ConfigError
 
@@ -349,9 +350,10 @@ class ConceptWindowCheck(LabelledWindowCheck):
         check = ConceptCheck(name=self.name, segments=tuple(self.segments), **params)
         history = loss_history(getattr(context, "store", None), context.model.name, self.name, context.start,
                                context.end - context.start, prediction)
-        return fit_cached(check, reference).evaluate(current, history=history, prediction=prediction, label=label)
+        return fit_cached(context, check, reference).evaluate(current, history=history, prediction=prediction, label=label)
 
 
-@register_check("concept_drift")
+@register_check("concept_drift", params=ConceptCheckConfig, needs=("rows", "labels"),
+                summary="realized vs expected performance, and residual shifts per segment")
 def concept_check(model_config, check_config=None) -> ConceptWindowCheck:
     return ConceptWindowCheck(model_config, check_config)

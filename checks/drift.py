@@ -20,7 +20,6 @@ import numpy as np
 
 from checks import stats
 from core.results import CheckResult, FeatureDrift, worst_status
-from checks.registry import register_check
 from core.errors import ConfigError, NotFittedError
 from core.profile import (
     CategoricalProfile,
@@ -298,16 +297,6 @@ def _feature_status(statuses: list[str]) -> str:
     if "insufficient_data" in statuses:
         return "insufficient_data"
     return "ok"
-
-
-@register_check("data_drift")
-def data_drift_check(**params) -> DriftCheck:
-    return DriftCheck(name="data_drift", **params)
-
-
-@register_check("prediction_drift")
-def prediction_drift_check(**params) -> DriftCheck:
-    return DriftCheck(name="prediction_drift", **params)
 
 
 def compare_tables(

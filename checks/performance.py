@@ -20,7 +20,8 @@ import numpy as np
 from checks import metrics
 from core.results import CheckResult, worst_status
 from checks.labelled import LabelledWindowCheck, Rows, fit_cached, group_index, top_groups
-from checks.registry import register_check
+from core.checks import register_check
+from checks.settings import PerformanceCheckConfig
 from checks.thresholds import Tolerance, decide, learn_tolerance, one_sided_p
 from core.errors import ConfigError
 
@@ -194,9 +195,10 @@ class PerformanceWindowCheck(LabelledWindowCheck):
     def evaluate_pair(self, prediction, label, reference, current, context) -> CheckResult:
         params = self.config.check_params() if self.config is not None else {}
         check = PerformanceCheck(name=self.name, segments=tuple(self.segments), **params)
-        return fit_cached(check, reference).evaluate(current, prediction=prediction, label=label)
+        return fit_cached(context, check, reference).evaluate(current, prediction=prediction, label=label)
 
 
-@register_check("performance")
+@register_check("performance", params=PerformanceCheckConfig, needs=("rows", "labels"),
+                summary="AUC, log loss, NE and calibration ratio vs the scored reference")
 def performance_check(model_config, check_config=None) -> PerformanceWindowCheck:
     return PerformanceWindowCheck(model_config, check_config)

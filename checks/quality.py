@@ -30,9 +30,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from core.results import CheckResult, FeatureDrift, WindowCheck, worst_status
+from core.checks import WindowCheck, register_check
+from checks.settings import QualityCheckConfig
+from core.results import CheckResult, FeatureDrift, worst_status
 from checks.expectations import TYPE_FAMILIES, expectation, load_suite, suite_columns, validate_frame
-from checks.registry import register_check
 from core.errors import SchemaError
 
 TABLE = "(table)"
@@ -255,9 +256,6 @@ def read_for_suite(batches, suite: dict, sample_rows: int, schema: pa.Schema | N
 # ------------------------------------------------------------------ the window check
 
 
-_SUITES: dict[tuple, dict] = {}
-
-
 class QualityWindowCheck(WindowCheck):
     name = "data_quality"
 
@@ -283,18 +281,21 @@ class QualityWindowCheck(WindowCheck):
             if missing:
                 raise SchemaError(f"{source.location}: column '{missing[0]}' is not in the reference data")
             kinds = {c: kinds.get(c) or infer_kind(source.schema.field(c).type) for c in self.config.columns}
-        key = (source_fingerprint(source), tuple(kinds.items()), self.params, schema.example_id)
-        if key not in _SUITES:
+        key = ("data_quality.suite", source_fingerprint(source), tuple(kinds.items()), self.params,
+               schema.example_id)
+
+        def derive() -> dict:
             present = [c for c in kinds if c in source.schema.names]
             missing = [c for c in kinds if c not in source.schema.names]
             if missing:
                 raise SchemaError(f"{source.location}: column '{missing[0]}' is not in the reference data")
             id_column = schema.example_id if schema.example_id in source.schema.names else None
             sample = source.sample(200_000, present + ([id_column] if id_column else []), seed=0)
-            _SUITES[key] = derive_suite(sample, kinds, id_column, list(schema.predictions),
-                                        [label.name for label in schema.labels], self.params,
-                                        name=f"{self.model.name}-quality")
-        return _SUITES[key]
+            return derive_suite(sample, kinds, id_column, list(schema.predictions),
+                                [label.name for label in schema.labels], self.params,
+                                name=f"{self.model.name}-quality")
+
+        return context.state.get_or_create(key, derive)
 
     def run(self, context) -> CheckResult:
         suite = self.suite(context)
@@ -322,7 +323,8 @@ class QualityWindowCheck(WindowCheck):
                               **context.result_context)
 
 
-@register_check("data_quality")
+@register_check("data_quality", params=QualityCheckConfig, needs=("rows",),
+                summary="the window against a Great Expectations suite derived from the reference")
 def quality_check(model_config, check_config=None) -> QualityWindowCheck:
     return QualityWindowCheck(model_config, check_config)
 

@@ -10,13 +10,14 @@ from __future__ import annotations
 import math
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
+
+from core.checks import CheckParams
 
 Pair = tuple[float, float]
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+_Strict = CheckParams  # unknown keys forbidden, frozen; `enabled` off unless set
 
 
 def _ordered(pair: Pair, name: str) -> None:

@@ -21,8 +21,8 @@ from datetime import datetime, timezone
 
 import numpy as np
 
-from core.results import CheckResult, WindowCheck, worst_status
-from checks.registry import register_check
+from core.checks import WindowCheck, register_check
+from core.results import CheckResult, worst_status
 from explain.config import AttributionDriftConfig
 from explain.drift import Attribution, AttributionThresholds, compare, profile_values
 from core.errors import ConfigError, DriftlineError, SchemaError
@@ -139,7 +139,7 @@ class AttributionDriftCheck(WindowCheck):
             from core.reference import source_fingerprint
 
             holdout, engine = str(c.resolve(c.holdout_path, base)), context.runner.engine
-            source = engine.source(holdout) if engine.name == "spark" else Source(holdout)
+            source = engine.source(holdout)
             key_parts["files"] = source_fingerprint(source)
             batches, schema, note = source.batches(columns), source.schema, None
         elif c.baseline_window:
@@ -242,6 +242,7 @@ class AttributionDriftCheck(WindowCheck):
             return result.with_updates(details={**result.details, "report_error": str(exc)[:300]})
 
 
-@register_check("attribution_drift")
+@register_check("attribution_drift", params=AttributionDriftConfig, needs=("rows", "model"),
+                summary="what drives the model (SHAP, permutation importance) vs a baseline")
 def attribution_drift_check(model_config, check_config) -> AttributionDriftCheck:
     return AttributionDriftCheck(model_config, check_config)

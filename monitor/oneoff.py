@@ -43,16 +43,11 @@ def drift_between(
     bad = tuple(f"{path}: {why}" for path, why in reference_source.report.bad_files + current_source.report.bad_files)
     result = fitted.evaluate(current_profile, partial=bool(bad), bad_files=bad)
     if report is not None:
-        from monitor.reports import render_drift_report
+        from checks.drift_report import render_result_report
 
         current_sample = current_source.sample(REPORT_SAMPLE_ROWS, list(kinds), seed=1)
-        columns = [c for c in kinds if c in current_sample.schema.names]
-        render_drift_report(
-            built.sample.slice(0, REPORT_SAMPLE_ROWS).select(columns).to_pandas(),
-            current_sample.select(columns).to_pandas(),
-            report,
-            numeric=[c for c in columns if kinds[c] == "numeric"],
-            categorical=[c for c in columns if kinds[c] == "categorical"],
-        )
+        reference_sample = built.sample if built.sample is not None else reference_source.sample(
+            REPORT_SAMPLE_ROWS, list(kinds), seed=0)
+        render_result_report(result, reference_sample, current_sample, report, kinds)
         result = result.with_updates(report_path=str(report))
     return result

@@ -18,7 +18,7 @@ import pytest
 
 from checks.drift import DEFAULT_THRESHOLDS, DriftCheck
 from core.profile import DatasetProfile, profile_table
-from monitor.runner import Reference, build_reference
+from core.reference import Reference, build_reference
 from core.sources import Source
 
 REFERENCE_ROWS = 200_000

@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from explain.config import AttributionDriftConfig
-from monitor.config import DriftCheckConfig, parse_config
+from checks.drift_check import DriftParams as DriftCheckConfig
+from monitor.config import parse_config
 from monitor.demo.run import demo_config, write_scored_reference
 from core.errors import ConfigError
 from core.results import report_wanted

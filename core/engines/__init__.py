@@ -18,23 +18,41 @@ from typing import Protocol
 
 from core.errors import ConfigError
 from core.profile import DatasetProfile, ProfileSpec, profile_batches
-from core.sources import Source
+from core.sources import Limits, Source
 
 ENGINES = ("local", "spark")
 
 
 class Engine(Protocol):
+    """Everything callers need from an engine, so that none branches on its name."""
+
     name: str
+
+    def source(self, location: str, format: str | None = None, timestamp_column: str | None = None,
+               limits: Limits = Limits()):
+        """The data at `location` as this engine reads it (a Source, or a SparkSource)."""
 
     def profile(self, source, columns: list[str], spec: ProfileSpec, start: datetime | None = None,
                 end: datetime | None = None) -> DatasetProfile:
         """The merged profile of the window's rows of `columns` (absent columns become feature errors)."""
+
+    def reference(self, source, features: dict[str, str], max_categories: int = 10_000):
+        """The reference's spec (from a sample), profile and chunk profiles (core.reference.Reference)."""
 
 
 class LocalEngine:
     """Today's embedded engine: stream Arrow batches from the files through the kernel."""
 
     name = "local"
+
+    def source(self, location: str, format: str | None = None, timestamp_column: str | None = None,
+               limits: Limits = Limits()) -> Source:
+        return Source(location, format, timestamp_column, limits)
+
+    def reference(self, source: Source, features: dict[str, str], max_categories: int = 10_000):
+        from core.reference import build_reference
+
+        return build_reference(source, features, max_categories=max_categories)
 
     def profile(self, source: Source, columns: list[str], spec: ProfileSpec, start: datetime | None = None,
                 end: datetime | None = None) -> DatasetProfile:

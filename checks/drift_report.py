@@ -16,10 +16,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from core.errors import SchemaError, require
-from core.results import ReportOn, report_wanted  # noqa: F401  (re-exported)
 
 if TYPE_CHECKING:
     import pandas as pd
+
+    from core.results import CheckResult
 
 # Rows per side handed to Evidently: its stattests and plots work on rows in memory.
 REPORT_SAMPLE_SIZE = 20_000
@@ -45,6 +46,7 @@ def render_drift_report(
     *,
     methods: Mapping[str, str] | None = None,
     thresholds: Mapping[str, float] | None = None,
+    verdict: "CheckResult | None" = None,
 ) -> Path:
     """Render Evidently's data-drift report for the given columns and write it to `path` as HTML.
 
@@ -53,12 +55,17 @@ def render_drift_report(
     shown with their missing-value counts instead. `methods` / `thresholds` map a
     feature to our method name and threshold so the report uses the same test; a method
     Evidently lacks (e.g. "linf") falls back to Evidently's default choice.
+
+    With `verdict` (driftline's result for this window) the page opens with that result, and
+    Evidently adds no verdict of its own that could contradict it: each column gets
+    Evidently's drift test only where Evidently computes our very statistic (with our warn
+    threshold), and its category counts otherwise; there is no dataset-level headline.
     """
     # No report path sends telemetry in 0.7, but Evidently's logger honours this switch.
     os.environ.setdefault("DO_NOT_TRACK", "1")
     require("evidently")
     from evidently import DataDefinition, Dataset, Report
-    from evidently.metrics import MissingValueCount
+    from evidently.metrics import MissingValueCount, UniqueValueCount, ValueDrift
     from evidently.presets import DataDriftPreset
 
     path = Path(path)
@@ -82,7 +89,14 @@ def render_drift_report(
                 per_column_threshold[column] = float(thresholds[column])
 
     items = []
-    if testable:
+    if verdict is not None:
+        for column in testable:
+            if column in per_column_method:
+                items.append(ValueDrift(column=column, method=per_column_method[column],
+                                        threshold=per_column_threshold.get(column)))
+            else:
+                items.append(UniqueValueCount(column=column))
+    elif testable:
         items.append(
             DataDriftPreset(
                 columns=testable,
@@ -104,8 +118,76 @@ def render_drift_report(
         )
         page = snapshot.get_html_str(as_iframe=False)
 
-    _write_atomically(path, _with_title(page, title))
+    page = _with_title(page, title)
+    if verdict is not None:
+        page = page.replace("<body>", "<body>\n" + verdict_html(verdict), 1)
+    _write_atomically(path, page)
     return path
+
+
+def render_result_report(result: "CheckResult", reference, current, path: Path, kinds: Mapping[str, str],
+                         title: str | None = None) -> Path:
+    """The drill-down report of one drift result: Arrow samples of both sides (`reference` a
+    uniform sample, see `uniform_rows`), the features' methods and warn thresholds as judged."""
+    columns = [c for c in kinds if c in current.schema.names and c in reference.schema.names]
+    judged = {f.feature: f for f in result.features}
+    return render_drift_report(
+        uniform_rows(reference, REPORT_SAMPLE_SIZE).select(columns).to_pandas(),
+        uniform_rows(current, REPORT_SAMPLE_SIZE).select(columns).to_pandas(),
+        path,
+        numeric=[c for c in columns if kinds[c] == "numeric"],
+        categorical=[c for c in columns if kinds[c] == "categorical"],
+        title=title,
+        methods={c: judged[c].method for c in columns if c in judged},
+        thresholds={c: _warn_threshold(judged[c]) for c in columns if c in judged and _warn_threshold(judged[c])},
+        verdict=result,
+    )
+
+
+def uniform_rows(table, n: int, seed: int = 0):
+    """A reproducible uniform sample of at most `n` rows of an Arrow table, in row order: never
+    a leading slice, which on time-ordered data would be the first days only."""
+    if table.num_rows <= n:
+        return table
+    import numpy as np
+
+    rows = np.sort(np.random.default_rng(seed).choice(table.num_rows, size=n, replace=False))
+    return table.take(rows)
+
+
+def _warn_threshold(feature) -> float | None:
+    value = feature.warn_threshold if feature.warn_threshold is not None else feature.threshold
+    return None if value is None else float(value)
+
+
+def verdict_html(result: "CheckResult") -> str:
+    """driftline's verdict for the window, as the page's first section (every value escaped)."""
+    esc = html.escape
+
+    def number(value) -> str:
+        return "-" if value is None else f"{value:.4g}"
+
+    rows = "".join(
+        "<tr>" + "".join(f"<td>{esc(str(cell))}</td>" for cell in (
+            f.feature, f.kind, f.method, number(f.score), number(f.warn_threshold), number(f.threshold),
+            f.status, f.reference_count, f.current_count, f.message or "")) + "</tr>"
+        for f in sorted(result.features, key=lambda f: (-_SEVERITY_ORDER.get(f.status, 0), f.feature)))
+    head = "".join(f"<th>{h}</th>" for h in ("feature", "kind", "method", "score", "warn", "alert", "status",
+                                            "reference n", "window n", "note"))
+    counts = {s: sum(f.status == s for f in result.features) for s in ("alert", "warn", "ok")}
+    summary = (f"driftline verdict: {esc(result.status.upper())} &mdash; {counts['alert']} alert, "
+               f"{counts['warn']} warn, {counts['ok']} ok of {len(result.features)} features "
+               f"({result.current_rows:,} window rows vs {result.reference_rows:,} reference rows)")
+    style = ("font-family: sans-serif; margin: 16px 24px; border-collapse: collapse;")
+    return (f'<section id="driftline-verdict" style="{style}"><h2>{summary}</h2>'
+            f'<p>Scores are driftline\'s, computed on every row of the window. Below, Evidently draws the '
+            f'distributions from uniform samples of both sides (at most {REPORT_SAMPLE_SIZE:,} rows each) and '
+            f'tests a column only where it computes the same statistic, with driftline\'s warn threshold.</p>'
+            f'<table border="1" cellpadding="4" style="border-collapse: collapse;"><tr>{head}</tr>{rows}</table>'
+            f'</section>')
+
+
+_SEVERITY_ORDER = {"alert": 3, "error": 3, "warn": 2, "insufficient_data": 1, "ok": 0}
 
 
 def _check_columns(reference, current, numeric: list[str], categorical: list[str]) -> None:
