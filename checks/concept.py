@@ -353,7 +353,7 @@ class ConceptWindowCheck(LabelledWindowCheck):
         return fit_cached(context, check, reference).evaluate(current, history=history, prediction=prediction, label=label)
 
 
-@register_check("concept_drift", params=ConceptCheckConfig, needs=("rows", "labels"),
+@register_check("concept_drift", params=ConceptCheckConfig, needs=("rows", "labels"), preload=("sklearn.isotonic",),
                 summary="realized vs expected performance, and residual shifts per segment")
 def concept_check(model_config, check_config=None) -> ConceptWindowCheck:
     return ConceptWindowCheck(model_config, check_config)

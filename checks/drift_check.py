@@ -90,7 +90,7 @@ class FittedProfileDrift(FittedCheck):
             return result.with_updates(details={**result.details, "report_error": str(exc)[:300]})
 
 
-@register_check("data_drift", params=DriftParams, needs=("profile",),
+@register_check("data_drift", params=DriftParams, needs=("profile",), preload=("evidently",),
                 summary="every feature's distribution in a window vs the reference")
 def data_drift_check(model_config, params: DriftParams) -> ProfileDriftCheck:
     return ProfileDriftCheck("data_drift", model_config, params, tuple(model_config.feature_kinds))

@@ -323,7 +323,7 @@ class QualityWindowCheck(WindowCheck):
                               **context.result_context)
 
 
-@register_check("data_quality", params=QualityCheckConfig, needs=("rows",),
+@register_check("data_quality", params=QualityCheckConfig, needs=("rows",), preload=("great_expectations",),
                 summary="the window against a Great Expectations suite derived from the reference")
 def quality_check(model_config, check_config=None) -> QualityWindowCheck:
     return QualityWindowCheck(model_config, check_config)

@@ -91,6 +91,10 @@ class CheckSpec:
     factory: Callable[[Any, CheckParams], Check]
     needs: frozenset[str] = frozenset({"profile"})
     summary: str = ""
+    # Heavy optional libraries the check imports while it runs. A long-running service imports
+    # them once on its main thread before any worker starts, since two worker threads importing
+    # the same large package at once can hit the import system's deadlock detection.
+    preload: tuple[str, ...] = ()
 
     def build(self, model_config, params: CheckParams | None = None) -> Check:
         return self.factory(model_config, params if params is not None else self.params())
@@ -129,7 +133,8 @@ class CheckRegistry:
                         raise TypeError(f"{entry.value} is not a CheckSpec nor a factory decorated with "
                                         "register_check")
                     if spec.name != entry.name:
-                        spec = CheckSpec(entry.name, spec.params, spec.factory, spec.needs, spec.summary)
+                        spec = CheckSpec(entry.name, spec.params, spec.factory, spec.needs, spec.summary,
+                                         spec.preload)
                     self.add(spec)
                 except Exception as exc:  # a broken plug-in must not take the built-ins down with it
                     self.broken[entry.name] = f"{type(exc).__name__}: {exc}"
@@ -151,11 +156,11 @@ REGISTRY = CheckRegistry()
 
 
 def register_check(name: str, params: type[CheckParams], needs: tuple[str, ...] = ("profile",),
-                   summary: str = "", registry: CheckRegistry | None = None):
+                   summary: str = "", preload: tuple[str, ...] = (), registry: CheckRegistry | None = None):
     """Decorate a factory `factory(model_config, params) -> Check` to register it under `name`."""
 
     def decorator(factory: Callable) -> Callable:
-        spec = CheckSpec(name, params, factory, frozenset(needs), summary)
+        spec = CheckSpec(name, params, factory, frozenset(needs), summary, tuple(preload))
         (registry or REGISTRY).add(spec)
         factory.check_spec = spec
         return factory

@@ -242,7 +242,7 @@ class AttributionDriftCheck(WindowCheck):
             return result.with_updates(details={**result.details, "report_error": str(exc)[:300]})
 
 
-@register_check("attribution_drift", params=AttributionDriftConfig, needs=("rows", "model"),
+@register_check("attribution_drift", params=AttributionDriftConfig, needs=("rows", "model"), preload=("lightgbm", "shap", "matplotlib"),
                 summary="what drives the model (SHAP, permutation importance) vs a baseline")
 def attribution_drift_check(model_config, check_config) -> AttributionDriftCheck:
     return AttributionDriftCheck(model_config, check_config)

@@ -109,12 +109,42 @@ def heartbeat(ledger: Ledger, lease: timedelta, extra: Callable[[], bool] | None
 
 
 def default_executor(config: Config, store: ResultsStore, clock: Callable[[], datetime] = now_utc) -> Executor:
-    def execute(model: str, check: str, start: datetime, end: datetime) -> list[CheckResult]:
-        from monitor.runner import ModelRunner
+    """Runs one check of one window on the model's long-lived runner (one per model, created on
+    first use), which owns the reference, the fitted checks and their caches across windows."""
+    from monitor.runner import ModelRunner
 
-        return ModelRunner(config, config.model(model), store, clock=clock).run(start, end, [check])
+    runners: dict[str, ModelRunner] = {}
+    guard = threading.Lock()
+
+    def execute(model: str, check: str, start: datetime, end: datetime) -> list[CheckResult]:
+        with guard:
+            runner = runners.get(model)
+            if runner is None:
+                runner = runners[model] = ModelRunner(config, config.model(model), store, clock=clock)
+        return runner.run(start, end, [check])
 
     return execute
+
+
+def preload_libraries(config: Config) -> list[str]:
+    """Import, on the calling (main) thread, the heavy libraries the configured checks use, so
+    that worker threads never import them concurrently. Returns the modules imported; a missing
+    optional library is left for its check to report as that check's error."""
+    import importlib
+
+    from monitor.catalog import get_check
+
+    names = {s.check for s in schedules_of(config)}
+    for model in config.models:
+        names.update(model.checks.enabled())
+    loaded = []
+    for module in sorted({m for name in names for m in get_check(name).preload}):
+        try:
+            importlib.import_module(module)
+            loaded.append(module)
+        except ImportError as exc:
+            log.warning("preloading %s failed (%s); its checks will report the error", module, exc)
+    return loaded
 
 
 @dataclass
@@ -346,6 +376,7 @@ class Service:
             migrations.check_current(probe)  # never write through a stale schema
         finally:
             probe.dispose()
+        preload_libraries(self.config)
         routes = {m.name: routes_for(m, self.config.base_dir) for m in self.config.models}
         for route in (r for model_routes in routes.values() for r in model_routes):
             route.sink.validate()  # a missing secret fails the start, not every delivery

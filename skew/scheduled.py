@@ -135,7 +135,7 @@ class TrainServeSkewCheck(WindowCheck):
         return report.to_check_result(**context.result_context)
 
 
-@register_check(CHECK_NAME, params=TrainServeSkewConfig, needs=("rows", "model"),
+@register_check(CHECK_NAME, params=TrainServeSkewConfig, needs=("rows", "model"), preload=("duckdb", "lightgbm"),
                 summary="serving logs vs the training examples of the same events")
 def train_serve_skew_check(model_config, check_config) -> TrainServeSkewCheck:
     return TrainServeSkewCheck(model_config, check_config)
