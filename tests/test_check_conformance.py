@@ -97,3 +97,47 @@ def test_status_and_declared_metrics_are_exported(name, clean_day_results):
     for point in results[name].metrics:
         labels = ",".join([f'check="{name}"', 'model="offer-ctr"'] + [f'{k}="{v}"' for k, v in point.labels])
         assert f"driftline_{point.name}{{{labels}}}" in metrics
+
+
+def _plain(value):
+    return [_plain(v) for v in value] if isinstance(value, (list, tuple)) else value
+
+
+# (the check's parameter model, the statistic it configures): where both name a parameter,
+# the defaults must agree, so a one-off CLI command and a scheduled check judge alike.
+def _statistic_pairs():
+    from checks.calibration import CalibrationCheck
+    from checks.concept import ConceptCheck
+    from checks.drift import DriftCheck
+    from checks.drift_check import DriftParams
+    from checks.performance import PerformanceCheck
+    from checks.quality import SuiteParams
+    from checks.settings import (
+        CalibrationCheckConfig,
+        ConceptCheckConfig,
+        PerformanceCheckConfig,
+        QualityCheckConfig,
+    )
+
+    return [(DriftParams, DriftCheck), (CalibrationCheckConfig, CalibrationCheck),
+            (PerformanceCheckConfig, PerformanceCheck), (ConceptCheckConfig, ConceptCheck),
+            (QualityCheckConfig, SuiteParams)]
+
+
+@pytest.mark.parametrize("pair", range(5))
+def test_parameter_defaults_agree_with_the_statistic_they_configure(pair):
+    from dataclasses import MISSING, fields
+
+    params, statistic = _statistic_pairs()[pair]
+    shared = 0
+    for f in fields(statistic):
+        if f.name not in params.model_fields:
+            continue
+        default = f.default if f.default is not MISSING else (
+            f.default_factory() if f.default_factory is not MISSING else None)
+        declared = params.model_fields[f.name].get_default(call_default_factory=True)
+        if declared is None and f.name in ("features", "segments"):
+            continue  # None in the config means "from the schema"; the statistic gets the resolved list
+        assert _plain(declared) == _plain(default), (statistic.__name__, f.name, declared, default)
+        shared += 1
+    assert shared >= 3, statistic.__name__
