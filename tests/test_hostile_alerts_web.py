@@ -9,6 +9,7 @@ attacker (or a broken receiver) controls, and what driftline must do with it.
 
 from __future__ import annotations
 
+import base64
 import socket
 
 import pytest
@@ -83,3 +84,67 @@ def test_embedded_addresses_are_decoded_exactly():
     assert decoded == {"65.54.227.120", "127.0.0.1"}  # Teredo server, then the inverted client
     assert [str(a) for a in ssrf.embedded_ipv4(ipaddress.ip_address("::ffff:0:7f00:1"))] == ["127.0.0.1"]
     assert ssrf.embedded_ipv4(ipaddress.ip_address("2001:4860:4860::8888")) == []
+
+
+# --- SMTP credentials over a clear-text connection -------------------------------------------
+
+def _email(**overrides) -> dict:
+    return {"host": "127.0.0.1", "port": 2525, "security": "none", "sender": "driftline@example.org",
+            "to": ["oncall@example.org"], "username": "driftline", "password_env": "SMTP_PASSWORD", **overrides}
+
+
+def test_a_password_without_tls_is_a_config_error_that_names_the_opt_in_key(tmp_path):
+    from monitor.errors import ConfigError
+    from service_helpers import make_config, model_dict
+
+    with pytest.raises(ConfigError, match=r"email.*security: none.*email\.allow_plaintext_auth: true") as caught:
+        make_config(tmp_path, [model_dict(alerts=[{"sink": "email", "allow_private": True, "email": _email()}])])
+    assert "\n" not in str(caught.value)
+
+
+@pytest.mark.parametrize("email", [
+    _email(security="starttls"), _email(security="ssl", port=465), _email(username=None),
+    _email(password_env=None), _email(allow_plaintext_auth=True)], ids=["starttls", "ssl", "no-username",
+                                                                        "no-password", "explicit-opt-in"])
+def test_routes_that_send_no_clear_text_password_or_opt_in_are_accepted(email):
+    from monitor.config import AlertRouteConfig
+
+    assert AlertRouteConfig(sink="email", email=email).email.security == email["security"]
+
+
+def test_an_opted_in_route_authenticates_over_the_clear_text_connection(monkeypatch):
+    from monitor.alerts.sinks import AlertMessage, build_sink
+    from monitor.config import AlertRouteConfig
+    from service_helpers import SmtpServer
+
+    server = SmtpServer()
+    try:
+        monkeypatch.setenv("SMTP_PASSWORD", "s3cret")
+        route = AlertRouteConfig(sink="email", allow_private=True,
+                                 email=_email(port=server.port, allow_plaintext_auth=True))
+        build_sink(route).send(AlertMessage(id="msg_p", kind="test", dedup_key="k", route="m/r", model="m",
+                                            check="c", feature="", severity="warn", status="test", summary="s"))
+        assert len(server.messages) == 1
+        # What the opt-in means: the password crossed the wire readable by anyone on the path.
+        (command, over_tls), = server.auth
+        assert not over_tls and b"s3cret" in base64.b64decode(command.split()[-1])
+    finally:
+        server.close()
+
+
+def test_a_tls_route_authenticates_only_after_starttls(tmp_path, monkeypatch):
+    from monitor.alerts.sinks import AlertMessage, build_sink
+    from monitor.config import AlertRouteConfig
+    from service_helpers import SmtpServer, self_signed_certificate
+
+    server = SmtpServer(tls="starttls", cert=self_signed_certificate(tmp_path))
+    try:
+        monkeypatch.setenv("SMTP_PASSWORD", "s3cret")
+        route = AlertRouteConfig(sink="email", allow_private=True,
+                                 email=_email(port=server.port, security="starttls", ca_file="cert.pem"))
+        build_sink(route, base_dir=tmp_path).send(AlertMessage(
+            id="msg_t", kind="test", dedup_key="k", route="m/r", model="m", check="c", feature="", severity="warn",
+            status="test", summary="s"))
+        assert [over_tls for _, over_tls in server.auth] == [True]
+    finally:
+        server.close()
