@@ -383,3 +383,108 @@ def test_in_a_browser_the_report_renders_and_the_payload_never_runs(served):
     assert dom.count("<svg") >= 10 and not pwned.search(dom)  # Evidently drew its plots
     old = _chromium_dom(f"http://127.0.0.1:{served.port}/reports/unescaped.html")
     assert "<img src=\"x\"" in old and not pwned.search(old)
+
+
+# --- Receivers that answer one byte at a time ----------------------------------------------
+
+class _Drip:
+    """A TCP server on 127.0.0.1 that, once a client speaks (or at once), writes `script` one
+    byte every `pause` seconds; `forever` repeats it. Each byte resets a per-read timeout."""
+
+    def __init__(self, script: bytes, pause: float = 0.2, forever: bool = False, wait_for_request: bool = True):
+        import threading
+
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.stop = threading.Event()
+
+        def serve():
+            try:
+                connection, _ = self.listener.accept()
+            except OSError:
+                return
+            with connection:
+                if wait_for_request:
+                    connection.recv(65536)
+                try:
+                    while not self.stop.is_set():
+                        for byte in script:
+                            connection.sendall(bytes([byte]))
+                            if self.stop.wait(pause):
+                                return
+                        if not forever:
+                            self.stop.wait()
+                except OSError:  # the client hung up: what a deadline does
+                    return
+
+        threading.Thread(target=serve, daemon=True).start()
+
+    @property
+    def port(self) -> int:
+        return self.listener.getsockname()[1]
+
+    def close(self) -> None:
+        self.stop.set()
+        self.listener.close()
+
+
+def _bounded(call, limit: float = 60.0):
+    """Run call() in a thread; what it raised, or a failure when it is still running after
+    `limit` seconds (an attempt without an overall deadline)."""
+    import threading
+
+    outcome = {}
+
+    def run():
+        try:
+            call()
+            outcome["returned"] = True
+        except Exception as exc:  # noqa: BLE001 - the test inspects it
+            outcome["raised"] = exc
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(limit)
+    assert not thread.is_alive(), f"the attempt was still running after {limit:g}s"
+    return outcome.get("raised")
+
+
+def _test_message():
+    from monitor.alerts.sinks import AlertMessage
+
+    return AlertMessage(id="msg_d", kind="test", dedup_key="k", route="m/r", model="m", check="c", feature="",
+                        severity="warn", status="test", summary="s")
+
+
+@pytest.mark.parametrize("sink", ["webhook", "slack", "alertmanager"])
+def test_a_receiver_that_drips_its_answer_fails_the_attempt_at_the_deadline(sink, monkeypatch):
+    """A complete, valid 200 that takes ~10 s to arrive: 'sent' before, a retryable failure now."""
+    from monitor.alerts import sinks
+    from monitor.alerts.sinks import DeliveryError, build_sink
+    from monitor.config import AlertRouteConfig
+
+    monkeypatch.setattr(sinks, "ATTEMPT_DEADLINE", 1.0)
+    monkeypatch.setenv("S", "whsec_" + "A" * 44)
+    drip = _Drip(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
+    try:
+        route = AlertRouteConfig(sink=sink, url=f"http://127.0.0.1:{drip.port}/hook", secret_env="S",
+                                 allow_private=True)
+        raised = _bounded(lambda: build_sink(route).send(_test_message()))
+        assert isinstance(raised, DeliveryError) and not raised.permanent
+        assert "deadline" in str(raised) and "1s" in str(raised)
+    finally:
+        drip.close()
+
+
+def test_an_smtp_server_that_drips_forever_fails_the_attempt_at_the_deadline(monkeypatch):
+    from monitor.alerts import sinks
+    from monitor.alerts.sinks import DeliveryError, build_sink
+    from monitor.config import AlertRouteConfig
+
+    monkeypatch.setattr(sinks, "ATTEMPT_DEADLINE", 1.0)
+    drip = _Drip(b"220-still greeting\r\n", forever=True, wait_for_request=False)
+    try:
+        route = AlertRouteConfig(sink="email", allow_private=True, email=_email(port=drip.port, username=None, password_env=None))
+        raised = _bounded(lambda: build_sink(route).send(_test_message()))
+        assert isinstance(raised, DeliveryError) and not raised.permanent and "deadline" in str(raised)
+    finally:
+        drip.close()

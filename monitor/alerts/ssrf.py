@@ -20,6 +20,7 @@ import ssl
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from monitor.alerts.deadline import Deadline
 from monitor.errors import DriftlineError
 
 METADATA_ADDRESSES = frozenset(ipaddress.ip_address(a) for a in (
@@ -142,25 +143,38 @@ def check_url(url: str, allow_private: bool = False) -> Target:
 
 
 def request(method: str, url: str, body: bytes | None = None, headers: dict[str, str] | None = None,
-            allow_private: bool = False, timeout: float = 10.0) -> Response:
-    """One request to a vetted address; no redirects; the response body is bounded."""
+            allow_private: bool = False, timeout: float = 10.0, deadline: float = 30.0) -> Response:
+    """One request to a vetted address; no redirects; the response body is bounded; `timeout`
+    bounds each socket operation and `deadline` the whole request (DeadlineExceeded)."""
     target = check_url(url, allow_private)
     last_error: OSError | None = None
-    for address in target.addresses:
-        try:
-            sock = socket.create_connection((address, target.port), timeout=timeout)
-        except OSError as exc:
-            last_error = exc
-            continue
-        try:
-            if target.scheme == "https":
-                sock = ssl.create_default_context().wrap_socket(sock, server_hostname=target.host)
-            connection = http.client.HTTPConnection(target.host, target.port, timeout=timeout)
-            connection.sock = sock  # already connected to the vetted address
-            connection.request(method, target.path, body=body, headers=dict(headers or {}))
-            reply = connection.getresponse()
-            data = reply.read(MAX_RESPONSE_BYTES)
-            return Response(reply.status, {k.lower(): v for k, v in reply.getheaders()}, data)
-        finally:
-            sock.close()
+    current: list[socket.socket] = []
+    with Deadline(deadline, lambda: current[-1] if current else None) as watch:
+        for address in target.addresses:
+            if watch.expired or watch.remaining() <= 0:
+                break
+            try:
+                sock = socket.create_connection((address, target.port), timeout=min(timeout, watch.remaining()))
+            except OSError as exc:
+                last_error = exc
+                continue
+            current.append(sock)
+            try:
+                if target.scheme == "https":
+                    sock = ssl.create_default_context().wrap_socket(sock, server_hostname=target.host)
+                    current.append(sock)
+                connection = http.client.HTTPConnection(target.host, target.port, timeout=timeout)
+                connection.sock = sock  # already connected to the vetted address
+                connection.request(method, target.path, body=body, headers=dict(headers or {}))
+                reply = connection.getresponse()
+                data = reply.read(MAX_RESPONSE_BYTES)
+                return Response(reply.status, {k.lower(): v for k, v in reply.getheaders()}, data)
+            except (OSError, http.client.HTTPException) as exc:
+                if watch.expired:  # what the shutdown broke is not the receiver's answer
+                    raise watch.error() from exc
+                raise
+            finally:
+                sock.close()
+        if watch.expired:
+            raise watch.error()
     raise ConnectionError(f"cannot connect ({last_error})")
