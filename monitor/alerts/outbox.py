@@ -261,9 +261,16 @@ class DeliveryWorker(threading.Thread):
     def poke(self) -> None:
         self._wake.set()
 
-    def stop(self) -> None:
+    def stop(self, wait: float = 5.0) -> None:
+        """Stop dispatching; give sends in flight up to `wait` seconds to record their outcome
+        (one cut short stays leased and is sent again after a restart: at least once)."""
+        import time
+
         self._halt.set()
         self._wake.set()
+        end = time.monotonic() + wait
+        for lane in list(self._lanes.values()):
+            lane.join(max(end - time.monotonic(), 0.0))
 
     def run(self) -> None:
         import time
