@@ -255,3 +255,33 @@ def test_a_hanging_route_does_not_hold_up_the_others(tmp_path):
         worker.stop()
         worker.join(30)
         store.close()
+
+
+def test_a_hanging_alertmanager_refresh_does_not_hold_up_delivery(tmp_path):
+    from monitor.alerts.outbox import DeliveryWorker
+
+    class HangingRefresh(Outbox):
+        def __init__(self, *args, **kwargs) -> None:
+            super().__init__(*args, **kwargs)
+            self.hang = _Blocking()
+
+        def refresh_alertmanager(self) -> int:
+            self.hang.send(None)
+            return 0
+
+    config = make_config(tmp_path, [model_dict()])
+    store = ResultsStore(config.store_url())
+    fast = _Recording()
+    box = HangingRefresh(store.engine, {"m/fast": fast})
+    worker = DeliveryWorker(box, interval=0.05, refresh_every=0.0)
+    try:
+        worker.start()
+        assert box.hang.entered.wait(30)  # the refresh is stuck in a receiver
+        put(store, message(2, route="m/fast"))
+        worker.poke()
+        assert fast.done.wait(30), "delivery waited for the Alertmanager refresh"
+    finally:
+        box.hang.release.set()
+        worker.stop()
+        worker.join(30)
+        store.close()

@@ -91,6 +91,7 @@ alert_state = Table(
 )
 
 SENDING_LEASE = timedelta(minutes=2)
+REFRESH_LANE = "(alertmanager refresh)"  # not a route id: those are "<model>/<name>"
 MAX_ERROR = 500
 
 
@@ -280,7 +281,7 @@ class DeliveryWorker(threading.Thread):
                 self._dispatch()
                 if time.monotonic() - self._last_refresh >= self.refresh_every:
                     self._last_refresh = time.monotonic()
-                    self.box.refresh_alertmanager()
+                    self._start_lane(REFRESH_LANE, self._refresh)
             except Exception:  # keep delivering; the store may be briefly unavailable
                 log.exception("alert delivery pass failed")
             self._wake.wait(self.interval)
@@ -292,10 +293,21 @@ class DeliveryWorker(threading.Thread):
         for row in self.box.due(self.box.clock(), skip_routes=frozenset(self._lanes)):
             by_route.setdefault(row.route, []).append(row)
         for route, rows in by_route.items():
-            lane = threading.Thread(target=self._lane, args=(route, rows), name=f"driftline-outbox-{route}",
-                                    daemon=True)
-            self._lanes[route] = lane
-            lane.start()
+            self._start_lane(route, self._lane, route, rows)
+
+    def _start_lane(self, name: str, target, *args) -> None:
+        lane = self._lanes.get(name)
+        if lane is not None and lane.is_alive():
+            return
+        lane = threading.Thread(target=target, args=args, name=f"driftline-outbox-{name}", daemon=True)
+        self._lanes[name] = lane
+        lane.start()
+
+    def _refresh(self) -> None:
+        try:
+            self.box.refresh_alertmanager()
+        except Exception:  # best effort; the next refresh tries again
+            log.exception("alertmanager refresh failed")
 
     def _lane(self, route: str, rows: list) -> None:
         try:
