@@ -28,6 +28,7 @@ EMBEDDED_PRIVATE = [
     "64:ff9b:1:a00:0:100::",  # NAT64 local-use prefix (/48 position), 10.0.0.1
     "2002:a00:1::1",  # 6to4 of 10.0.0.1
     "2001:0:4136:e378:8000:63bf:80ff:fffe",  # Teredo, client 127.0.0.1
+    "fec0::1",  # site-local (deprecated; Python 3.11 calls it global)
 ]
 EMBEDDED_METADATA = [
     "::169.254.169.254",

@@ -104,7 +104,8 @@ def refusal(address: str, allow_private: bool) -> str | None:
         return None
     # The outer address decides unless it is a translation form (reserved space by itself,
     # e.g. ::/8, which Python 3.11 still calls global); local-use NAT64 is private by definition.
-    outer_ok = ip.is_global and not (ip.version == 6 and (ip.is_reserved and not embedded or ip in _NAT64_LOCAL))
+    outer_ok = ip.is_global and not (ip.version == 6 and (ip.is_reserved and not embedded or ip in _NAT64_LOCAL
+                                                          or ip.is_site_local))  # fec0::/10, deprecated
     if not outer_ok or not all(candidate.is_global and not candidate.is_multicast for candidate in embedded):
         return f"{address} is a loopback, private or link-local address (set allow_private: true to allow it)"
     return None
