@@ -19,7 +19,7 @@ from monitor.alerts import ssrf
 
 # IPv6 forms that carry an IPv4 address (RFC 4291 compatible/mapped, RFC 2765 translated,
 # RFC 6052/8215 NAT64, RFC 3056 6to4, RFC 4380 Teredo with its client address inverted).
-EMBEDDED_PRIVATE = [
+PRIVATE_IPV6 = [
     "::127.0.0.1",  # IPv4-compatible (deprecated, still parsed)
     "::ffff:0:7f00:1",  # IPv4-translated 127.0.0.1
     "::ffff:127.0.0.1",  # IPv4-mapped
@@ -58,8 +58,8 @@ def no_connections(monkeypatch):
     return attempts
 
 
-@pytest.mark.parametrize("address", EMBEDDED_PRIVATE)
-def test_ipv6_that_embeds_a_private_ipv4_is_refused(address, no_connections):
+@pytest.mark.parametrize("address", PRIVATE_IPV6)
+def test_ipv6_forms_of_private_addresses_are_refused(address, no_connections):
     with pytest.raises(ssrf.SSRFError, match="private"):
         ssrf.check_url(f"http://[{address}]:9/hook")
     with pytest.raises(ssrf.SSRFError):
