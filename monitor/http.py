@@ -5,8 +5,9 @@
 - `/reports/...`: the stored HTML reports, confined to the reports folder (no `..`,
   no absolute paths, no symlinks out of it, files only). Every answer carries
   `X-Content-Type-Options: nosniff` and a Content-Security-Policy that loads nothing from
-  anywhere; an HTML report may run only its own inline scripts, each allowed by its SHA-256
-  (Evidently's page needs them), so an injected event handler or script does not run.
+  anywhere; an HTML page may run only the inline scripts it holds, each allowed by its
+  SHA-256 (Evidently's page needs them), so no inline event handler runs. (That the scripts
+  hold only data is the writer's part: monitor/reports.py escapes what Evidently embeds.)
 
 It binds 127.0.0.1 by default. Bound beyond loopback it is *exposed*: it refuses to start
 without a bearer token (env `DRIFTLINE_TOKEN` or a token file), and `/metrics` and
