@@ -4,7 +4,8 @@ attacker (or a broken receiver) controls, and what driftline must do with it.
 - SSRF: IPv6 spellings that embed an IPv4 address are judged by the address they embed;
 - stored XSS: category values and column names from the logs cannot run script in any
   HTML page driftline serves;
-- SMTP: no password goes over a clear-text connection unless the route opts in by name.
+- SMTP: no password goes over a clear-text connection unless the route opts in by name;
+- receivers that drip their answer a byte at a time: each attempt ends at its deadline.
 """
 
 from __future__ import annotations
@@ -115,7 +116,7 @@ def test_routes_that_send_no_clear_text_password_or_opt_in_are_accepted(email):
 
 
 def test_an_opted_in_route_authenticates_over_the_clear_text_connection(monkeypatch):
-    from monitor.alerts.sinks import AlertMessage, build_sink
+    from monitor.alerts.sinks import build_sink
     from monitor.config import AlertRouteConfig
     from service_helpers import SmtpServer
 
@@ -124,8 +125,7 @@ def test_an_opted_in_route_authenticates_over_the_clear_text_connection(monkeypa
         monkeypatch.setenv("SMTP_PASSWORD", "s3cret")
         route = AlertRouteConfig(sink="email", allow_private=True,
                                  email=_email(port=server.port, allow_plaintext_auth=True))
-        build_sink(route).send(AlertMessage(id="msg_p", kind="test", dedup_key="k", route="m/r", model="m",
-                                            check="c", feature="", severity="warn", status="test", summary="s"))
+        build_sink(route).send(_test_message())
         assert len(server.messages) == 1
         # What the opt-in means: the password crossed the wire readable by anyone on the path.
         (command, over_tls), = server.auth
@@ -135,7 +135,7 @@ def test_an_opted_in_route_authenticates_over_the_clear_text_connection(monkeypa
 
 
 def test_a_tls_route_authenticates_only_after_starttls(tmp_path, monkeypatch):
-    from monitor.alerts.sinks import AlertMessage, build_sink
+    from monitor.alerts.sinks import build_sink
     from monitor.config import AlertRouteConfig
     from service_helpers import SmtpServer, self_signed_certificate
 
@@ -144,9 +144,7 @@ def test_a_tls_route_authenticates_only_after_starttls(tmp_path, monkeypatch):
         monkeypatch.setenv("SMTP_PASSWORD", "s3cret")
         route = AlertRouteConfig(sink="email", allow_private=True,
                                  email=_email(port=server.port, security="starttls", ca_file="cert.pem"))
-        build_sink(route, base_dir=tmp_path).send(AlertMessage(
-            id="msg_t", kind="test", dedup_key="k", route="m/r", model="m", check="c", feature="", severity="warn",
-            status="test", summary="s"))
+        build_sink(route, base_dir=tmp_path).send(_test_message())
         assert [over_tls for _, over_tls in server.auth] == [True]
     finally:
         server.close()
