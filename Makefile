@@ -23,12 +23,13 @@ test: $(STAMP) system-deps
 	$(BIN)/python -m pytest
 
 # Debian packages the tests run for real: Prometheus + promtool, Alertmanager + amtool,
-# docker-compose (config validation only, no engine), a PostgreSQL server and Java 17 (the
-# Spark engine's tests run Spark in local[2] mode). apt runs only
+# docker-compose (config validation only, no engine), a PostgreSQL server, Java 17 (the
+# Spark engine's tests run Spark in local[2] mode) and Chromium (a served report is loaded
+# headless to see that its policy lets it draw and stops injected script). apt runs only
 # when a binary is missing; services it may start are stopped, so nothing holds the default
 # ports (the tests start their own servers on 127.0.0.1 high ports). `make demo` needs none.
-SYSTEM_BINS := prometheus promtool prometheus-alertmanager amtool docker-compose java
-SYSTEM_PKGS := prometheus prometheus-alertmanager docker-compose postgresql openjdk-17-jre-headless
+SYSTEM_BINS := prometheus promtool prometheus-alertmanager amtool docker-compose java chromium
+SYSTEM_PKGS := prometheus prometheus-alertmanager docker-compose postgresql openjdk-17-jre-headless chromium
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 system-deps:

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import html
 import os
+import re
 import tempfile
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from core.errors import SchemaError, require
+from core.errors import DriftlineError, SchemaError, require
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -118,7 +119,7 @@ def render_drift_report(
         )
         page = snapshot.get_html_str(as_iframe=False)
 
-    page = _with_title(page, title)
+    page = _with_title(script_safe_data(page), title)
     if verdict is not None:
         page = page.replace("<body>", "<body>\n" + verdict_html(verdict), 1)
     _write_atomically(path, page)
@@ -188,6 +189,39 @@ def verdict_html(result: "CheckResult") -> str:
 
 
 _SEVERITY_ORDER = {"alert": 3, "error": 3, "warn": 2, "insufficient_data": 1, "ok": 0}
+
+
+class UnsafeReportError(DriftlineError):
+    """Evidently's page is not laid out as driftline knows how to make safe; nothing is written."""
+
+
+# Evidently 0.7's standalone page (legacy/utils/dashboard.py, file_html_template) embeds the
+# report as two JSON values in one <script> in <head>. json.dumps writes no raw newline, so
+# each value is exactly one line, whatever the data holds.
+_DATA_BLOCK = re.compile(r"<script>\n    var (metric_[0-9a-f]{32}) = ([^\n]*);\n"
+                         r"    var additional_graphs_\1 = ([^\n]*);\n</script>")
+_SCRIPT_UNSAFE = {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026"}
+
+
+def json_for_script(text: str) -> str:
+    """JSON text that is the same value in JavaScript but cannot end or re-open a <script>:
+    `<`, `>` and `&` only occur inside JSON strings, where \\u escapes mean the same."""
+    return re.sub("[<>&]", lambda m: _SCRIPT_UNSAFE[m.group()], text)
+
+
+def script_safe_data(page: str) -> str:
+    """The page with its data block escaped, so a category value or column name such as
+    `</script><img src=x onerror=...>` stays data. Raises UnsafeReportError when the block is
+    not found exactly once (an Evidently that lays its page out differently)."""
+    found = list(_DATA_BLOCK.finditer(page))
+    if len(found) != 1:
+        raise UnsafeReportError(f"Evidently's report page has {len(found)} data blocks where driftline expects 1; "
+                                "the report is not written (it could not be made safe for data values)")
+    match = found[0]
+    name, info, graphs = match.groups()
+    block = (f"<script>\n    var {name} = {json_for_script(info)};\n"
+             f"    var additional_graphs_{name} = {json_for_script(graphs)};\n</script>")
+    return page[:match.start()] + block + page[match.end():]
 
 
 def _check_columns(reference, current, numeric: list[str], categorical: list[str]) -> None:

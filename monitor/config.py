@@ -110,6 +110,17 @@ class EmailConfig(_Strict):
     password_file: str | None = None
     # TLS always verifies the server's certificate and name; a private CA goes here (PEM).
     ca_file: str | None = None
+    # `security: none` with a username and password sends them readable (AUTH PLAIN): refused
+    # unless the route says so here (a relay on the same host, say).
+    allow_plaintext_auth: bool = False
+
+    @model_validator(mode="after")
+    def _no_clear_text_password(self):
+        if self.security == "none" and self.username and (self.password_env or self.password_file) \
+                and not self.allow_plaintext_auth:
+            raise ValueError("security: none would send the SMTP password in clear text; use starttls or ssl, "
+                             "or set email.allow_plaintext_auth: true")
+        return self
 
 
 class AlertRouteConfig(_Strict):

@@ -79,6 +79,7 @@ class SmtpServer:
         import ssl
 
         self.messages: list[dict] = []
+        self.auth: list[tuple[str, bool]] = []  # (AUTH command line, over TLS?)
         owner = self
         context = None
         if tls:
@@ -105,7 +106,7 @@ class SmtpServer:
                     verb = command.split(" ", 1)[0].upper()
                     if verb in ("EHLO", "HELO"):
                         extra = b"250-STARTTLS\r\n" if tls == "starttls" and not envelope["tls"] else b""
-                        self.wfile.write(b"250-localhost\r\n" + extra + b"250 OK\r\n")
+                        self.wfile.write(b"250-localhost\r\n" + extra + b"250-AUTH PLAIN\r\n250 OK\r\n")
                     elif verb == "STARTTLS" and tls == "starttls":
                         self.wfile.write(b"220 ready\r\n")
                         self.wfile.flush()
@@ -116,6 +117,9 @@ class SmtpServer:
                         self.rfile = self.request.makefile("rb")
                         self.wfile = self.request.makefile("wb", buffering=0)
                         envelope["tls"] = True
+                    elif verb == "AUTH":
+                        owner.auth.append((command, envelope["tls"]))
+                        self.wfile.write(b"235 accepted\r\n")
                     elif verb == "MAIL":
                         envelope["from"] = command
                         self.wfile.write(b"250 OK\r\n")
