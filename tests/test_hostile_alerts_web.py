@@ -194,7 +194,7 @@ def drift_reports(tmp_path_factory):
     import numpy as np
     import pandas as pd
 
-    from monitor import reports
+    from checks import drift_report as reports
 
     folder = tmp_path_factory.mktemp("reports")
     rng = np.random.default_rng(0)
