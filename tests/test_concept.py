@@ -74,7 +74,7 @@ def test_page_hinkley_alerts_on_a_sustained_rise_of_the_loss_series(fitted):
     assert quiet.details["page_hinkley"]["status"] == "ok"
     history = [0.1, -0.3, 0.2, -0.1, 0.4, -0.6, 0.0, 0.3, -0.2]
     loud = check.evaluate(rows(simulate(50_000, seed=50, ctr=0.03, flip=True)), history=history)
-    assert loud.details["loss_z"] > 10
+    assert loud.details["loss_z"] > 8  # the SE includes the reference's own uncertainty (300k rows)
     assert loud.details["page_hinkley"]["detected"] and loud.details["page_hinkley"]["status"] == "alert"
     assert loud.details["page_hinkley"]["series_length"] == 10
 
