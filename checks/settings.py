@@ -100,6 +100,8 @@ class ConceptCheckConfig(_LabelledConfig):
     loss_rise: Pair = Field(default=(0.02, 0.05), description="realized over expected log loss, minus 1")
     page_hinkley_delta: float = Field(default=0.5, ge=0, description="allowed drift of the loss z-series")
     page_hinkley_threshold: float = Field(default=8.0, gt=0)
+    min_reference_rows: int = Field(default=1000, ge=1, description="smaller scored reference: insufficient_data")
+    min_reference_positives: float = Field(default=50, gt=0, description="of each label value, in the reference")
 
     @model_validator(mode="after")
     def _pairs(self):
