@@ -37,7 +37,6 @@ from checks.thresholds import (
     tolerance_notes,
     validate_mode,
 )
-from monitor.errors import ConfigError
 
 
 @dataclass(frozen=True)
@@ -158,7 +157,8 @@ def spread_ratio_tolerance(reference: Rows | None, current: Totals, k: tuple[flo
     n = current.count
     chunks = reference.count // n if reference is not None and n else 0
     if chunks < min_chunks:
-        return None, f"static (the spread mode needs {min_chunks} reference chunks of {n} rows; the reference holds {chunks})"
+        return None, (f"static (the spread mode needs {min_chunks} reference chunks of {n} rows; "
+                      f"the reference holds {chunks})")
     if n not in cache:
         cache[n] = ratio_excess(reference, chunks)
     sampling = math.sqrt(1 / max(current.observed, 1) + 1 / max(reference.positives, 1))

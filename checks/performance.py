@@ -44,7 +44,6 @@ def group_metrics(scores: np.ndarray, labels: np.ndarray) -> dict:
     """The metrics of one group, with the standard errors the comparisons need."""
     count = len(scores)
     positives = float(labels.sum())
-    negatives = count - positives
     if count == 0:
         return {"count": 0, "positives": 0.0}
     auc = metrics.auc(labels, scores)

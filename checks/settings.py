@@ -49,7 +49,7 @@ class _LabelledConfig(_Strict):
     min_positives: float = Field(default=20, gt=0, description="fewer predicted positives: insufficient_data")
     alpha: float = Field(default=0.05, gt=0, lt=1, description="false-discovery rate across comparisons")
     threshold_mode: Literal["static", "learned"] = "static"
-    learned_cap: float = Field(default=3.0, ge=1, description="learned tolerances stay within this multiple of the static")
+    learned_cap: float = Field(default=3.0, ge=1, description="learned tolerances stay within this multiple of static")
 
 
 class _SpreadConfig(_LabelledConfig):
