@@ -71,6 +71,13 @@ def _exit_code(statuses: list[str], fail_on: FailOn | None) -> int:
     return 1 if any(s in levels for s in statuses) else 0
 
 
+def result_notes(result) -> list[str]:
+    """Widened-tolerance lines of a result (one prediction pair, or several under details.predictions)."""
+    details = result.details or {}
+    parts = list(details.get("predictions", {}).items()) or [(None, details)]
+    return [f"{name}: {note}" if name else note for name, part in parts for note in part.get("tolerance_notes", [])]
+
+
 def _print_result_table(result) -> None:
     table = Table(title=f"{result.check}: {result.status}", title_justify="left")
     for column in ("feature", "kind", "method", "score", "threshold", "status", "ref n", "cur n", "why"):
@@ -86,6 +93,8 @@ def _print_result_table(result) -> None:
             str(f.reference_count), str(f.current_count), why,
         )
     out.print(table)
+    for note in result_notes(result):
+        out.print(f"[yellow]{note}[/]", highlight=False)
     if result.report_path:
         out.print(f"report: {result.report_path}")
     if result.bad_files:

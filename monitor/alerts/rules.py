@@ -86,7 +86,8 @@ def alert_keys(model: str, result: CheckResult, levels: tuple[str, ...]) -> dict
     if not any(SEVERITY_OF.get(f.status) for f in result.features):
         severity = SEVERITY_OF.get(result.status)
         if severity in levels:
-            why = str(result.details.get("error", ""))[:300]
+            notes = result.details.get("tolerance_notes", [])  # a widened tolerance explains a quiet or late alert
+            why = str(result.details.get("error", "") or "; ".join(notes))[:300]
             found[dedup_key(model, result.check, "", severity)] = dict(
                 feature="", severity=severity, status=result.status, score=None, threshold=None, method=None,
                 why=why)

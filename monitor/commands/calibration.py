@@ -75,3 +75,5 @@ def _print(result) -> None:
                       fmt(g["calibration_ratio"]), f"[{fmt(g['ci_low'])}, {fmt(g['ci_high'])}]",
                       fmt(g.get("relative_ratio")), fmt(g["ece"], 4), fmt(g["brier"], 4), g["status"])
     out.print(table)
+    for note in details.get("tolerance_notes", []):
+        out.print(note, highlight=False)
