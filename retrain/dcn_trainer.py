@@ -87,11 +87,9 @@ class Preprocessor:
         return [self.vocab.size(f) + 1 for f in self.features.categorical]
 
     def arrays(self, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-        if self.features.categorical:
-            cat = np.column_stack([self.vocab.codes(frame, f) + 1 for f in self.features.categorical])
-        else:
-            cat = np.zeros((len(frame), 0), dtype=np.int64)
-        return cat.astype(np.int64), self.scaler.transform(frame, self.features.numeric)
+        """(categorical codes + 1, int64) and (scaled numerics, float32), columns on parallel threads."""
+        return (self.vocab.encode(frame, self.features.categorical, offset=1),
+                self.scaler.transform(frame, self.features.numeric))
 
     def to_dict(self) -> dict:
         return {"vocabulary": self.vocab.to_dict(), "scaler": self.scaler.to_dict()}

@@ -41,11 +41,12 @@ class LightGBMParams(StrictParams):
 
 def matrix(frame: pd.DataFrame, features: FeatureSet, vocab: Vocabulary) -> np.ndarray:
     """Model input: numerics as they are, then categoricals as vocabulary codes (NaN if unknown)."""
-    columns = [frame[f].to_numpy(dtype=np.float64, na_value=np.nan) for f in features.numeric]
-    for f in features.categorical:
-        codes = vocab.codes(frame, f)
-        columns.append(np.where(codes < 0, np.nan, codes.astype(np.float64)))
-    return np.column_stack(columns) if columns else np.zeros((len(frame), 0))
+    out = np.empty((len(frame), len(features)), dtype=np.float64)
+    for j, f in enumerate(features.numeric):
+        out[:, j] = frame[f].to_numpy(dtype=np.float64, na_value=np.nan)
+    codes = vocab.encode(frame, features.categorical)
+    out[:, len(features.numeric):] = np.where(codes < 0, np.nan, codes)
+    return out
 
 
 class LightGBMModel(TrainedModel):
