@@ -148,9 +148,25 @@ def read_window(config: Config, model: ModelConfig, columns: list[str], start: d
     table = pa.concat_tables(tables, promote_options="permissive")
     if max_rows and table.num_rows > max_rows:
         table = sample_batches(table.to_batches(), max_rows, SEED + 1, table.schema, columns)
-    frame = table.to_pandas()
+    return time_ordered_frame(table, ts)
+
+
+def time_ordered_frame(table: pa.Table, ts: str) -> pd.DataFrame:
+    """The rows ordered by time (stable, nulls last), sorted in Arrow before the one
+    conversion to pandas (no sort at all when already in order, as logs usually are)."""
+    times = table.column(ts)
+    if not pa.types.is_timestamp(times.type):  # text or numbers: order by the parsed time, in pandas
+        frame = table.to_pandas()
+        frame[ts] = pd.to_datetime(frame[ts], utc=True)
+        return frame.sort_values(ts, kind="mergesort").reset_index(drop=True)
+    if table.num_rows > 1:
+        times = times.combine_chunks()
+        in_order = times.null_count == 0 and pc.all(pc.greater_equal(times[1:], times[:-1])).as_py()
+        if not in_order:
+            table = table.take(pc.sort_indices(table, sort_keys=[(ts, "ascending", "at_end")]))
+    frame = table.to_pandas(split_blocks=True, self_destruct=True)
     frame[ts] = pd.to_datetime(frame[ts], utc=True)
-    return frame.sort_values(ts, kind="mergesort").reset_index(drop=True)
+    return frame
 
 
 def excluded_windows(model: ModelConfig) -> list[tuple[datetime, datetime]]:

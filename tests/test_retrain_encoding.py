@@ -130,3 +130,20 @@ def test_numeric_scaler_equals_the_plain_formula_bit_for_bit():
     expected = (t - scaler.mean["v"]) / scaler.std["v"]
     expected = np.where(np.isfinite(expected), expected, 0.0).astype(np.float32)
     np.testing.assert_array_equal(scaler.transform(frame, ("v", "i"))[:, 0], expected)
+
+
+def test_rows_are_time_ordered_in_arrow_as_pandas_would():
+    import pyarrow as pa
+
+    from retrain.pipeline import time_ordered_frame
+
+    rng = np.random.default_rng(4)
+    times = pd.to_datetime(rng.integers(0, 50, 500), unit="h", utc=True).to_series(index=range(500))
+    times[rng.random(500) < 0.05] = pd.NaT
+    frame = pd.DataFrame({"ts": times, "row": np.arange(500), "c": rng.choice(["a", "b"], 500)})
+    expected = frame.sort_values("ts", kind="mergesort").reset_index(drop=True)  # stable, NaT last
+    got = time_ordered_frame(pa.Table.from_pandas(frame, preserve_index=False), "ts")
+    pd.testing.assert_frame_equal(got, expected, check_dtype=False)
+    ordered = expected.dropna(subset=["ts"])
+    pd.testing.assert_frame_equal(time_ordered_frame(pa.Table.from_pandas(ordered, preserve_index=False), "ts"),
+                                  ordered.reset_index(drop=True), check_dtype=False)
