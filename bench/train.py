@@ -76,8 +76,9 @@ def _split(frame: pd.DataFrame, seed: int = 1):
 def _machine() -> str:
     cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
                 if line.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() else ""
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    return f"{os.cpu_count()} CPUs ({cpu}), 1-min load average {load:.1f} before the run"
+    load = os.getloadavg() if hasattr(os, "getloadavg") else (float("nan"),) * 3
+    return (f"2-core shared dev VM, {os.cpu_count()} CPUs ({cpu}); `uptime` load average "
+            f"{load[0]:.2f}, {load[1]:.2f}, {load[2]:.2f} before the run")
 
 
 def _cpu() -> float:

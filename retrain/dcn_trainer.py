@@ -202,7 +202,7 @@ class TorchTrainer(Trainer):
             return list(labels)  # one head per label
         return list(labels[:2])  # click, conversion
 
-    def architecture(self, prep: Preprocessor, params: TorchParams, labels: tuple[str, ...]) -> dict:
+    def architecture(self, prep: Preprocessor, params: TorchParams, labels: tuple[str, ...] = ()) -> dict:
         arch = {"kind": self.kind, "cardinalities": prep.cardinalities(), "n_numeric": len(prep.features.numeric),
                 "embedding_dim": params.embedding_dim, "deep_layers": list(params.deep_layers),
                 "dropout": params.dropout}
