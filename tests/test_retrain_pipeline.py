@@ -388,3 +388,12 @@ def test_an_esmm_with_shuffled_conversions_is_rejected_naming_the_head(setup, tm
     report = json.loads((registry.path("offer-ctr", bad.version) / "evaluation.json").read_text())
     assert set(report["heads"]) == {"click", "cvr", "ctcvr"} and report["heads"]["ctcvr"]["production"]
     assert "ctcvr" in (registry.path("offer-ctr", bad.version) / "evaluation.html").read_text()
+    # And the CLI's summary shows every head beside production's.
+    from rich.console import Console
+
+    from monitor.commands.retrain import _print_result
+
+    console = Console(record=True, width=200)
+    _print_result(console, bad)
+    printed = console.export_text()
+    assert "every head" in printed and all(head in printed for head in ("click", "cvr", "ctcvr"))
