@@ -177,6 +177,17 @@ def prediction_pairs(model, mapping: dict[str, str]) -> list[tuple[str, str, tim
     return [(p, lab, delays[lab]) for p, lab in pairs.items()]
 
 
+def label_maturity(name: str, context, mature: datetime, delays: dict[str, str],
+                   now: datetime | None = None) -> CheckResult | None:
+    """A `pending` result while the window's labels mature (at `mature`), else None."""
+    now = getattr(context, "now", None) or now or datetime.now(timezone.utc)
+    now = now.replace(tzinfo=timezone.utc) if now.tzinfo is None else now  # naive means UTC, as in the store
+    if mature <= now:
+        return None
+    return CheckResult(check=name, status="pending", details={
+        "labels_mature_at": mature.isoformat(), "label_delays": delays}, **context.result_context)
+
+
 class LabelledWindowCheck(WindowCheck):
     """Shell for checks on (prediction, label) rows: maturity, reading, one result per window.
 
@@ -199,14 +210,10 @@ class LabelledWindowCheck(WindowCheck):
         return end + max(delay for _, _, delay in self.pairs)
 
     def run(self, context) -> CheckResult:
-        now = getattr(context, "now", None) or self.now or datetime.now(timezone.utc)
-        now = now.replace(tzinfo=timezone.utc) if now.tzinfo is None else now  # naive means UTC, as in the store
-        mature = self.mature_at(context.end)
-        if mature > now:
-            return CheckResult(check=self.name, status="pending", details={
-                "labels_mature_at": mature.isoformat(),
-                "label_delays": {lab: str(delay) for _, lab, delay in self.pairs},
-            }, **context.result_context)
+        pending = label_maturity(self.name, context, self.mature_at(context.end),
+                                 {lab: str(delay) for _, lab, delay in self.pairs}, self.now)
+        if pending is not None:
+            return pending
         source = context.serving_source()
         results = []
         for prediction, label, _ in self.pairs:

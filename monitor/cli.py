@@ -238,7 +238,7 @@ def demo(
 # Command groups living in their own modules (monitor/commands/<name>.py, each with
 # `register(app, check_app)`). Their imports stay inside the commands, keeping startup light.
 COMMAND_MODULES: list[str] = ["db", "dashboards", "serve", "jobs", "alerts", "quality", "calibration", "explain",
-                               "skew", "retrain"]
+                               "skew", "retrain", "rollout"]
 
 
 def _register_command_modules() -> None:

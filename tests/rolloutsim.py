@@ -28,3 +28,56 @@ def simulate_arm(rng: np.random.Generator, rollouts: int, hours: int, per_hour: 
     hourly = ArmSums(n, clicks, n * predicted, n * predicted * (1 - predicted), revenue, revenue_sq)
     return ArmSums(*(np.cumsum(getattr(hourly, f), axis=1) for f in
                      ("impressions", "clicks", "predicted", "predicted_var", "revenue", "revenue_sq")))
+
+
+START = "2026-03-02T00:00:00+00:00"
+
+
+def write_rollout_world(root, hours: int = 48, per_hour: int = 4000, candidate_share: float = 0.5,
+                        candidate_lift: float = 1.0, candidate_overprediction: float = 1.0, seed: int = 0,
+                        stage: str = "50%") -> "Path":
+    """Serving logs of two model versions side by side (v6 control, v7 candidate), a reference,
+    and a driftline config whose `rollout` check compares them; returns the config's path.
+
+    Clicks follow each row's true CTR; the control predicts it exactly; the candidate's true CTR
+    is `candidate_lift` times it and its prediction `candidate_overprediction` times the truth."""
+    from datetime import datetime, timedelta
+    from pathlib import Path
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    import yaml
+
+    root = Path(root)
+    rng = np.random.default_rng(seed)
+    n = hours * per_hour
+    start = datetime.fromisoformat(START)
+    ts = [start + timedelta(seconds=float(s)) for s in np.sort(rng.uniform(0, hours * 3600, n))]
+    x = rng.normal(0, 1, n)
+    base = 1 / (1 + np.exp(-(-3.0 + 0.4 * x)))
+    candidate = rng.random(n) < candidate_share
+    truth = np.where(candidate, np.clip(base * candidate_lift, 0, 1), base)
+    score = np.where(candidate, np.clip(truth * candidate_overprediction, 0, 1), base)
+    price = rng.choice(PRICES, n, p=PRICE_WEIGHTS)
+    click = (rng.random(n) < truth).astype(np.int8)
+    serving = pa.table({"ts": pa.array(ts, pa.timestamp("us", tz="UTC")), "x": x, "score": score, "click": click,
+                        "price": price, "model_version": np.where(candidate, "v7", "v6")})
+    pq.write_table(serving, root / "serving.parquet")
+    pq.write_table(serving.slice(0, 20_000).drop(["ts", "model_version"]), root / "reference.parquet")
+    config = {
+        "version": 1,
+        "store": {"url": f"sqlite:///{root / 'store.db'}", "reports_dir": str(root / "reports")},
+        "models": [{
+            "name": "ranker",
+            "reference": {"path": str(root / "reference.parquet")},
+            "serving": {"path": str(root / "serving.parquet")},
+            "schema": {"timestamp": "ts", "model_version": "model_version",
+                       "features": [{"name": "x", "kind": "numeric"}],
+                       "predictions": ["score"], "labels": [{"name": "click", "delay": "1h"}]},
+            "checks": {"rollout": {"enabled": True, "control": "v6", "candidate": "v7", "stage": stage,
+                                   "started": START, "price_column": "price"}},
+        }],
+    }
+    path = root / "driftline.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
