@@ -31,6 +31,9 @@ from core.errors import ConfigError, SchemaError
 from core.results import CheckResult, MetricPoint
 
 Metric = Literal["ctr", "calibration", "revenue"]
+# The MetricPoint names results of this check declare (the dashboards query these).
+EXPORTED = ("rollout_decision", "rollout_candidate_share", "rollout_lift", "rollout_lift_low", "rollout_lift_high",
+            "rollout_calibration_ratio", "rollout_calibration_ratio_low", "rollout_calibration_ratio_high")
 
 
 class RolloutParams(CheckParams):

@@ -293,6 +293,51 @@ def job_health() -> Dashboard:
     )
 
 
+DECISION_MAPPING = ValueMap({
+    "-1": ValueMappingResult(text="stop", color="red", index=0),
+    "0": ValueMappingResult(text="continue", color="yellow", index=1),
+    "1": ValueMappingResult(text="promote", color="green", index=2),
+})
+
+
+def rollout() -> Dashboard:
+    """One row of series per rollout stage (the `stage` label from the rollout check's config)."""
+    arm = "{{model}} {{control}} -> {{candidate}} {{stage}}"
+    lift = "driftline_rollout_lift"
+
+    def band(metric: str) -> list[Dataquery]:
+        return [_query(f'{lift}{suffix}{{{M}, metric="{metric}"}}', f"{arm} {name}", ref)
+                for suffix, name, ref in (("", "estimate", "A"), ("_low", "low", "B"), ("_high", "high", "C"))]
+
+    decision = (statetimeline.Panel().title("Decision per stage").description(
+        "The always-valid sequential test at every look: stop (alert), continue or promote.")
+        .datasource(DATASOURCE).span(24).height(6).mappings([DECISION_MAPPING]).show_value("never")
+        .merge_values(True).thresholds(_steps((None, "red"), (0, "yellow"), (1, "green")))
+        .with_target(_query(f"min by (model, control, candidate, stage) (driftline_rollout_decision{{{M}}})", arm)))
+    return (
+        _base("driftline-rollout", "driftline / Model rollouts",
+              "Control vs candidate model versions on a traffic split: decision, candidate share, and the "
+              "candidate's CTR and revenue-per-impression lift with intervals valid at every look.")
+        .with_panel(decision)
+        .with_panel(_timeseries("Candidate traffic share", "Candidate impressions over both arms' since the "
+                                "rollout started (shadow, 5%, 50%, 100%).",
+                                _query(f"driftline_rollout_candidate_share{{{M}}}", arm), unit="percentunit",
+                                width=8, min_value=0))
+        .with_panel(_timeseries("CTR lift", "Candidate minus control CTR, relative to the control; low and high "
+                                "bound an interval that holds at every look.", *band("ctr"), unit="percentunit",
+                                width=8))
+        .with_panel(_timeseries("Revenue per impression lift", "Candidate minus control price x click per "
+                                "impression, relative to the control.", *band("revenue"), unit="percentunit",
+                                width=8))
+        .with_panel(_timeseries("Candidate calibration ratio", "Candidate sum(p)/sum(y) with its always-valid "
+                                "interval; the rollout stops when the interval leaves the configured band.",
+                                *[_query(f"driftline_rollout_calibration_ratio{suffix}{{{M}}}", f"{arm} {name}", ref)
+                                  for suffix, name, ref in (("", "ratio", "A"), ("_low", "low", "B"),
+                                                            ("_high", "high", "C"))],
+                                width=24, steps=_steps((None, "red"), (0.9, "green"), (1.1, "red"))))
+    )
+
+
 def _table_format():
     from grafana_foundation_sdk.models.prometheus import PromQueryFormat
 
@@ -307,6 +352,7 @@ DASHBOARDS = {
     "skew": skew,
     "explainability": explainability,
     "job-health": job_health,
+    "rollout": rollout,
 }
 
 
