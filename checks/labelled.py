@@ -75,7 +75,17 @@ def _encode(column: pa.ChunkedArray) -> Segment:
                    tuple(encoded.dictionary.to_pylist()))
 
 
-def _numeric(table: pa.Table, name: str, where: str, role: str) -> np.ndarray:
+def window_table(source, columns: list[str], start, end, where: str, role: str = "") -> pa.Table:
+    """The rows of `columns` in [start, end) as one table; a missing column raises naming it."""
+    missing = [c for c in columns if c not in source.schema.names]
+    if missing:
+        raise SchemaError(f"{where}: {role + ' ' if role else ''}column '{missing[0]}' is missing")
+    batches = list(source.batches(columns, start, end))
+    return pa.Table.from_batches(batches) if batches else pa.schema([source.schema.field(c) for c in columns]).empty_table()
+
+
+def numeric(table: pa.Table, name: str, where: str, role: str) -> np.ndarray:
+    """A numeric or boolean column as float64 (nulls: NaN); another type raises naming it."""
     column = table.column(name)
     kind = column.type
     if pa.types.is_boolean(kind):
@@ -100,8 +110,8 @@ def read_rows(batches: Iterable[pa.RecordBatch], schema: pa.Schema, prediction: 
     batches = list(batches)
     table = pa.Table.from_batches(batches) if batches else schema.empty_table()
     table = table.select(columns)
-    scores = _numeric(table, prediction, where, "prediction")
-    labels = _numeric(table, label, where, "label")
+    scores = numeric(table, prediction, where, "prediction")
+    labels = numeric(table, label, where, "label")
     valid = np.isfinite(scores) & np.isfinite(labels)
     bad_labels = np.setdiff1d(np.unique(labels[valid]), [0.0, 1.0])
     if len(bad_labels):

@@ -24,7 +24,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import Field, model_validator
 
-from checks.labelled import label_maturity, prediction_pairs
+from checks.labelled import label_maturity, numeric, prediction_pairs, window_table
 from checks.sequential import DECISIONS, STOP, ArmSums, Rules, judge
 from core.checks import CheckParams, WindowCheck, register_check
 from core.errors import ConfigError, SchemaError
@@ -96,12 +96,7 @@ class RolloutCheck(WindowCheck):
         columns = [self.version, self.prediction, self.label] + ([self.params.price_column]
                                                                  if self.params.price_column else [])
         where = f"{source.location} (window)"
-        missing = [c for c in columns if c not in source.schema.names]
-        if missing:
-            raise SchemaError(f"{where}: rollout column '{missing[0]}' is missing")
-        batches = list(source.batches(columns, start, context.end))
-        table = pa.Table.from_batches(batches) if batches else pa.schema(
-            [source.schema.field(c) for c in columns]).empty_table()
+        table = window_table(source, columns, start, context.end, where, "rollout")
         control = arm_sums(table, self, self.params.control, where)
         candidate = arm_sums(table, self, self.params.candidate, where)
         return rollout_result(self.params, self.rules, control, candidate, start, context.end,
@@ -113,16 +108,9 @@ def arm_sums(table: pa.Table, check: RolloutCheck, version: str, where: str) -> 
     mask = pc.fill_null(pc.equal(pc.cast(table.column(check.version), pa.string()), version), False)
     rows = table.filter(mask)
 
-    def numeric(name: str) -> np.ndarray:
-        column = rows.column(name)
-        if pa.types.is_boolean(column.type):
-            column = pc.cast(column, pa.int8())
-        elif not (pa.types.is_integer(column.type) or pa.types.is_floating(column.type)):
-            raise SchemaError(f"{where}: column '{name}' must be numeric, found {column.type}")
-        return column.to_numpy(zero_copy_only=False).astype(np.float64)
-
-    scores, labels = numeric(check.prediction), numeric(check.label)
-    price = numeric(check.params.price_column) if check.params.price_column else None
+    scores = numeric(rows, check.prediction, where, "prediction")
+    labels = numeric(rows, check.label, where, "label")
+    price = numeric(rows, check.params.price_column, where, "price") if check.params.price_column else None
     valid = np.isfinite(scores) & np.isfinite(labels) & (True if price is None else np.isfinite(price))
     if valid.any() and (scores[valid].min() < 0 or scores[valid].max() > 1):
         raise SchemaError(f"{where}: prediction column '{check.prediction}' has values outside [0, 1]")

@@ -21,6 +21,7 @@ BUILTIN_CHECK_MODULES = (
     "explain.check",        # attribution_drift
     "skew.scheduled",       # train_serve_skew
     "checks.rollout",       # rollout
+    "checks.exploration",   # exploration
 )
 _loaded = threading.Lock()
 _done = False

@@ -35,12 +35,16 @@ START = "2026-03-02T00:00:00+00:00"
 
 def write_rollout_world(root, hours: int = 48, per_hour: int = 4000, candidate_share: float = 0.5,
                         candidate_lift: float = 1.0, candidate_overprediction: float = 1.0, seed: int = 0,
-                        stage: str = "50%") -> "Path":
+                        stage: str = "50%", epsilon: float = 0.1, collapsed_partner: str | None = None,
+                        bad_propensity_share: float = 0.0, catalogue: int = 200) -> "Path":
     """Serving logs of two model versions side by side (v6 control, v7 candidate), a reference,
     and a driftline config whose `rollout` check compares them; returns the config's path.
 
     Clicks follow each row's true CTR; the control predicts it exactly; the candidate's true CTR
-    is `candidate_lift` times it and its prediction `candidate_overprediction` times the truth."""
+    is `candidate_lift` times it and its prediction `candidate_overprediction` times the truth.
+    Each decision explores with probability `epsilon` (a uniform offer of `catalogue`, else the
+    context's greedy offer), logging the flag and the shown offer's propensity; on
+    `collapsed_partner` it never explores, and `bad_propensity_share` of propensities are lost."""
     from datetime import datetime, timedelta
     from pathlib import Path
 
@@ -60,10 +64,22 @@ def write_rollout_world(root, hours: int = 48, per_hour: int = 4000, candidate_s
     score = np.where(candidate, np.clip(truth * candidate_overprediction, 0, 1), base)
     price = rng.choice(PRICES, n, p=PRICE_WEIGHTS)
     click = (rng.random(n) < truth).astype(np.int8)
+    partner = rng.choice(np.array(["p1", "p2", "p3"]), n, p=[0.5, 0.3, 0.2])
+    explore = (rng.random(n) < epsilon) & (partner != collapsed_partner)
+    greedy = np.minimum((np.abs(x) * 10).astype(int), 29)  # 30 popular offers chosen by context
+    offer = np.where(explore, rng.integers(0, catalogue, n), greedy)
+    propensity = epsilon / catalogue + (1 - epsilon) * (offer == greedy)
+    propensity = np.where(partner == collapsed_partner, 1.0, propensity)
+    propensity = np.where(rng.random(n) < bad_propensity_share, np.nan, propensity)
     serving = pa.table({"ts": pa.array(ts, pa.timestamp("us", tz="UTC")), "x": x, "score": score, "click": click,
-                        "price": price, "model_version": np.where(candidate, "v7", "v6")})
+                        "price": price, "model_version": np.where(candidate, "v7", "v6"), "partner": partner,
+                        "explored": explore, "propensity": pa.array(propensity, from_pandas=True),
+                        "offer_id": np.char.add("o", offer.astype(str))})
     pq.write_table(serving, root / "serving.parquet")
-    pq.write_table(serving.slice(0, 20_000).drop(["ts", "model_version"]), root / "reference.parquet")
+    reference = serving.slice(0, 20_000).drop(["ts", "model_version"])
+    reference = reference.set_column(reference.schema.get_field_index("offer_id"), "offer_id",
+                                     pa.array([f"o{i}" for i in rng.integers(0, catalogue, len(reference))]))
+    pq.write_table(reference, root / "reference.parquet")  # every offer of the catalogue shows up there
     config = {
         "version": 1,
         "store": {"url": f"sqlite:///{root / 'store.db'}", "reports_dir": str(root / "reports")},
@@ -75,7 +91,8 @@ def write_rollout_world(root, hours: int = 48, per_hour: int = 4000, candidate_s
                        "features": [{"name": "x", "kind": "numeric"}],
                        "predictions": ["score"], "labels": [{"name": "click", "delay": "1h"}]},
             "checks": {"rollout": {"enabled": True, "control": "v6", "candidate": "v7", "stage": stage,
-                                   "started": START, "price_column": "price"}},
+                                   "started": START, "price_column": "price"},
+                       "exploration": {"enabled": True, "epsilon": epsilon, "segments": ["partner"]}},
         }],
     }
     path = root / "driftline.yaml"
