@@ -31,6 +31,11 @@ from core.errors import SchemaError
 from core.results import CheckResult, MetricPoint, worst_status
 
 
+# The MetricPoint names results of this check declare (the dashboards query these).
+EXPORTED = ("exploration_share", "exploration_epsilon", "catalogue_coverage", "impressions_gini",
+            "propensity_missing_ratio", "propensity_out_of_range_ratio")
+
+
 class ExplorationParams(CheckParams):
     enabled: bool = False
     epsilon: float = Field(default=0.1, gt=0, le=1, description="configured share of explored decisions")

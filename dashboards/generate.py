@@ -300,8 +300,8 @@ DECISION_MAPPING = ValueMap({
 })
 
 
-def rollout() -> Dashboard:
-    """One row of series per rollout stage (the `stage` label from the rollout check's config)."""
+def ranking() -> Dashboard:
+    """Rollouts (one series per stage: the `stage` label from the rollout check's config) and exploration."""
     arm = "{{model}} {{control}} -> {{candidate}} {{stage}}"
     lift = "driftline_rollout_lift"
 
@@ -315,9 +315,11 @@ def rollout() -> Dashboard:
         .merge_values(True).thresholds(_steps((None, "red"), (0, "yellow"), (1, "green")))
         .with_target(_query(f"min by (model, control, candidate, stage) (driftline_rollout_decision{{{M}}})", arm)))
     return (
-        _base("driftline-rollout", "driftline / Model rollouts",
+        _base("driftline-ranking", "driftline / Ranking: rollouts and exploration",
               "Control vs candidate model versions on a traffic split: decision, candidate share, and the "
-              "candidate's CTR and revenue-per-impression lift with intervals valid at every look.")
+              "candidate's CTR and revenue-per-impression lift with intervals valid at every look; then "
+              "exploration: explored share against epsilon, catalogue coverage and logged propensities.")
+        .with_row(Row("Rollouts"))
         .with_panel(decision)
         .with_panel(_timeseries("Candidate traffic share", "Candidate impressions over both arms' since the "
                                 "rollout started (shadow, 5%, 50%, 100%).",
@@ -335,6 +337,22 @@ def rollout() -> Dashboard:
                                   for suffix, name, ref in (("", "ratio", "A"), ("_low", "low", "B"),
                                                             ("_high", "high", "C"))],
                                 width=24, steps=_steps((None, "red"), (0.9, "green"), (1.1, "red"))))
+        .with_row(Row("Exploration"))
+        .with_panel(_timeseries("Explored share vs epsilon", "Share of decisions that explored, overall and per "
+                                "segment value, against the configured epsilon (dashed: exploration_epsilon).",
+                                _query(f"driftline_exploration_share{{{M}}}", "{{model}} {{segment}}"),
+                                _query(f"driftline_exploration_epsilon{{{M}}}", "{{model}} epsilon", "B"),
+                                unit="percentunit", width=12, min_value=0))
+        .with_panel(_timeseries("Catalogue coverage and impression Gini", "Share of catalogue items with at least N "
+                                "impressions in the window; Gini of impressions across items (1: all on one).",
+                                _query(f"driftline_catalogue_coverage{{{M}}}", "{{model}} coverage"),
+                                _query(f"driftline_impressions_gini{{{M}}}", "{{model}} gini", "B"),
+                                unit="percentunit", width=6, min_value=0))
+        .with_panel(_timeseries("Bad logged propensities", "Rows without a propensity, or with one outside (0, 1]: "
+                                "off-policy estimates need them.",
+                                _query(f"driftline_propensity_missing_ratio{{{M}}}", "{{model}} missing"),
+                                _query(f"driftline_propensity_out_of_range_ratio{{{M}}}", "{{model}} out of range",
+                                       "B"), unit="percentunit", width=6, min_value=0))
     )
 
 
@@ -352,7 +370,7 @@ DASHBOARDS = {
     "skew": skew,
     "explainability": explainability,
     "job-health": job_health,
-    "rollout": rollout,
+    "ranking": ranking,
 }
 
 
