@@ -301,7 +301,7 @@ DECISION_MAPPING = ValueMap({
 
 
 def ranking() -> Dashboard:
-    """Rollouts (one series per stage: the `stage` label from the rollout check's config) and exploration."""
+    """Rollouts (one series per stage: the `stage` label from the rollout check's config), slots, exploration."""
     arm = "{{model}} {{control}} -> {{candidate}} {{stage}}"
     lift = "driftline_rollout_lift"
 
@@ -337,6 +337,19 @@ def ranking() -> Dashboard:
                                   for suffix, name, ref in (("", "ratio", "A"), ("_low", "low", "B"),
                                                             ("_high", "high", "C"))],
                                 width=24, steps=_steps((None, "red"), (0.9, "green"), (1.1, "red"))))
+        .with_row(Row("Slots"))
+        .with_panel(_timeseries("Calibration ratio per slot and version", "Predicted over observed clicks in each "
+                                "slot (position) x model version; 1 is calibrated, so a slot a version over-predicts "
+                                "is one series off the band.",
+                                _query(f'driftline_slot_calibration_ratio{{{M}, version!=""}}',
+                                       "{{model}} slot {{slot}} {{version}}"),
+                                width=12, steps=_steps((None, "red"), (0.9, "green"), (1.1, "red"))))
+        .with_panel(_timeseries("Observed and predicted CTR per slot", "Position bias: each slot's observed CTR "
+                                "against the mean prediction there (all versions).",
+                                _query(f'driftline_slot_ctr_observed{{{M}, version=""}}', "{{model}} slot {{slot}} observed"),
+                                _query(f'driftline_slot_ctr_predicted{{{M}, version=""}}',
+                                       "{{model}} slot {{slot}} predicted", "B"),
+                                unit="percentunit", width=12, min_value=0))
         .with_row(Row("Exploration"))
         .with_panel(_timeseries("Explored share vs epsilon", "Share of decisions that explored, overall and per "
                                 "segment value, against the configured epsilon (dashed: exploration_epsilon).",

@@ -22,6 +22,7 @@ BUILTIN_CHECK_MODULES = (
     "skew.scheduled",       # train_serve_skew
     "checks.rollout",       # rollout
     "checks.exploration",   # exploration
+    "checks.slots",         # slot_calibration
 )
 _loaded = threading.Lock()
 _done = False

@@ -40,9 +40,9 @@ def exported_metrics() -> set[str]:
         names |= {name + "_bucket", name + "_sum", name + "_count"}
     names |= set(re.findall(r'out\.add\(\s*"(driftline_[a-z_]+)"', source))
     names |= {f"driftline_{metric}" for metric in exporter.VALUE_METRICS}
-    from checks import exploration, rollout  # MetricPoints a result declares are exported as they come
+    from checks import exploration, rollout, slots  # MetricPoints a result declares are exported as they come
 
-    names |= {f"driftline_{metric}" for metric in rollout.EXPORTED + exploration.EXPORTED}
+    names |= {f"driftline_{metric}" for metric in rollout.EXPORTED + exploration.EXPORTED + slots.EXPORTED}
     return names
 
 

@@ -3,29 +3,15 @@ a clean epsilon-greedy log stays quiet, and the coverage statistics obey their d
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
-
 import numpy as np
 import pytest
-from rolloutsim import START, write_rollout_world
+from rankingsim import run_check, write_rollout_world
 
 from checks.exploration import ExplorationParams, gini, share_pvalues
 
 
 def run_day(path, hours: int = 24):
-    from monitor.config import load_config
-    from monitor.runner import ModelRunner
-    from monitor.store import ResultsStore
-
-    config = load_config(path)
-    store = ResultsStore(config.store_url())
-    start = datetime.fromisoformat(START)
-    try:
-        (result,) = ModelRunner(config, config.models[0], store).run(start, start + timedelta(hours=hours),
-                                                                    ["exploration"], report=False)
-    finally:
-        store.close()
-    return result
+    return run_check(path, "exploration", 0, hours)
 
 
 @pytest.fixture(scope="module")

@@ -3,37 +3,15 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
-
 import pytest
-from prometheus_client import CollectorRegistry, generate_latest
-from rolloutsim import START, write_rollout_world
+from rankingsim import exported, run_check, write_rollout_world
 
 from core.errors import ConfigError
 
 
 def look(path, hours: int, now_hours: int = 72):
-    from monitor.config import load_config
-    from monitor.runner import ModelRunner
-    from monitor.store import ResultsStore
-
-    config = load_config(path)
-    model = config.models[0]
-    store = ResultsStore(config.store_url())
-    start = datetime.fromisoformat(START)
-    end = start + timedelta(hours=hours)
-    runner = ModelRunner(config, model, store, clock=lambda: start + timedelta(hours=now_hours))
     # An hourly job: the window is the last hour; the look covers the rollout since `started`.
-    (result,) = runner.run(end - timedelta(hours=1), end, ["rollout"], report=False)
-    return result, store
-
-
-def exported(store) -> str:
-    from monitor.exporter import DriftlineCollector
-
-    registry = CollectorRegistry()
-    registry.register(DriftlineCollector(store.engine))
-    return generate_latest(registry).decode()
+    return run_check(path, "rollout", hours - 1, hours, now_hours)
 
 
 @pytest.fixture(scope="module")
@@ -46,21 +24,19 @@ def worlds(tmp_path_factory):
 
 
 def test_a_candidate_that_loses_clicks_is_stopped_and_the_stop_is_exported(worlds):
-    result, store = look(worlds["drop"], hours=24)
+    result = look(worlds["drop"], hours=24)
     assert result.status == "alert", result.details
     assert result.details["decision"] == "stop" and "ctr" in result.details["harmful"]
     ctr = result.details["metrics"]["ctr"]
     assert ctr["relative_high"] < 0 and ctr["relative_low"] < -0.2 < ctr["relative_high"]  # covers the truth
-    text = exported(store)
+    text = exported(worlds["drop"])
     assert 'driftline_rollout_decision{candidate="v7",check="rollout",control="v6",model="ranker",stage="50%"} -1.0' \
         in text
     assert "driftline_rollout_lift_high{" in text and 'metric="revenue"' in text
-    store.close()
 
 
 def test_an_overpredicting_candidate_is_stopped_on_calibration(worlds):
-    result, store = look(worlds["overpredicts"], hours=24)
-    store.close()
+    result = look(worlds["overpredicts"], hours=24)
     assert result.details["decision"] == "stop" and result.details["harmful"] == ["calibration"]
     calibration = result.details["metrics"]["calibration"]
     assert calibration["low"] > 1.1 and calibration["low"] < 1.3 < calibration["high"]
@@ -69,16 +45,14 @@ def test_an_overpredicting_candidate_is_stopped_on_calibration(worlds):
 def test_a_clean_candidate_is_never_stopped_at_any_hourly_look(worlds):
     decisions = []
     for hours in range(1, 49):
-        result, store = look(worlds["clean"], hours)
-        store.close()
+        result = look(worlds["clean"], hours)
         decisions.append(result.details.get("decision"))
         assert result.status in ("ok", "insufficient_data")
     assert "stop" not in decisions and decisions[-1] in ("continue", "promote")
 
 
 def test_labels_not_yet_mature_leave_the_look_pending(worlds):
-    result, store = look(worlds["clean"], hours=24, now_hours=24)  # click delay 1h
-    store.close()
+    result = look(worlds["clean"], hours=24, now_hours=24)  # click delay 1h
     assert result.status == "pending"
 
 
@@ -97,8 +71,7 @@ def test_bad_config_and_missing_columns_are_one_line_errors(worlds, tmp_path):
     raw["models"][0]["checks"]["rollout"]["price_column"] = "no_such_price"
     broken = tmp_path / "broken.yaml"
     broken.write_text(yaml.safe_dump(raw))
-    result, store = look(broken, hours=24)
-    store.close()
+    result = look(broken, hours=24)
     assert result.status == "error" and "no_such_price" in result.details["error"]
 
 

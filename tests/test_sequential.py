@@ -22,7 +22,7 @@ from checks.sequential import (
     judge,
     mixture_halfwidth,
 )
-from rolloutsim import PRICE_WEIGHTS, PRICES, simulate_arm
+from rankingsim import PRICE_WEIGHTS, PRICES, simulate_arm
 
 ROLLOUTS, HOURS, PER_HOUR, CTR = 2000, 168, 2500, 0.05
 ALPHA = 0.05
