@@ -85,9 +85,11 @@ def _print(result) -> None:
     for name, m in d["metrics"].items():
         verdict = "harmful" if m["harmful"] else ("no worse" if m.get("non_inferior") else "undecided")
         if name == "calibration":
+            t = d["calibration_tolerance"]
+            inside = m["low"] is not None and m["high"] is not None and 1 / (1 + t) <= m["low"] and m["high"] <= 1 + t
             table.add_row("calibration ratio", "-", fmt(m["estimate"], ".3f"), "-",
                           f"[{fmt(m['low'], '.3f')}, {fmt(m['high'], '.3f')}]",
-                          "harmful" if m["harmful"] else "within band or undecided")
+                          "harmful" if m["harmful"] else ("in band" if inside else "undecided"))
             continue
         spec = ".4f" if name == "ctr" else ".3f"
         table.add_row(name if name == "ctr" else "revenue/impression", fmt(m["control"], spec),
