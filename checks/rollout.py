@@ -1,9 +1,11 @@
 """`rollout`: is the candidate model serving beside the control safe to keep, stop or promote?
 
-Each look (a scheduled window, or `driftline rollout status`) reads the serving logs from the
-rollout's start (`started`, else the window's start) to the window's end, splits them by the
-version column into control and candidate, and judges the cumulative sums with the always-valid
-sequential test of checks.sequential: `stop` (status alert), `continue` or `promote` (status ok),
+Each look (a scheduled window, or `driftline rollout status`) covers the serving logs from the
+rollout's start (`started`, else the window's start) to the window's end, split by the version
+column into control and candidate. A scheduled job adds its window to the sums of the previous
+look of the same rollout and length, stored under the window before (rows that arrive late
+into an already judged window are not counted then); without one it reads the whole span.
+The cumulative sums are judged with the always-valid sequential test of checks.sequential: `stop` (status alert), `continue` or `promote` (status ok),
 with the error rate alpha holding however often the job looks. A look whose labels have not
 matured is `pending`; an arm with fewer than `min_impressions` rows is `insufficient_data`.
 
@@ -16,6 +18,7 @@ traffic share, labelled by control, candidate and `stage` (from the config).
 
 from __future__ import annotations
 
+import json
 from datetime import datetime, timezone
 from typing import Literal
 
@@ -96,11 +99,47 @@ class RolloutCheck(WindowCheck):
         columns = [self.version, self.prediction, self.label] + ([self.params.price_column]
                                                                  if self.params.price_column else [])
         where = f"{source.location} (window)"
-        table = window_table(source, columns, start, context.end, where, "rollout")
+        fingerprint = self.fingerprint(start)
+        carried = self.previous(context, start, fingerprint)
+        table = window_table(source, columns, context.start if carried else start, context.end, where, "rollout")
         control = arm_sums(table, self, self.params.control, where)
         candidate = arm_sums(table, self, self.params.candidate, where)
-        return rollout_result(self.params, self.rules, control, candidate, start, context.end,
-                              context.result_context)
+        if carried:
+            control, candidate = carried[0] + control, carried[1] + candidate
+        result = rollout_result(self.params, self.rules, control, candidate, start, context.end,
+                                context.result_context)
+        details = dict(result.details, fingerprint=fingerprint,
+                       carried_from=None if not carried else carried[2])
+        return result.with_updates(details=details)
+
+    def fingerprint(self, start: datetime) -> str:
+        """What the cumulative sums depend on: a stored look with another fingerprint is not reused."""
+        p = self.params
+        return json.dumps([p.control, p.candidate, self.version, self.prediction, self.label, p.price_column,
+                           start.isoformat()])
+
+    def previous(self, context, start: datetime, fingerprint: str):
+        """(control, candidate, window) sums of the stored look that ended where this window starts,
+        when it is of the same length and rollout: a scheduled job then reads one window per look
+        instead of the whole rollout. Anything else (no store, no such look, pending, error,
+        another rollout) reads from the rollout's start."""
+        store = getattr(context, "store", None)
+        length = context.end - context.start
+        if store is None or context.start <= start or context.start - length < start:
+            return None
+        try:
+            before = store.get_result(context.model.name, self.name, context.start - length, context.start)
+        except Exception:  # an unreadable store only costs the shortcut
+            return None
+        details = before.details if before is not None else {}
+        if before is None or before.status in ("pending", "error") or details.get("fingerprint") != fingerprint:
+            return None
+        arms = details.get("arms") or {}
+        try:
+            return (ArmSums(**arms["control"]), ArmSums(**arms["candidate"]),
+                    f"{before.window_start}/{before.window_end}")
+        except (KeyError, TypeError):
+            return None
 
 
 def arm_sums(table: pa.Table, check: RolloutCheck, version: str, where: str) -> ArmSums:

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from rankingsim import exported, run_check, write_rollout_world
 
@@ -49,6 +51,14 @@ def test_a_clean_candidate_is_never_stopped_at_any_hourly_look(worlds):
         decisions.append(result.details.get("decision"))
         assert result.status in ("ok", "insufficient_data")
     assert "stop" not in decisions and decisions[-1] in ("continue", "promote")
+    # Each look after the first added its hour to the previous look's sums; the same as reading it all.
+    assert result.details["carried_from"] == "2026-03-03T22:00:00+00:00/2026-03-03T23:00:00+00:00"
+    whole = invoke("rollout", "status", "--config", worlds["clean"], "--window",
+                   "2026-03-02T00:00:00+00:00/2026-03-04T00:00:00+00:00", "--format", "json")
+    data = json.loads(whole.stdout)
+    assert data["carried_from"] is None
+    for arm in ("control", "candidate"):
+        assert data["arms"][arm] == pytest.approx(result.details["arms"][arm], rel=1e-12)
 
 
 def test_labels_not_yet_mature_leave_the_look_pending(worlds):
@@ -84,8 +94,6 @@ def invoke(*args):
 
 
 def test_rollout_status_cli_json_table_and_exit_codes(worlds, tmp_path):
-    import json
-
     import yaml
 
     window = "2026-03-02T00:00:00+00:00/2026-03-03T00:00:00+00:00"
