@@ -11,9 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from checks.sequential import ArmSums
-
-PRICES = np.array([5.0, 20.0, 40.0, 120.0])
-PRICE_WEIGHTS = np.array([0.4, 0.3, 0.2, 0.1])
+from monitor.demo.ranking import PRICE_WEIGHTS, PRICES  # noqa: F401  (the tests' price law)
 
 
 def simulate_arm(rng: np.random.Generator, rollouts: int, hours: int, per_hour: int, ctr: float,
@@ -48,61 +46,26 @@ def write_rollout_world(root, hours: int = 48, per_hour: int = 4000, candidate_s
     `collapsed_partner` it never explores, and `bad_propensity_share` of propensities are lost.
     Offers land in slots 1-3 with CTR x 1, 0.6, 0.4 (position bias, predicted by both models);
     with `overpredicted_slot` the candidate's over-prediction applies in that slot only."""
-    from datetime import datetime, timedelta
+    from datetime import datetime
     from pathlib import Path
 
-    import pyarrow as pa
     import pyarrow.parquet as pq
     import yaml
 
+    from monitor.demo.ranking import demo_checks, ranking_config, simulate_logs, write_reference
+
     root = Path(root)
     rng = np.random.default_rng(seed)
-    n = hours * per_hour
     start = datetime.fromisoformat(START)
-    ts = [start + timedelta(seconds=float(s)) for s in np.sort(rng.uniform(0, hours * 3600, n))]
-    x = rng.normal(0, 1, n)
-    slot = rng.choice(np.array(["1", "2", "3"]), n, p=[0.4, 0.35, 0.25])
-    base = np.select([slot == "1", slot == "2"], [1.0, 0.6], 0.4) / (1 + np.exp(-(-2.6 + 0.4 * x)))
-    candidate = rng.random(n) < candidate_share
-    truth = np.where(candidate, np.clip(base * candidate_lift, 0, 1), base)
-    over = candidate & ((slot == overpredicted_slot) if overpredicted_slot else True)
-    score = np.where(over, np.clip(truth * candidate_overprediction, 0, 1), truth)
-    price = rng.choice(PRICES, n, p=PRICE_WEIGHTS)
-    click = (rng.random(n) < truth).astype(np.int8)
-    partner = rng.choice(np.array(["p1", "p2", "p3"]), n, p=[0.5, 0.3, 0.2])
-    explore = (rng.random(n) < epsilon) & (partner != collapsed_partner)
-    greedy = np.minimum((np.abs(x) * 10).astype(int), 29)  # 30 popular offers chosen by context
-    offer = np.where(explore, rng.integers(0, catalogue, n), greedy)
-    propensity = epsilon / catalogue + (1 - epsilon) * (offer == greedy)
-    propensity = np.where(partner == collapsed_partner, 1.0, propensity)
-    propensity = np.where(rng.random(n) < bad_propensity_share, np.nan, propensity)
-    serving = pa.table({"ts": pa.array(ts, pa.timestamp("us", tz="UTC")), "x": x, "score": score, "click": click,
-                        "price": price, "model_version": np.where(candidate, "v7", "v6"), "partner": partner,
-                        "explored": explore, "propensity": pa.array(propensity, from_pandas=True),
-                        "offer_id": np.char.add("o", offer.astype(str)), "slot": slot})
-    pq.write_table(serving, root / "serving.parquet")
-    reference = serving.slice(0, 20_000).drop(["ts", "model_version"])
-    reference = reference.set_column(reference.schema.get_field_index("offer_id"), "offer_id",
-                                     pa.array([f"o{i}" for i in rng.integers(0, catalogue, len(reference))]))
-    pq.write_table(reference, root / "reference.parquet")  # every offer of the catalogue shows up there
-    config = {
-        "version": 1,
-        "store": {"url": f"sqlite:///{root / 'store.db'}", "reports_dir": str(root / "reports")},
-        "models": [{
-            "name": "ranker",
-            "reference": {"path": str(root / "reference.parquet")},
-            "serving": {"path": str(root / "serving.parquet")},
-            "schema": {"timestamp": "ts", "model_version": "model_version",
-                       "features": [{"name": "x", "kind": "numeric"}],
-                       "predictions": ["score"], "labels": [{"name": "click", "delay": "1h"}]},
-            "checks": {"rollout": {"enabled": True, "control": "v6", "candidate": "v7", "stage": stage,
-                                   "started": START, "price_column": "price"},
-                       "exploration": {"enabled": True, "epsilon": epsilon, "segments": ["partner"]},
-                       "slot_calibration": {"enabled": True}},
-        }],
-    }
+    pq.write_table(simulate_logs(rng, start, hours, hours * per_hour, candidate_share, candidate_lift,
+                                 candidate_overprediction, overpredicted_slot, epsilon, collapsed_partner,
+                                 bad_propensity_share, catalogue), root / "serving.parquet")
+    write_reference(rng, root / "reference.parquet", catalogue)
+    checks = demo_checks(start)
+    checks["rollout"]["stage"] = stage
+    checks["exploration"]["epsilon"] = epsilon
     path = root / "driftline.yaml"
-    path.write_text(yaml.safe_dump(config))
+    path.write_text(yaml.safe_dump(ranking_config(root, checks)))
     return path
 
 
