@@ -84,7 +84,10 @@ class RolloutCheck(WindowCheck):
         mapping = {params.prediction: params.label} if params.prediction and params.label else {}
         pairs = prediction_pairs(model_config, mapping)
         if params.prediction and not params.label:
-            pairs = [p for p in pairs if p[0] == params.prediction] or pairs
+            pairs = [p for p in pairs if p[0] == params.prediction]
+            if not pairs:
+                raise ConfigError(f"{where}.prediction: '{params.prediction}' is not paired with a label "
+                                  "in the schema (set label too)")
         self.prediction, self.label, self.delay = pairs[0]
         self.params = params
         self.rules = params.rules()
@@ -146,7 +149,6 @@ def arm_sums(table: pa.Table, check: RolloutCheck, version: str, where: str) -> 
     """The cumulative sums of one version's rows (rows without a label or a score are skipped)."""
     mask = pc.fill_null(pc.equal(pc.cast(table.column(check.version), pa.string()), version), False)
     rows = table.filter(mask)
-
     scores = numeric(rows, check.prediction, where, "prediction")
     labels = numeric(rows, check.label, where, "label")
     price = numeric(rows, check.params.price_column, where, "price") if check.params.price_column else None

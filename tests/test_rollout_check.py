@@ -75,6 +75,8 @@ def test_bad_config_and_missing_columns_are_one_line_errors(worlds, tmp_path):
     model = load_config(worlds["clean"]).models[0]
     with pytest.raises(ConfigError, match="control and candidate"):
         rollout_check(model, RolloutParams(control="v6"))
+    with pytest.raises(ConfigError, match="'no_score' is not paired"):
+        rollout_check(model, RolloutParams(control="v6", candidate="v7", prediction="no_score"))
     with pytest.raises(ValueError, match="revenue needs price_column"):
         RolloutParams(control="a", candidate="b", metrics=["revenue"])
     raw = yaml.safe_load(worlds["clean"].read_text())
