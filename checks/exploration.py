@@ -191,6 +191,7 @@ def _points(details: dict) -> tuple[MetricPoint, ...]:
 
 
 @register_check("exploration", params=ExplorationParams, needs=("rows",),
+                exports=EXPORTED,
                 summary="explored share vs epsilon per segment, catalogue coverage and Gini, logged propensities")
 def exploration_check(model_config, params: ExplorationParams | None = None) -> ExplorationCheck:
     return ExplorationCheck(model_config, params or ExplorationParams())

@@ -213,6 +213,7 @@ def metric_points(details: dict) -> tuple[MetricPoint, ...]:
 
 
 @register_check("rollout", params=RolloutParams, needs=("rows", "labels"),
+                exports=EXPORTED,
                 summary="control vs candidate model version: always-valid stop / continue / promote")
 def rollout_check(model_config, params: RolloutParams | None = None) -> RolloutCheck:
     return RolloutCheck(model_config, params or RolloutParams())

@@ -120,6 +120,7 @@ def points(cells: list[dict]) -> tuple[MetricPoint, ...]:
 
 
 @register_check("slot_calibration", params=SlotCalibrationParams, needs=("rows", "labels"),
+                exports=EXPORTED,
                 summary="observed vs predicted CTR and calibration ratio per slot x model version")
 def slot_calibration_check(model_config, params: SlotCalibrationParams | None = None) -> SlotCalibrationCheck:
     return SlotCalibrationCheck(model_config, params or SlotCalibrationParams())

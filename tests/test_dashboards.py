@@ -39,10 +39,10 @@ def exported_metrics() -> set[str]:
     for name in re.findall(r'HistogramMetricFamily\(\s*"(driftline_[a-z_]+)"', source):
         names |= {name + "_bucket", name + "_sum", name + "_count"}
     names |= set(re.findall(r'out\.add\(\s*"(driftline_[a-z_]+)"', source))
-    names |= {f"driftline_{metric}" for metric in exporter.VALUE_METRICS}
-    from checks import exploration, rollout, slots  # MetricPoints a result declares are exported as they come
+    from monitor.catalog import load_checks
 
-    names |= {f"driftline_{metric}" for metric in rollout.EXPORTED + exploration.EXPORTED + slots.EXPORTED}
+    # Beyond the exporter's own families: the metric points registered checks declare.
+    names |= {f"driftline_{metric}" for spec in load_checks().specs.values() for metric in spec.exports}
     return names
 
 

@@ -34,6 +34,9 @@ def test_result_round_trips_and_declared_points_are_exported(name, clean):
     data = results[name].to_dict()
     assert CheckResult.from_dict(json.loads(json.dumps(data))).to_dict() == data
     assert results[name].metrics, name
+    from monitor.catalog import get_check
+
+    assert {p.name for p in results[name].metrics} <= set(get_check(name).exports)
     assert f'driftline_check_status{{check="{name}",model="ranker"}}' in metrics
     for point in results[name].metrics:
         labels = ",".join(sorted([f'check="{name}"', 'model="ranker"'] + [f'{k}="{v}"' for k, v in point.labels]))
