@@ -105,3 +105,16 @@ def exported(path) -> str:
         return generate_latest(registry).decode()
     finally:
         store.close()
+
+
+def with_setting(path, check: str, key: str, value, where):
+    """A copy of the world's config (written under `where`) with checks.<check>.<key> = value."""
+    from pathlib import Path
+
+    import yaml
+
+    raw = yaml.safe_load(Path(path).read_text())
+    raw["models"][0]["checks"][check][key] = value
+    changed = Path(where) / f"{check}-{key}.yaml"
+    changed.write_text(yaml.safe_dump(raw))
+    return changed

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from rankingsim import run_check, write_rollout_world
+from rankingsim import run_check, with_setting, write_rollout_world
 
 from checks.exploration import ExplorationParams, gini, share_pvalues
 
@@ -70,13 +70,7 @@ def test_gini_laws():
 
 
 def test_bad_band_and_missing_column_are_clear_errors(worlds, tmp_path):
-    import yaml
-
     with pytest.raises(ValueError, match="warn_band"):
         ExplorationParams(warn_band=(0.3, 1.2))
-    raw = yaml.safe_load(worlds["clean"].read_text())
-    raw["models"][0]["checks"]["exploration"]["explored_column"] = "no_such_flag"
-    broken = tmp_path / "broken.yaml"
-    broken.write_text(yaml.safe_dump(raw))
-    result = run_day(broken, hours=2)
+    result = run_day(with_setting(worlds["clean"], "exploration", "explored_column", "no_such_flag", tmp_path), hours=2)
     assert result.status == "error" and "no_such_flag" in result.details["error"]

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from rankingsim import exported, run_check, write_rollout_world
+from rankingsim import exported, run_check, with_setting, write_rollout_world
 
 from core.errors import ConfigError
 
@@ -67,8 +67,6 @@ def test_labels_not_yet_mature_leave_the_look_pending(worlds):
 
 
 def test_bad_config_and_missing_columns_are_one_line_errors(worlds, tmp_path):
-    import yaml
-
     from monitor.config import load_config
     from checks.rollout import RolloutParams, rollout_check
 
@@ -79,11 +77,7 @@ def test_bad_config_and_missing_columns_are_one_line_errors(worlds, tmp_path):
         rollout_check(model, RolloutParams(control="v6", candidate="v7", prediction="no_score"))
     with pytest.raises(ValueError, match="revenue needs price_column"):
         RolloutParams(control="a", candidate="b", metrics=["revenue"])
-    raw = yaml.safe_load(worlds["clean"].read_text())
-    raw["models"][0]["checks"]["rollout"]["price_column"] = "no_such_price"
-    broken = tmp_path / "broken.yaml"
-    broken.write_text(yaml.safe_dump(raw))
-    result = look(broken, hours=24)
+    result = look(with_setting(worlds["clean"], "rollout", "price_column", "no_such_price", tmp_path), hours=24)
     assert result.status == "error" and "no_such_price" in result.details["error"]
 
 
@@ -96,8 +90,6 @@ def invoke(*args):
 
 
 def test_rollout_status_cli_json_table_and_exit_codes(worlds, tmp_path):
-    import yaml
-
     window = "2026-03-02T00:00:00+00:00/2026-03-03T00:00:00+00:00"
     result = invoke("rollout", "status", "--config", worlds["drop"], "--window", window, "--format", "json",
                     "--fail-on", "alert")
@@ -107,10 +99,7 @@ def test_rollout_status_cli_json_table_and_exit_codes(worlds, tmp_path):
     assert data["metrics"]["ctr"]["relative_high"] < 0
     table = invoke("rollout", "status", "--config", worlds["drop"], "--window", window)
     assert table.exit_code == 0 and "stop" in table.stdout and "always-valid interval" in table.stdout
-    raw = yaml.safe_load(worlds["drop"].read_text())
-    raw["models"][0]["checks"]["rollout"]["candidate"] = "v6"
-    bad = tmp_path / "bad.yaml"
-    bad.write_text(yaml.safe_dump(raw))
+    bad = with_setting(worlds["drop"], "rollout", "candidate", "v6", tmp_path)
     broken = invoke("rollout", "status", "--config", bad, "--window", window)
     assert broken.exit_code == 2 and "control and candidate" in broken.stderr
     assert "Traceback" not in broken.stderr
