@@ -11,8 +11,9 @@ predicted clicks than the minimum is insufficient_data. So "slot 1 is over-predi
 v7" is one row (`details.cells`), one series (`driftline_slot_calibration_ratio{slot="1",
 version="v7"}`) and one panel.
 
-Other label checks (calibration, performance, concept_drift) can be sliced by slot or by
-version on their own through their `segments` setting; this check adds the slot x version cross.
+Other label checks (calibration, performance, concept_drift) are sliced by slot through their
+`segments` setting, and by version when the scored reference carries the version column (they
+read their segments from it too); this check adds the slot x version cross and needs no reference.
 """
 
 from __future__ import annotations
