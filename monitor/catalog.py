@@ -20,6 +20,9 @@ BUILTIN_CHECK_MODULES = (
     "checks.concept",       # concept_drift
     "explain.check",        # attribution_drift
     "skew.scheduled",       # train_serve_skew
+    "checks.rollout",       # rollout
+    "checks.exploration",   # exploration
+    "checks.slots",         # slot_calibration
 )
 _loaded = threading.Lock()
 _done = False

@@ -219,6 +219,8 @@ def demo(
     out.print(f"false alarms on clean days: {len(alarms)}" + (
         "" if not alarms else " (" + "; ".join(f"{a['day']} {a['check']} {','.join(a['features'])}" for a in alarms) + ")"
     ))
+    if summary.get("ranking"):
+        _print_ranking_demo(summary["ranking"])
     if summary.get("retrain"):
         from monitor.demo.retrain import summary_line
 
@@ -235,10 +237,24 @@ def demo(
             _fail(str(exc))
 
 
+def _print_ranking_demo(ranking: dict) -> None:
+    table = Table(title=f"driftline demo: ranking incidents ({ranking['model']})", title_justify="left")
+    for column in ("incident", "days", "caught by", "first caught", "what it named"):
+        table.add_column(column)
+    for incident in ranking["incidents"]:
+        caught = f"[green]{incident['check']}[/]" if incident["detected"] else "[yellow]missed[/]"
+        table.add_row(incident["name"], f"{incident['days'][0]}..{incident['days'][-1]}", caught,
+                      incident["first_detected"] or "-", incident["what"] or "-")
+    out.print(table)
+    alarms = ranking["false_alarms"]
+    out.print(f"ranking false alarms: {len(alarms)}" + (
+        "" if not alarms else " (" + "; ".join(f"{a['day']} {a['check']}" for a in alarms) + ")"))
+
+
 # Command groups living in their own modules (monitor/commands/<name>.py, each with
 # `register(app, check_app)`). Their imports stay inside the commands, keeping startup light.
 COMMAND_MODULES: list[str] = ["db", "dashboards", "serve", "jobs", "alerts", "quality", "calibration", "explain",
-                               "skew", "retrain"]
+                               "skew", "retrain", "rollout"]
 
 
 def _register_command_modules() -> None:

@@ -139,6 +139,9 @@ def run_demo(workdir: Path, seed: int = 7, rows_per_day: int = 20_000,
         store.close()
     summary = summarise(world, by_day)
     summary["retrain"] = retrain_demo(world, config, progress)  # retrain, gate, promote; reject a damaged one
+    from monitor.demo.ranking import run_ranking_demo  # rollouts, exploration and slots: a ranker's own logs
+
+    summary["ranking"] = run_ranking_demo(workdir / "ranking", seed=seed, progress=progress)
     (workdir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary
 
