@@ -198,6 +198,7 @@ def demo(
                            progress=lambda m: err.print(m, style="dim"))
     except DriftlineError as exc:
         _fail(str(exc))
+    config = workdir / "driftline.yaml"
     table = Table(title="driftline demo: planted incidents", title_justify="left")
     for column in ("incident", "day", "features", "caught by", "status"):
         table.add_column(column)
@@ -210,11 +211,26 @@ def demo(
     out.print(f"false alarms on clean days: {len(alarms)}" + (
         "" if not alarms else " (" + "; ".join(f"{a['day']} {a['check']} {','.join(a['features'])}" for a in alarms) + ")"
     ))
+    jobs, alerts = summary.get("jobs", {}), summary.get("alerts", {})
+    if jobs:
+        ran = jobs["windows_run"]
+        out.print(f"run ledger: {jobs['windows']} (check, day) windows " + (
+            f"run now ({', '.join(f'{n} {k}' for k, n in sorted(jobs['outcomes'].items()))})" if ran
+            else "already done by an earlier run (nothing re-run)") + f"; `driftline jobs history --config {config}`",
+            markup=False, highlight=False)
+    if alerts:
+        counts = ", ".join(f"{n} {kind}" for kind, n in sorted(alerts["delivered"].items())) or "none new"
+        out.print(f"alerts delivered through the {alerts['sink']} sink: {counts}; lines in "
+                  f"{workdir / alerts['log']}; `driftline alerts list --config {config}`", markup=False, highlight=False)
     if summary.get("retrain"):
         from retrain.demo import summary_line
 
         out.print(summary_line(summary["retrain"]), highlight=False)
     out.print(f"summary: {workdir / 'summary.json'}")
+    if not serve:
+        out.print(f"next: `driftline demo --serve --workdir {workdir}` serves /metrics and the reports; "
+                  f"your own model: `driftline init` (README, \"Monitor your own model\")", markup=False,
+                  highlight=False)
     if serve:
         from monitor.commands.serve import run_service, setup_logging
 
