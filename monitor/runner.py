@@ -23,7 +23,7 @@ from checks.base import CheckResult
 from checks.registry import get_check
 from monitor.config import Config, ModelConfig
 from monitor.engines import get_engine
-from monitor.errors import DriftlineError
+from monitor.errors import ConfigError, DriftlineError
 from monitor.profile import DatasetProfile, ProfileSpec, empty_profile
 from monitor.reference import (
     REPORT_SAMPLE_ROWS,
@@ -89,6 +89,7 @@ class ModelRunner:
         self.progress = progress or (lambda message: None)
         self.clock = clock  # injected "now" for label checks (pending until labels mature)
         self._reference: Reference | None = None
+        self._reading = "reference"  # the config key being read, for errors
         # Where windows are read and profiled (`engine:` in the config, or --engine).
         self.engine = get_engine(engine or model.engine, model.spark.settings())
         schema = model.model_schema
@@ -123,14 +124,25 @@ class ModelRunner:
         return self.engine.reference(source, kinds, max_categories=max_categories)
 
     def reference(self) -> Reference:
-        """Profile of the reference (features) joined with that of the prediction reference (scores)."""
+        """Profile of the reference (features) joined with that of the prediction reference (scores).
+        A reference that cannot be read is a config error naming the key to fix (the run stops)."""
         if self._reference is not None:
             return self._reference
+        self._reading = "reference"
+        try:
+            return self._load_reference()
+        except ConfigError:
+            raise
+        except DriftlineError as exc:
+            raise ConfigError(f"models.{self.model.name}.{self._reading}.path: {exc}") from exc
+
+    def _load_reference(self) -> Reference:
         source = self.engine_source("reference")
         kinds = dict(self.features)
         predictions = [p for p in self.model.model_schema.predictions if p not in source.schema.names]
         parts = [(source, {k: v for k, v in kinds.items() if k not in predictions})]
         if predictions and self.model.prediction_reference is not None:
+            self._reading = "prediction_reference"
             parts.append((self.engine_source("prediction_reference"), {p: "numeric" for p in predictions}))
         fingerprint = "".join(source_fingerprint(s) for s, _ in parts)
         key = hashlib.sha256((fingerprint + json.dumps(kinds, sort_keys=True)).encode()).hexdigest()[:32]
@@ -143,7 +155,8 @@ class ModelRunner:
             )
             return self._reference
         built = []
-        for part_source, part_kinds in parts:
+        for (part_source, part_kinds), role in zip(parts, ("reference", "prediction_reference")):
+            self._reading = role
             self.progress(f"profiling reference {part_source.location}")
             built.append(self._build_reference(part_source, part_kinds))
         self._reference = built[0] if len(built) == 1 else combine_references(built[0], built[1])
@@ -189,6 +202,7 @@ class ModelRunner:
             get_check(name)  # an unknown name fails here, listing the known ones
         self.progress(f"{self.model.name} {start:%Y-%m-%d %H:%M}..{end:%Y-%m-%d %H:%M}")
         context = dict(model=self.model.name, window_start=start.isoformat(), window_end=end.isoformat())
+        self.reference()  # an unreadable reference fails the run (ConfigError naming the key), not the window
         try:
             profile, source = self.window_profile(start, end)
         except DriftlineError as exc:
@@ -224,6 +238,11 @@ class ModelRunner:
                 params["features"] = tuple(self.model.model_schema.predictions) or None
                 if params["features"] is None:
                     raise DriftlineError("prediction_drift: the schema lists no prediction columns")
+                missing = [p for p in params["features"] if p not in reference.profile.features]
+                if missing:
+                    raise ConfigError(f"prediction_drift: '{missing[0]}' is in neither the reference nor a "
+                                      f"prediction reference; set models.{self.model.name}.prediction_reference "
+                                      "to the model's scores on held-out data")
             elif name == "data_drift" and params.get("features") is None:
                 params["features"] = tuple(self.model.feature_kinds)
             fitted = get_check(name)(**params).fit(reference.profile, reference.chunks)
