@@ -86,6 +86,14 @@ def _print_result_table(result) -> None:
             str(f.reference_count), str(f.current_count), why,
         )
     out.print(table)
+    skipped = result.details.get("skipped_columns") or {}
+    if skipped:
+        by_reason: dict[str, list[str]] = {}
+        for column, reason in skipped.items():
+            by_reason.setdefault(reason, []).append(column)
+        out.print("not compared (not features): " + "; ".join(f"{', '.join(cols)} ({reason})"
+                                                             for reason, cols in by_reason.items())
+                  + "; name columns with --features to compare them", markup=False, highlight=False)
     if result.report_path:
         out.print(f"report: {result.report_path}")
     if result.bad_files:
@@ -96,7 +104,9 @@ def _print_result_table(result) -> None:
 def check_drift(
     reference: str = typer.Option(..., help="Reference (training) data: file, directory, glob or URI."),
     current: str = typer.Option(..., help="Current (serving) data: file, directory, glob or URI."),
-    features: Optional[str] = typer.Option(None, help="Comma-separated features; default: every reference column."),
+    features: Optional[str] = typer.Option(None, help="Comma-separated features; default: every reference column "
+                                                       "that is a feature (identifiers, timestamps, labels and scores "
+                                                       "are inferred from names and values, skipped and listed)."),
     output_format: OutputFormat = typer.Option(OutputFormat.table, "--format", help="table or json."),
     report: Optional[Path] = typer.Option(None, help="Write an Evidently drill-down report (HTML) here."),
     fail_on: Optional[FailOn] = typer.Option(None, help="Exit 1 when any feature reaches this status."),

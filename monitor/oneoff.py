@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from checks.base import CheckResult
 from checks.drift import DriftCheck
@@ -12,22 +16,87 @@ from monitor.reference import REPORT_SAMPLE_ROWS, build_reference
 from monitor.sources import Source
 
 
-def feature_kinds(source: Source, names: list[str] | None) -> dict[str, str]:
-    """Kinds from the reference's Arrow types; without explicit names, unsupported columns are skipped."""
+# Columns that are not features: compared as features they alert on every window (ids, times)
+# or measure the model and the outcome rather than its inputs (labels, scores). Names propose,
+# values confirm: a label holds only 0/1, a score only probabilities, an id nearly only distinct values.
+_TIMESTAMP_NAME = re.compile(r"^(ts|timestamp|time|date|datetime|event_time|dt)$|(_ts|_time|_at|_date|_timestamp)$")
+_LABEL_NAME = re.compile(r"^(label|target|y|click|clicks|clicked|conversion|conversions|converted|purchase|"
+                         r"purchased|outcome)$|(_label|_target)$")
+_SCORE_NAME = re.compile(r"^(score|prediction|pred|predicted|prob|probability|pctr|pcvr)$|"
+                         r"(_score|_pred|_prediction|_prob|_proba)$|^p_")
+_ID_NAME = re.compile(r"^(id|uuid|guid|key)$|(_id|_uuid|_guid|_key|id)$")
+SAMPLE_ROWS = 5000
+ID_UNIQUE_SHARE = 0.95  # distinct share of a sample's non-null values above which a column is an identifier
+
+
+def _role_by_name(name: str, arrow_type: pa.DataType) -> str | None:
+    lowered = name.lower()
+    numeric = pa.types.is_integer(arrow_type) or pa.types.is_floating(arrow_type) or pa.types.is_boolean(arrow_type)
+    text = pa.types.is_string(arrow_type) or pa.types.is_large_string(arrow_type)
+    if _TIMESTAMP_NAME.search(lowered) and (pa.types.is_integer(arrow_type) or text or pa.types.is_date(arrow_type)):
+        return "timestamp"
+    if _LABEL_NAME.search(lowered) and numeric:
+        return "label"
+    if _SCORE_NAME.search(lowered) and pa.types.is_floating(arrow_type):
+        return "prediction"
+    if text or (pa.types.is_integer(arrow_type) and _ID_NAME.search(lowered)):
+        return "identifier"
+    return None
+
+
+def _confirmed(role: str, column: pa.ChunkedArray) -> bool:
+    values = column.drop_null()
+    if role == "timestamp":
+        return True
+    if len(values) < 100:
+        return False
+    if role == "identifier":
+        return len(pc.unique(values)) >= ID_UNIQUE_SHARE * len(values)
+    bounds = pc.min_max(values.cast(pa.float64()))
+    low, high = bounds["min"].as_py(), bounds["max"].as_py()
+    if role == "label":
+        return set(pc.unique(values.cast(pa.float64())).to_pylist()) <= {0.0, 1.0}
+    return low is not None and 0.0 <= low and high <= 1.0  # a probability
+
+
+def _not_features(source: Source, kinds: dict[str, str]) -> dict[str, str]:
+    """Column -> why, for the columns among `kinds` that are identifiers, times, labels or scores."""
+    schema = source.schema
+    proposed = {n: role for n in kinds if (role := _role_by_name(n, schema.field(n).type)) is not None}
+    if not proposed:
+        return {}
+    sample = source.sample(SAMPLE_ROWS, list(proposed), seed=0)
+    why = {"identifier": "identifier: every sampled value distinct", "label": "label", "prediction": "prediction",
+           "timestamp": "timestamp"}
+    return {n: why[role] for n, role in proposed.items() if _confirmed(role, sample.column(n))}
+
+
+def feature_kinds(source: Source, names: list[str] | None, skipped: dict[str, str] | None = None,
+                  only_features: bool = False) -> dict[str, str]:
+    """Kinds from the reference's Arrow types. Without explicit names, every column of a supported
+    type; with `only_features`, identifiers, timestamps, labels and scores are left out too. What
+    is left out is recorded in `skipped` (column -> why)."""
     schema = source.schema
     if names:
         missing = [n for n in names if n not in schema.names]
         if missing:
             raise SchemaError(f"{source.location}: column '{missing[0]}' is not in the reference data")
         return {n: infer_kind(schema.field(n).type) for n in names}
+    skipped = {} if skipped is None else skipped
     kinds = {}
     for field in schema:
         try:
             kinds[field.name] = infer_kind(field.type)
         except SchemaError:
-            continue  # timestamps, lists and the like are not drift features
+            if only_features:
+                skipped[field.name] = "timestamp" if pa.types.is_timestamp(field.type) else f"type {field.type}"
+    if only_features:
+        for name, why in _not_features(source, kinds).items():
+            skipped[name] = why
+            del kinds[name]
     if not kinds:
-        raise SchemaError(f"{source.location}: no numeric or categorical columns to compare")
+        raise SchemaError(f"{source.location}: no numeric or categorical feature columns to compare"
+                          + (f" (skipped: {', '.join(skipped)}; name columns with --features)" if skipped else ""))
     return kinds
 
 
@@ -41,13 +110,13 @@ def drift_between(
     engine=None,
 ) -> CheckResult:
     """`engine`: None (embedded) or a SparkEngine, which reads and profiles both datasets on Spark."""
+    skipped: dict[str, str] = {}
     if engine is not None and engine.name == "spark":
         reference_source, current_source = engine.source(reference), engine.source(current)
-        kinds = feature_kinds(reference_source, features)
     else:
         engine = None
         reference_source, current_source = Source(reference), Source(current)
-        kinds = feature_kinds(reference_source, features)
+    kinds = feature_kinds(reference_source, features, skipped, only_features=True)
     unknown = [f for f in (methods or {}) if f not in kinds]
     if unknown:
         raise SchemaError(f"--method: column '{unknown[0]}' is not a compared feature")
@@ -61,6 +130,8 @@ def drift_between(
     fitted = check.fit(built.profile, built.chunks)
     bad = tuple(f"{path}: {why}" for path, why in reference_source.report.bad_files + current_source.report.bad_files)
     result = fitted.evaluate(current_profile, partial=bool(bad), bad_files=bad)
+    if skipped:
+        result = result.with_updates(details={**result.details, "skipped_columns": skipped})
     if report is not None:
         from monitor.reports import render_drift_report
 
