@@ -11,7 +11,6 @@ from typing import Optional
 
 import typer
 from rich.console import Console
-from rich.table import Table
 
 from monitor.errors import DriftlineError
 
@@ -20,8 +19,13 @@ app = typer.Typer(help="Drift, skew and calibration monitoring for ranking and C
 check_app = typer.Typer(help="One-off checks that need no config file.", no_args_is_help=True)
 app.add_typer(check_app, name="check")
 
-out = Console(width=None if sys.stdout.isatty() else 120)
-err = Console(stderr=True)
+def _consoles() -> tuple[Console, Console]:
+    from monitor.commands.tables import console
+
+    return console(), console(stderr=True)
+
+
+out, err = _consoles()
 
 
 class OutputFormat(str, Enum):
@@ -72,32 +76,9 @@ def _exit_code(statuses: list[str], fail_on: FailOn | None) -> int:
 
 
 def _print_result_table(result) -> None:
-    table = Table(title=f"{result.check}: {result.status}", title_justify="left")
-    for column in ("feature", "kind", "method", "score", "threshold", "status", "ref n", "cur n", "why"):
-        table.add_column(column, justify="right" if column in ("score", "threshold", "ref n", "cur n") else "left")
-    colours = {"ok": "green", "warn": "yellow", "alert": "red", "error": "red", "insufficient_data": "blue"}
-    for f in result.features:
-        why = "; ".join(f.reasons) if f.reasons else (f.message or "")
-        table.add_row(
-            f.feature, f.kind, f.method,
-            "-" if f.score is None else f"{f.score:.4f}",
-            "-" if f.threshold is None else f"{f.threshold:.4f}",
-            f"[{colours.get(f.status, 'white')}]{f.status}[/]",
-            str(f.reference_count), str(f.current_count), why,
-        )
-    out.print(table)
-    skipped = result.details.get("skipped_columns") or {}
-    if skipped:
-        by_reason: dict[str, list[str]] = {}
-        for column, reason in skipped.items():
-            by_reason.setdefault(reason, []).append(column)
-        out.print("not compared (not features): " + "; ".join(f"{', '.join(cols)} ({reason})"
-                                                             for reason, cols in by_reason.items())
-                  + "; name columns with --features to compare them", markup=False, highlight=False)
-    if result.report_path:
-        out.print(f"report: {result.report_path}")
-    if result.bad_files:
-        out.print(f"[yellow]partial: {len(result.bad_files)} unreadable file(s)[/]")
+    from monitor.commands.tables import render
+
+    render(result, out)
 
 
 @check_app.command("drift")
@@ -170,10 +151,7 @@ def run(
         sys.stdout.write(json.dumps([r.to_dict() for r in results], indent=2) + "\n")
     else:
         for result in results:
-            if result.features:
-                _print_result_table(result)
-            else:
-                out.print(f"{result.check}: {result.status} {result.details.get('error', '')}")
+            _print_result_table(result)
     raise typer.Exit(_exit_code([r.status for r in results], fail_on))
 
 
