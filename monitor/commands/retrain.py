@@ -92,7 +92,8 @@ def register(app: typer.Typer, check_app: typer.Typer) -> None:
                 finally:
                     store.close()
                 if not decision.due:
-                    out.print(f"retrain not due: {decision.reason}")
+                    reason = decision.reason if decision.reason.startswith("not due") else f"not due: {decision.reason}"
+                    out.print(f"retrain {reason}", markup=False, highlight=False)
                     raise typer.Exit(0)
                 trigger = f"{decision.trigger}: {decision.reason}"
             with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
