@@ -14,10 +14,13 @@ from rich.console import Console
 
 from monitor.errors import DriftlineError
 
-app = typer.Typer(help="Drift, skew and calibration monitoring for ranking and CTR models.", no_args_is_help=True,
-                  pretty_exceptions_enable=False)
-check_app = typer.Typer(help="One-off checks that need no config file.", no_args_is_help=True)
+# rich_markup_mode=None everywhere: help is plain text, so `{feature: [category, ...]}` keeps its
+# brackets (rich markup would read them as tags) and flags show no `<bool>` type.
+app = typer.Typer(rich_markup_mode=None, help="Drift, skew and calibration monitoring for ranking and CTR models.",
+                  no_args_is_help=True, pretty_exceptions_enable=False)
+check_app = typer.Typer(rich_markup_mode=None, help="One-off checks that need no config file.", no_args_is_help=True)
 app.add_typer(check_app, name="check")
+
 
 def _consoles() -> tuple[Console, Console]:
     from monitor.commands.tables import console

@@ -45,7 +45,7 @@ def _dump(rows: list[dict]) -> None:
 def register(app: typer.Typer, check_app: typer.Typer) -> None:
     from monitor.cli import OutputFormat
 
-    jobs_app = typer.Typer(help="Scheduled jobs and the run ledger.", no_args_is_help=True)
+    jobs_app = typer.Typer(rich_markup_mode=None, help="Scheduled jobs and the run ledger.", no_args_is_help=True)
     app.add_typer(jobs_app, name="jobs")
     config_option = typer.Option(..., "--config", help="The driftline YAML config.")
     format_option = typer.Option(OutputFormat.table, "--format", help="table or json.")
