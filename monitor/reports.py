@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import html
 import os
-import tempfile
+import uuid
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
@@ -116,7 +116,7 @@ def render_drift_report(
         )
         page = snapshot.get_html_str(as_iframe=False)
 
-    _write_atomically(path, _with_title(page, title))
+    write_report(path, _with_title(page, title))
     return path
 
 
@@ -169,9 +169,24 @@ def _with_title(page: str, title: str | None) -> str:
     return page.replace("<body>", f"<body>\n{heading}", 1)
 
 
-def _write_atomically(path: Path, text: str) -> None:
+def window_text(start, end) -> str:
+    """A window as every report title writes it: `2024-06-03 00:00 .. 2024-06-04 00:00` (UTC)."""
+    from datetime import datetime
+
+    def one(moment) -> str:
+        moment = datetime.fromisoformat(moment) if isinstance(moment, str) else moment
+        return f"{moment:%Y-%m-%d %H:%M}"
+
+    return f"{one(start)} .. {one(end)}"
+
+
+def write_report(path: Path, text: str) -> None:
+    """Write a report atomically, readable like any file this process creates (0666 less the
+    umask: usually 0644): drift and explain reports alike, served under /reports/."""
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    tmp = path.parent / f".{path.name}.{uuid.uuid4().hex[:12]}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # the umask applies (mkstemp: 0600)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(text)

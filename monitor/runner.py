@@ -33,7 +33,7 @@ from monitor.reference import (
     source_fingerprint,
     spec_key,
 )
-from monitor.reports import report_wanted  # light: Evidently is imported only to render
+from monitor.reports import report_wanted, window_text  # light: Evidently is imported only to render
 from monitor.sources import Limits, Source
 from monitor.store import ResultsStore
 
@@ -275,7 +275,7 @@ class ModelRunner:
                 path,
                 numeric=[c for c in columns if kinds[c] == "numeric"],
                 categorical=[c for c in columns if kinds[c] == "categorical"],
-                title=f"{self.model.name} {result.check} {start:%Y-%m-%d %H:%M} .. {end:%Y-%m-%d %H:%M}",
+                title=f"{self.model.name} {result.check} {window_text(start, end)}",
             )
             return result.with_updates(report_path=str(path))
         except Exception as exc:  # a report is a convenience: never lose the result over it
