@@ -11,8 +11,9 @@ CKSUM := $(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 STAMP := $(VENV)/.installed-$(CKSUM)
 DEMO_STAMP := $(VENV)/.demo-installed-$(CKSUM)
 DEMO_DIR ?= driftline-demo
-# pip shows its own progress ("Collecting ...", "Downloading ... MB", a bar on a terminal).
-PIP := $(BIN)/python -m pip install --progress-bar on --disable-pip-version-check
+# pip shows its own progress ("Collecting ...", "Downloading ... MB", a bar on a terminal);
+# --no-compile: Python compiles what it imports on first use, not every module of ~130 packages.
+PIP := $(BIN)/python -m pip install --progress-bar on --disable-pip-version-check --no-compile
 
 .PHONY: demo test venv bench clean system-deps
 

@@ -172,23 +172,10 @@ def init(
     out.print(f"wrote {path}")
 
 
-@app.command("demo")
-def demo(
-    workdir: Path = typer.Option(Path("driftline-demo"), help="Where the demo world, store and reports go."),
-    seed: int = typer.Option(7, help="Seed of the demo world."),
-    rows_per_day: int = typer.Option(20_000, help="Impressions per simulated day."),
-    serve: bool = typer.Option(False, "--serve", help="Then keep `driftline serve` running on the demo config."),
-    host: str = typer.Option("127.0.0.1", help="With --serve: address to bind."),
-    port: int = typer.Option(9108, help="With --serve: port for /metrics, /healthz and /reports/."),
-) -> None:
-    """Build the demo world (if absent), backfill the monitoring jobs over its 7 serving days, summarise."""
-    from monitor.demo.run import run_demo
+def print_demo_summary(summary: dict, workdir: Path, serve: bool = False) -> None:
+    """The demo's closing summary: incidents caught, false alarms, ledger, alerts, retraining."""
+    from rich.table import Table
 
-    try:
-        summary = run_demo(workdir, seed=seed, rows_per_day=rows_per_day,
-                           progress=lambda m: err.print(m, style="dim"))
-    except DriftlineError as exc:
-        _fail(str(exc))
     config = workdir / "driftline.yaml"
     table = Table(title="driftline demo: planted incidents", title_justify="left")
     for column in ("incident", "day", "features", "caught by", "status"):
@@ -222,6 +209,26 @@ def demo(
         out.print(f"next: `driftline demo --serve --workdir {workdir}` serves /metrics and the reports; "
                   f"your own model: `driftline init` (README, \"Monitor your own model\")", markup=False,
                   highlight=False)
+
+
+@app.command("demo")
+def demo(
+    workdir: Path = typer.Option(Path("driftline-demo"), help="Where the demo world, store and reports go."),
+    seed: int = typer.Option(7, help="Seed of the demo world."),
+    rows_per_day: int = typer.Option(20_000, help="Impressions per simulated day."),
+    serve: bool = typer.Option(False, "--serve", help="Then keep `driftline serve` running on the demo config."),
+    host: str = typer.Option("127.0.0.1", help="With --serve: address to bind."),
+    port: int = typer.Option(9108, help="With --serve: port for /metrics, /healthz and /reports/."),
+) -> None:
+    """Build the demo world (if absent), backfill the monitoring jobs over its 7 serving days, summarise."""
+    from monitor.demo.run import run_demo
+
+    try:
+        summary = run_demo(workdir, seed=seed, rows_per_day=rows_per_day,
+                           progress=lambda m: err.print(m, style="dim"))
+    except DriftlineError as exc:
+        _fail(str(exc))
+    print_demo_summary(summary, workdir, serve)
     if serve:
         from monitor.commands.serve import run_service, setup_logging
 

@@ -108,3 +108,21 @@ def test_a_rerun_keeps_the_users_registry_and_says_so(small_world, demo_raw_conf
     assert registry.versions(model.name) == [1, 2] and registry.production(model.name) == 1
     assert "kept as it is" in said[0] and "delete it to replay" in said[0]
     assert "kept as it is" in summary_line(section)
+
+
+def test_the_demo_summary_prints_the_ledger_the_alerts_and_where_they_went(tmp_path, capsys):
+    from monitor.cli import print_demo_summary
+
+    summary = {"incidents": [{"name": "device_mix_shift", "day": "2024-06-04", "features": ["device", "os"],
+                              "detected": True, "detected_by": ["data_drift"]}],
+               "false_alarms": [],
+               "jobs": {"windows_run": 56, "outcomes": {"succeeded": 56}, "windows": 56},
+               "alerts": {"delivered": {"firing": 18, "resolved": 18}, "sink": "log", "log": "alerts.log"},
+               "retrain": {"kept": True, "registry": "registry", "versions": [1, 2], "production": 1}}
+    print_demo_summary(summary, tmp_path)
+    text = " ".join(capsys.readouterr().out.split())
+    assert "device_mix_shift" in text and "caught" in text
+    assert "run ledger: 56 (check, day) windows run now (56 succeeded)" in text
+    assert f"alerts delivered through the log sink: 18 firing, 18 resolved; lines in {tmp_path / 'alerts.log'}" in text
+    assert "registry registry kept as it is (versions 1, 2, production v1)" in text
+    assert "driftline demo --serve" in text
