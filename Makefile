@@ -43,14 +43,15 @@ test: $(STAMP) system-deps
 	$(BIN)/python -m pytest
 
 # Debian packages the tests run for real: Prometheus + promtool, Alertmanager + amtool,
-# docker-compose (config validation only, no engine), a PostgreSQL server and Java 17 (the
-# Spark engine's tests run Spark in local[2] mode). Each binary maps to the package that
-# provides it; apt installs only the packages of the binaries that are missing (nothing is
-# upgraded: --no-upgrade); services it may start are stopped, so nothing holds the default
-# ports (the tests start their own servers on 127.0.0.1 high ports). `make demo` needs none.
+# docker-compose (config validation only, no engine), a PostgreSQL server, Java 17 (the
+# Spark engine's tests run Spark in local[2] mode) and Chromium (a served report is loaded
+# headless to see that its policy lets it draw and stops injected script). Each binary maps to
+# the package that provides it; apt installs only the packages of the binaries that are missing
+# (nothing is upgraded: --no-upgrade); services it may start are stopped, so nothing holds the
+# default ports (the tests start their own servers on 127.0.0.1 high ports). `make demo` needs none.
 SYSTEM_DEPS := prometheus:prometheus promtool:prometheus \
 	prometheus-alertmanager:prometheus-alertmanager amtool:prometheus-alertmanager \
-	docker-compose:docker-compose java:openjdk-17-jre-headless initdb:postgresql
+	docker-compose:docker-compose java:openjdk-17-jre-headless initdb:postgresql chromium:chromium
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT_GET = $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get
 INITDB_GLOB := /usr/lib/postgresql/*/bin/initdb

@@ -15,8 +15,8 @@ import os
 import sys
 
 from checks.drift import DriftCheck
-from monitor.profile import build_spec, infer_kind, profile_batches
-from monitor.sources import Source
+from core.profile import build_spec, infer_kind, profile_batches
+from core.sources import Source
 
 REFERENCE_SAMPLE_ROWS = 100_000
 METHODS = {"numeric": "wasserstein", "categorical": "jensenshannon"}

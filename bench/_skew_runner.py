@@ -12,7 +12,7 @@ import argparse
 import json
 import sys
 
-from monitor.sources import Source
+from core.sources import Source
 from skew.feature_values import JoinSettings, value_skew
 
 

@@ -19,8 +19,8 @@ import time
 def main(argv: list[str]) -> int:
     engine_name, reference_path, current_path, out = argv[:4]
     master = argv[4] if len(argv) > 4 else "local[2]"
-    from monitor.profile import build_spec, infer_kind
-    from monitor.sources import Source
+    from core.profile import build_spec, infer_kind
+    from core.sources import Source
 
     reference = Source(reference_path)
     kinds = {f.name: infer_kind(f.type) for f in reference.schema}
@@ -28,12 +28,12 @@ def main(argv: list[str]) -> int:
     phases: dict[str, float] = {}
     started = time.perf_counter()
     if engine_name == "local":
-        from monitor.engines import LocalEngine
+        from core.engines import LocalEngine
 
         profile = LocalEngine().profile(Source(current_path), list(kinds), spec)
         phases["profile (read + kernel + merge)"] = time.perf_counter() - started
     else:
-        from monitor.engines import SparkSettings, get_engine
+        from core.engines import SparkSettings, get_engine
 
         engine = get_engine("spark", SparkSettings(master=master))
         source = engine.source(current_path)

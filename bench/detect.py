@@ -3,6 +3,7 @@ how often it cries wolf on windows with no change — driftline next to Evidentl
 
     python -m bench.detect --rows 100000 --null-windows 100 --replicates 3
     python -m bench.detect --rows 1000000 --null-windows 40 --replicates 1 --evidently-windows 0
+    python -m bench.detect --label-scenarios [--nannyml-data DIR] --write
 
 A simulated offer-ranking CTR stream (offers x OS with a known interaction, slots, cart
 value, a context signal the model sees; the model's score is the true click probability of
@@ -19,6 +20,13 @@ DataSummaryPreset, ClassificationPreset, each with its auto-generated tests agai
 reference) on the same windows; it "alerts" when any test fails. Evidently is slow at 1M
 rows, so `--evidently-windows` bounds how many null windows it sees and `--evidently-incidents
 demo` shows it only the demo-size incidents (the first window of one replicate each).
+
+`--label-scenarios` instead runs the label checks' scenarios (bench/_label_scenarios.py):
+NannyML's synthetic binary classification (nannyml installed, or its CSVs under
+`--nannyml-data`) and a generated equivalent (stable reference, 5,000-row windows, AUC drop
+~0.011), and Elec2 (a model trained on the first weeks, weekly windows): windows caught and
+false alarms for driftline's default (spread mode), its former static default, NannyML's
+rule and Evidently's ClassificationPreset, written to its own block of bench/RESULTS.md.
 """
 
 from __future__ import annotations
@@ -166,7 +174,7 @@ class Driftline:
         from checks.drift import DriftCheck
         from checks.performance import PerformanceCheck
         from checks.quality import derive_suite
-        from monitor.profile import build_spec, empty_profile, profile_table
+        from core.profile import build_spec, empty_profile, profile_table
 
         table = to_table(reference)
         kinds = dict(FEATURES, score="numeric")
@@ -188,7 +196,7 @@ class Driftline:
 
     def run(self, data: dict, history: list) -> dict[str, str]:
         from checks.quality import validate_table
-        from monitor.profile import profile_table
+        from core.profile import profile_table
 
         out = {}
         table = to_table(data)
@@ -379,7 +387,12 @@ def main(argv: list[str] | None = None) -> int:
                         help="incidents Evidently sees (first window of the first replicate): all, or demo-size only")
     parser.add_argument("--gx-cost", action="store_true", help="also time GX on a full window vs samples")
     parser.add_argument("--write", action="store_true", help="append the tables to bench/RESULTS.md")
+    parser.add_argument("--label-scenarios", action="store_true",
+                        help="run the NannyML-style and Elec2 label scenarios instead of the simulated stream")
+    parser.add_argument("--nannyml-data", default=None, help="folder with NannyML's synthetic_sample_*.csv files")
     args = parser.parse_args(argv)
+    if args.label_scenarios:
+        return label_scenarios(args.nannyml_data, args.write)
     sections = [f"## Detection benchmark (bench/detect.py) — {datetime.now(timezone.utc):%Y-%m-%d}", "",
                 f"Machine: {platform.machine()}, {os.cpu_count()} cores ({platform.processor() or 'cpu'}), "
                 f"Python {platform.python_version()}; command: `python -m bench.detect "
@@ -399,6 +412,37 @@ def main(argv: list[str] | None = None) -> int:
     if args.write:
         with RESULTS.open("a") as handle:
             handle.write("\n" + "\n".join(sections) + "\n")
+    return 0
+
+
+def label_scenarios(nannyml_data: str | None, write: bool) -> int:
+    import subprocess
+
+    from bench import _label_scenarios as scenarios
+    from bench._results import read_block, write_block
+
+    elec2 = Path(__file__).resolve().parents[2] / "shared" / "data" / "elec2" / "elec_skmultiflow.csv"
+    chosen = [scenarios.nannyml_scenario(nannyml_data), scenarios.planted_scenario(), scenarios.elec2_scenario(elec2)]
+    missing = ["NannyML's data (nannyml not installed, no --nannyml-data)" if chosen[0] is None else None,
+               f"Elec2 ({elec2} not found)" if chosen[2] is None else None]
+    results = []
+    for scenario in chosen:
+        if scenario is not None:
+            results.append(scenarios.judge(scenario))
+            print(scenarios.markdown(results[-1:]), flush=True)
+    load = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
+    body = "\n".join([
+        f"## Label checks vs NannyML and Evidently: `python -m bench.detect --label-scenarios` — "
+        f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC", "",
+        f"Machine: 2-core shared dev VM ({platform.machine()}, {os.cpu_count()} cores); `uptime` before the "
+        f"write: {load}.", "",
+        "A window counts as flagged when the check's status is `alert` (driftline: performance or calibration; "
+        "Evidently: any failed test of ClassificationPreset). Not run: " + ("; ".join(m for m in missing if m) or "-")
+        + ".", "", scenarios.markdown(results)])
+    if write:
+        start, end = "<!-- bench.detect labels: start -->", "<!-- bench.detect labels: end -->"
+        before, _, after = read_block(start, end)
+        write_block(start, end, before, body + "\n", after)
     return 0
 
 

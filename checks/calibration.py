@@ -15,17 +15,29 @@ predicted clicks than the minimum is `insufficient_data`.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
 
 from checks import metrics
-from checks.base import CheckResult, worst_status
+from core.results import CheckResult, worst_status
 from checks.labelled import LabelledWindowCheck, Rows, fit_cached, group_index, top_groups
-from checks.registry import register_check
-from checks.thresholds import Tolerance, decide, learn_tolerance
-from monitor.errors import ConfigError
+from core.checks import register_check
+from checks.settings import CalibrationCheckConfig
+from checks.thresholds import (
+    DEFAULT_CAP,
+    MIN_SPREAD_CHUNKS,
+    SPREAD_K,
+    Tolerance,
+    decide,
+    excess_spread,
+    gated_p,
+    learn_tolerance,
+    spread_tolerance,
+    tolerance_notes,
+    validate_mode,
+)
 
 
 @dataclass(frozen=True)
@@ -86,14 +98,17 @@ class CalibrationCheck:
     min_positives: float = 20
     n_bins: int = 10
     thresholds: tuple[float, float] = (0.025, 0.05)
-    threshold_mode: Literal["static", "learned"] = "static"
+    threshold_mode: Literal["static", "learned", "spread"] = "spread"
     alpha: float = 0.05
     chunks: int = 10
+    learned_cap: float = DEFAULT_CAP
+    spread_k: tuple[float, float] = SPREAD_K
+    min_spread_chunks: int = MIN_SPREAD_CHUNKS
 
     def __post_init__(self) -> None:
         Tolerance(*self.thresholds)  # validates the pair
-        if self.threshold_mode not in ("static", "learned"):
-            raise ConfigError(f"threshold_mode: expected static or learned, got {self.threshold_mode!r}")
+        Tolerance(*self.spread_k)
+        validate_mode(self.threshold_mode, self.learned_cap)
 
     def fit(self, reference: Rows | None) -> "FittedCalibration":
         tolerance = Tolerance(*self.thresholds)
@@ -101,20 +116,58 @@ class CalibrationCheck:
             return FittedCalibration(self, None, None, tolerance)
         whole = Totals.of(reference)
         if self.threshold_mode == "learned":
-            tolerance = learned_ratio_tolerance(reference, whole, self.thresholds, self.chunks)
+            tolerance = learned_ratio_tolerance(reference, whole, self.thresholds, self.chunks, self.learned_cap)
         return FittedCalibration(self, whole, reference, tolerance)
 
 
-def learned_ratio_tolerance(reference: Rows, whole: Totals, static: tuple[float, float], chunks: int) -> Tolerance:
-    """Tolerances on log(ratio change) learned from reference chunks beyond Poisson noise."""
+def learned_ratio_tolerance(reference: Rows, whole: Totals, static: tuple[float, float], chunks: int,
+                            cap: float = DEFAULT_CAP) -> Tolerance:
+    """Tolerances on log(ratio change) learned from reference chunks beyond Poisson noise, at most cap x static."""
     effects, variances = [], []
     for chunk in reference.chunks(chunks):
         part = Totals.of(chunk)
         if part.observed > 0 and part.expected > 0 and whole.observed > 0:
             effects.append(math.log((part.observed / part.expected) / (whole.observed / whole.expected)))
             variances.append(1.0 / part.observed)
-    learned = learn_tolerance((math.log1p(static[0]), math.log1p(static[1])), effects, variances)
-    return Tolerance(math.expm1(learned.warn), math.expm1(learned.alert), learned.learned)
+    learned = learn_tolerance((math.log1p(static[0]), math.log1p(static[1])), effects, variances,
+                              ceiling=(math.log1p(cap * static[0]), math.log1p(cap * static[1])))
+    if learned.static is None:
+        return Tolerance(*static)
+    uncapped = None if learned.uncapped is None else tuple(math.expm1(v) for v in learned.uncapped)
+    return Tolerance(math.expm1(learned.warn), math.expm1(learned.alert), learned.learned, tuple(static),
+                     learned.capped, uncapped)
+
+
+def ratio_excess(reference: Rows, chunks: int) -> float | None:
+    """Chunk-to-chunk std of log(sum(p)/sum(y)) beyond Poisson noise, over `chunks` reference chunks."""
+    whole = Totals.of(reference)
+    if whole.observed <= 0 or whole.expected <= 0:
+        return None
+    effects, variances = [], []
+    for chunk in reference.chunks(chunks):
+        part = Totals.of(chunk)
+        if part.observed > 0 and part.expected > 0:
+            effects.append(math.log((part.expected / part.observed) / (whole.expected / whole.observed)))
+            variances.append(1.0 / part.observed)
+    return excess_spread(effects, variances)
+
+
+def spread_ratio_tolerance(reference: Rows | None, current: Totals, k: tuple[float, float], min_chunks: int,
+                           cache: dict) -> tuple[Tolerance | None, str]:
+    """Spread mode's band on the ratio change for a window of `current.count` rows (None: too few chunks)."""
+    n = current.count
+    chunks = reference.count // n if reference is not None and n else 0
+    if chunks < min_chunks:
+        return None, (f"static (the spread mode needs {min_chunks} reference chunks of {n} rows; "
+                      f"the reference holds {chunks})")
+    if n not in cache:
+        cache[n] = ratio_excess(reference, chunks)
+    sampling = math.sqrt(1 / max(current.observed, 1) + 1 / max(reference.positives, 1))
+    tol = spread_tolerance(cache[n], sampling, k)
+    if tol is None:
+        return None, "static (the reference's chunks have too few clicks to measure a spread)"
+    return (Tolerance(math.expm1(tol.warn), math.expm1(tol.alert), sigma=tol.sigma),
+            f"spread ({chunks} reference chunks of {n} rows)")
 
 
 @dataclass(frozen=True)
@@ -123,14 +176,22 @@ class FittedCalibration:
     reference: Totals | None
     reference_rows: Rows | None = None  # segments are grouped like the current window's
     tolerance: Tolerance = Tolerance(0.025, 0.05)
+    _spread_cache: dict = field(default_factory=dict, compare=False, repr=False)
 
-    def _decay(self, current: Totals, baseline: Totals | None) -> dict:
+    def _decay(self, current: Totals, baseline: Totals | None, tolerance: Tolerance | None = None) -> dict:
         alpha = self.check.alpha
+        tolerance = tolerance or self.tolerance
         ref_obs = None if baseline is None else baseline.observed
         ref_exp = None if baseline is None else baseline.expected
         phi, low, high = metrics.rate_ratio_interval(current.observed, current.expected, ref_obs, ref_exp, alpha)
-        p_warn = metrics.band_pvalues(current.observed, current.expected, ref_obs, ref_exp, self.tolerance.warn)
-        p_alert = metrics.band_pvalues(current.observed, current.expected, ref_obs, ref_exp, self.tolerance.alert)
+        if tolerance.sigma is None:
+            p_warn = metrics.band_pvalues(current.observed, current.expected, ref_obs, ref_exp, tolerance.warn)
+            p_alert = metrics.band_pvalues(current.observed, current.expected, ref_obs, ref_exp, tolerance.alert)
+        else:  # a noise band: the change must reach it and be significant
+            p_zero = float(metrics.band_pvalues(current.observed, current.expected, ref_obs, ref_exp, 0.0))
+            size = abs(math.log(phi)) if phi and math.isfinite(phi) and phi > 0 else math.inf
+            p_warn = gated_p(size, p_zero, math.log1p(tolerance.warn))
+            p_alert = gated_p(size, p_zero, math.log1p(tolerance.alert))
         return {
             "reference_ratio": None if baseline is None or baseline.observed <= 0
             else baseline.expected / baseline.observed,
@@ -149,7 +210,11 @@ class FittedCalibration:
         check = self.check
         whole = Totals.of(current)
         overall = summary(current.scores, current.labels, check.n_bins, check.alpha)
-        overall.update(self._decay(whole, self.reference))
+        spread, mode = None, check.threshold_mode
+        if check.threshold_mode == "spread" and self.reference is not None:
+            spread, mode = spread_ratio_tolerance(self.reference_rows, whole, check.spread_k, check.min_spread_chunks,
+                                                  self._spread_cache)
+        overall.update(self._decay(whole, self.reference, spread))
         p_warn, p_alert = overall.pop("_p")
         overall["status"] = (decide([p_warn], [p_alert], check.alpha)[0] if self._enough(whole)
                              else "insufficient_data")
@@ -159,7 +224,9 @@ class FittedCalibration:
             "prediction": prediction,
             "label": label,
             "baseline": "reference" if self.reference is not None else "one",
-            "tolerance": self.tolerance.to_dict(),
+            "threshold_mode": mode,
+            "tolerance": (spread or self.tolerance).to_dict(),
+            "tolerance_notes": tolerance_notes({"calibration": self.tolerance}),
             "alpha": check.alpha,
             "dropped_rows": current.dropped,
             "overall": overall,
@@ -208,10 +275,11 @@ class CalibrationWindowCheck(LabelledWindowCheck):
     def evaluate_pair(self, prediction, label, reference, current, context) -> CheckResult:
         params = self.config.check_params() if self.config is not None else {}
         check = CalibrationCheck(name=self.name, segments=tuple(self.segments), **params)
-        return fit_cached(check, reference).evaluate(current, prediction=prediction, label=label)
+        return fit_cached(context, check, reference).evaluate(current, prediction=prediction, label=label)
 
 
-@register_check("calibration")
+@register_check("calibration", params=CalibrationCheckConfig, needs=("rows", "labels"),
+                summary="predicted vs observed positives per segment, and its change vs the reference")
 def calibration_check(model_config, check_config=None) -> CalibrationWindowCheck:
     return CalibrationWindowCheck(model_config, check_config)
 
@@ -221,7 +289,7 @@ def calibration_of(data: str, prediction: str, label: str, segments: list[str] =
     """One-off (`driftline check calibration`): calibration of a scored, labelled dataset,
     as decay against a scored reference when one is given."""
     from checks.labelled import read_rows
-    from monitor.sources import Source
+    from core.sources import Source
 
     def rows_of(location: str, role: str) -> Rows:
         source = Source(location)

@@ -27,12 +27,23 @@ from typing import Literal
 import numpy as np
 
 from checks import metrics
-from checks.base import CheckResult, FeatureDrift, worst_status
+from core.results import CheckResult, FeatureDrift, worst_status
 from checks.changepoint import page_hinkley
 from checks.labelled import LabelledWindowCheck, Rows, fit_cached, group_index, top_groups
-from checks.registry import register_check
-from checks.thresholds import Tolerance, benjamini_hochberg, decide, excess_spread, learn_tolerance, one_sided_p
-from monitor.errors import ConfigError
+from core.checks import register_check
+from checks.settings import ConceptCheckConfig
+from checks.thresholds import (
+    DEFAULT_CAP,
+    Tolerance,
+    benjamini_hochberg,
+    decide,
+    excess_spread,
+    learn_tolerance,
+    one_sided_p,
+    tolerance_notes,
+    validate_mode,
+)
+from core.errors import ConfigError
 
 _PROBABILITY_FLOOR = 1e-5
 TOP_CELLS = 10
@@ -47,12 +58,30 @@ def fit_isotonic(scores: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np
     return np.asarray(iso.X_thresholds_, np.float64), np.asarray(iso.y_thresholds_, np.float64)
 
 
-def expected_vs_realized(scores, labels, calibrator, loss_noise: float = 0.0) -> dict:
+CROSS_FIT_FOLDS = 5
+
+
+def cross_fitted(scores: np.ndarray, labels: np.ndarray, folds: int = CROSS_FIT_FOLDS) -> np.ndarray:
+    """Calibrated probabilities of every reference row from a calibrator that never saw it
+    (interleaved folds), so the reference's own expected-versus-realized gap is honest."""
+    fold = np.arange(len(scores)) % folds
+    q = np.empty(len(scores))
+    for k in range(folds):
+        held = fold == k
+        q[held] = np.interp(scores[held], *fit_isotonic(scores[~held], labels[~held]))
+    return q
+
+
+def expected_vs_realized(scores, labels, calibrator, loss_noise: float = 0.0, baseline: dict | None = None,
+                         q: np.ndarray | None = None) -> dict:
     """Signal (a) for one set of rows: expected (from calibrated scores) and realized AUC and log loss.
 
     `loss_noise` is the learned between-window spread of the relative loss gap; the
-    standardised gap `loss_z` divides by it and the sampling error together."""
-    q = np.interp(scores, *calibrator)
+    standardised gap `loss_z` divides by it and the sampling error together. `baseline` is
+    the reference's own cross-fitted gap (FittedConcept.baseline): an isotonic calibrator
+    fitted on a finite reference is optimistic (it expects a higher AUC than any data gives
+    it), so the gaps are measured from the reference's, and its uncertainty adds to theirs."""
+    q = np.interp(scores, *calibrator) if q is None else q
     realized_auc = metrics.auc(labels, scores)
     expected_auc = metrics.expected_auc(scores, q)
     positives = float(q.sum())
@@ -61,13 +90,21 @@ def expected_vs_realized(scores, labels, calibrator, loss_noise: float = 0.0) ->
     auc_se = metrics.auc_se(expected_auc, positives, len(scores) - positives)
     rise = realized_loss / expected_loss - 1 if expected_loss > 0 else None
     relative_se = loss_se / expected_loss if expected_loss > 0 else None
+    auc_drop = None if realized_auc is None or expected_auc is None else expected_auc - realized_auc
+    if baseline is not None:
+        if auc_drop is not None:
+            auc_drop -= baseline["auc_drop"]
+            auc_se = math.hypot(auc_se, baseline["auc_se"])
+        if rise is not None:
+            rise -= baseline["loss_rise"]
+            relative_se = math.hypot(relative_se, baseline["loss_rise_se"])
     return {
         "count": len(scores),
         "expected_positives": positives,
         "expected_auc": expected_auc,
         "realized_auc": realized_auc,
         "auc_se": auc_se,
-        "auc_drop": None if realized_auc is None or expected_auc is None else expected_auc - realized_auc,
+        "auc_drop": auc_drop,
         "expected_log_loss": expected_loss,
         "realized_log_loss": realized_loss,
         "loss_rise": rise,
@@ -96,6 +133,9 @@ class ConceptCheck:
     threshold_mode: Literal["static", "learned"] = "static"
     alpha: float = 0.05
     chunks: int = 10
+    learned_cap: float = DEFAULT_CAP
+    min_reference_rows: int = 1000
+    min_reference_positives: float = 50  # of each label value
 
     def __post_init__(self) -> None:
         for pair in (self.residual_change, self.auc_drop, self.loss_rise):
@@ -104,8 +144,7 @@ class ConceptCheck:
             unknown = [c for c in pair if c not in self.segments]
             if unknown:
                 raise ConfigError(f"segment_pairs: '{unknown[0]}' is not a segment column")
-        if self.threshold_mode not in ("static", "learned"):
-            raise ConfigError(f"threshold_mode: expected static or learned, got {self.threshold_mode!r}")
+        validate_mode(self.threshold_mode, self.learned_cap, allowed=("static", "learned"))
 
     def families(self) -> list[tuple[str, ...]]:
         pairs = self.segment_pairs if self.segment_pairs is not None else itertools.combinations(self.segments, 2)
@@ -120,8 +159,17 @@ class ConceptCheck:
     def fit(self, reference: Rows) -> "FittedConcept":
         if reference.count == 0 or reference.positives == 0 or reference.positives == reference.count:
             raise ConfigError("concept_drift: the scored reference needs rows of both label values")
+        negatives = reference.count - reference.positives
+        if reference.count < self.min_reference_rows or min(reference.positives, negatives) < \
+                self.min_reference_positives:
+            return FittedConcept(self, reference, None, self.static_tolerances(), insufficient=(
+                f"the scored reference (prediction_reference) has {reference.count} rows, {reference.positives:g} "
+                f"positive and {negatives:g} negative; concept_drift needs at least {self.min_reference_rows} rows "
+                f"and {self.min_reference_positives:g} of each label (min_reference_rows, min_reference_positives)"))
         calibrator = fit_isotonic(reference.scores, reference.labels)
-        static = FittedConcept(self, reference, calibrator, self.static_tolerances())
+        baseline = expected_vs_realized(reference.scores, reference.labels, calibrator,
+                                        q=cross_fitted(reference.scores, reference.labels))
+        static = FittedConcept(self, reference, calibrator, self.static_tolerances(), baseline=baseline)
         return static._learned() if self.threshold_mode == "learned" else static
 
 
@@ -133,18 +181,29 @@ class FittedConcept:
     tolerances: dict[str, Tolerance] = field(default_factory=dict)
     loss_noise: float = 0.0  # between-chunk spread of the relative loss gap beyond sampling noise
     dispersion: float = 1.0  # residual chi-square per degree of freedom between reference chunks (>= 1)
+    baseline: dict | None = None  # the reference's own cross-fitted expected-versus-realized gap
+    insufficient: str | None = None  # why the reference is too small to judge anything
 
     def _learned(self) -> "FittedConcept":
         """Tolerances (and the loss series' noise) learned from chunk-versus-rest comparisons."""
         check = self.check
         parts = self.reference.chunks(check.chunks)
-        signals = [expected_vs_realized(c.scores, c.labels, self.calibrator) for c in parts]
-        usable = [c for c in signals if c["auc_drop"] is not None and c["loss_rise"] is not None]
-        families_seen, cell_effects, cell_variances = [], [], []
         bounds = np.linspace(0, self.reference.count, len(parts) + 1).astype(int)
-        for chunk, (a, b) in zip(parts, zip(bounds[:-1], bounds[1:])):
+        rests = []
+        for a, b in zip(bounds[:-1], bounds[1:]):
             rest = np.ones(self.reference.count, dtype=bool)
             rest[a:b] = False
+            rests.append(rest)
+        # Each chunk is judged by a calibrator fitted on the rest (cross-fitted), as a window is.
+        signals = []
+        for chunk, rest in zip(parts, rests):
+            own = self.reference.take(rest)
+            positives = own.positives
+            calibrator = fit_isotonic(own.scores, own.labels) if 0 < positives < own.count else self.calibrator
+            signals.append(expected_vs_realized(chunk.scores, chunk.labels, calibrator))
+        usable = [c for c in signals if c["auc_drop"] is not None and c["loss_rise"] is not None]
+        families_seen, cell_effects, cell_variances = [], [], []
+        for chunk, rest in zip(parts, rests):
             probe = FittedConcept(check, self.reference.take(rest), self.calibrator, self.tolerances)
             for columns in check.families():
                 family = probe._family(chunk, columns)
@@ -156,24 +215,34 @@ class FittedConcept:
                         cell_variances.append(1 / cell["observed"] + 1 / cell["reference_observed"])
         static = self.tolerances
         dispersion = _dispersion(families_seen)
-        cell = learn_tolerance((math.log1p(static["residual_cell"].warn), math.log1p(static["residual_cell"].alert)),
-                               cell_effects, cell_variances)
+        cap = check.learned_cap
+        cell_static = static["residual_cell"]
+        cell = learn_tolerance((math.log1p(cell_static.warn), math.log1p(cell_static.alert)), cell_effects,
+                               cell_variances, ceiling=(math.log1p(cap * cell_static.warn),
+                                                        math.log1p(cap * cell_static.alert)))
         learned = {
             "auc_drop": learn_tolerance(static["auc_drop"].pair, [c["auc_drop"] for c in usable],
-                                        [c["auc_se"] ** 2 for c in usable]),
+                                        [c["auc_se"] ** 2 for c in usable], cap=cap),
             "loss_rise": learn_tolerance(static["loss_rise"].pair, [c["loss_rise"] for c in usable],
-                                         [c["loss_rise_se"] ** 2 for c in usable]),
-            "residual_cell": Tolerance(math.expm1(cell.warn), math.expm1(cell.alert), cell.learned),
+                                         [c["loss_rise_se"] ** 2 for c in usable], cap=cap),
+            "residual_cell": Tolerance(math.expm1(cell.warn), math.expm1(cell.alert), cell.learned,
+                                       cell_static.pair if cell.static else None, cell.capped,
+                                       None if cell.uncapped is None else tuple(math.expm1(v) for v in cell.uncapped)),
             "residual_family": static["residual_family"],
         }
         noise = excess_spread([c["loss_rise"] for c in usable], [c["loss_rise_se"] ** 2 for c in usable])
-        return FittedConcept(check, self.reference, self.calibrator, learned, noise or 0.0, dispersion)
+        return FittedConcept(check, self.reference, self.calibrator, learned, noise or 0.0, dispersion, self.baseline)
 
     def evaluate(self, current: Rows, history: list[float] | None = None, prediction: str | None = None,
                  label: str | None = None, **context) -> CheckResult:
         check = self.check
+        if self.insufficient:
+            return CheckResult(check=check.name, status="insufficient_data", reference_rows=self.reference.count,
+                               current_rows=current.count, details={"prediction": prediction, "label": label,
+                                                                    "reason": self.insufficient}, **context)
         enough = current.count >= check.min_rows and float(current.scores.sum()) >= check.min_positives
-        signal_a = expected_vs_realized(current.scores, current.labels, self.calibrator, self.loss_noise)
+        signal_a = expected_vs_realized(current.scores, current.labels, self.calibrator, self.loss_noise,
+                                        self.baseline)
         signal_a["statuses"] = self._judge_a(signal_a) if enough else {"auc_drop": "insufficient_data",
                                                                        "loss_rise": "insufficient_data"}
         families = [self._family(current, columns) for columns in check.families()]
@@ -187,7 +256,10 @@ class FittedConcept:
             "label": label,
             "alpha": check.alpha,
             "tolerances": {k: t.to_dict() for k, t in self.tolerances.items()},
+            "tolerance_notes": tolerance_notes(self.tolerances),
             "loss_noise": self.loss_noise,
+            "reference_gap": None if self.baseline is None else {
+                k: self.baseline[k] for k in ("auc_drop", "auc_se", "loss_rise", "loss_rise_se")},
             "residual_dispersion": self.dispersion,
             "expected_vs_realized": signal_a,
             "loss_z": signal_a["loss_z"],
@@ -349,9 +421,10 @@ class ConceptWindowCheck(LabelledWindowCheck):
         check = ConceptCheck(name=self.name, segments=tuple(self.segments), **params)
         history = loss_history(getattr(context, "store", None), context.model.name, self.name, context.start,
                                context.end - context.start, prediction)
-        return fit_cached(check, reference).evaluate(current, history=history, prediction=prediction, label=label)
+        return fit_cached(context, check, reference).evaluate(current, history=history, prediction=prediction, label=label)
 
 
-@register_check("concept_drift")
+@register_check("concept_drift", params=ConceptCheckConfig, needs=("rows", "labels"), preload=("sklearn.isotonic",),
+                summary="realized vs expected performance, and residual shifts per segment")
 def concept_check(model_config, check_config=None) -> ConceptWindowCheck:
     return ConceptWindowCheck(model_config, check_config)

@@ -2,8 +2,9 @@
 
 `DriftCheck(...).fit(reference_profile, chunks)` fixes what "normal" looks like;
 `FittedDriftCheck.evaluate(current_profile)` scores every feature with a distance
-(normalised Wasserstein for numerics and L-infinity for categoricals by default; PSI
-and Jensen-Shannon on request) and turns it into a status with two thresholds. The
+(normalised Wasserstein for numerics, from a CDF rebuilt from the histogram and the
+quantile sketch (checks/profile_cdf.py), and L-infinity for categoricals by default; PSI
+and Jensen-Shannon on request, numerics on exact reference deciles) and turns it into a status with two thresholds. The
 null-rate change and, for categoricals, the share of values never seen in the
 reference raise a feature's status too. Thresholds are static, or learned from how
 much chunks of the reference differ from the whole (scaled to the window's size) and
@@ -19,10 +20,10 @@ from typing import Literal
 import numpy as np
 
 from checks import stats
-from checks.base import CheckResult, FeatureDrift, worst_status
-from checks.registry import register_check
-from monitor.errors import ConfigError, NotFittedError
-from monitor.profile import (
+from checks.profile_cdf import profile_cdf
+from core.results import CheckResult, FeatureDrift, worst_status
+from core.errors import ConfigError, NotFittedError
+from core.profile import (
     CategoricalProfile,
     DatasetProfile,
     FeatureError,
@@ -208,9 +209,7 @@ def score_profiles(method: str, ref, cur, coarse: np.ndarray | None = None) -> f
         if method == "wasserstein":
             # Population std (ddof=0), as Evidently normalises.
             population_std = math.sqrt(ref.m2 / ref.count) if ref.count else 0.0
-            return stats.wasserstein_normalized(
-                _points(ref), ref.bin_counts, _points(cur), cur.bin_counts, population_std
-            )
+            return stats.wasserstein_between_cdfs(*profile_cdf(ref), *profile_cdf(cur), population_std)
         groups = coarse if coarse is not None else np.arange(len(ref.bin_counts))
         ref_counts = np.bincount(groups, weights=ref.bin_counts)
         cur_counts = np.bincount(groups, weights=cur.bin_counts, minlength=len(ref_counts))
@@ -233,23 +232,26 @@ def category_counts(ref: CategoricalProfile, cur: CategoricalProfile) -> tuple[n
     return ref_counts, cur_counts
 
 
-def _points(profile: NumericProfile) -> np.ndarray:
-    """Per-bin means; an empty bin's point is irrelevant (weight 0) but must be finite."""
-    means = profile.bin_means
-    return np.where(np.isfinite(means), means, 0.0)
-
-
 def _coarse_groups(bin_counts: np.ndarray, target_bins: int) -> np.ndarray:
-    """Map fine bins to about `target_bins` groups of equal reference mass."""
+    """Map fine bins to `target_bins` groups of equal reference mass (reference deciles by default).
+
+    Each group boundary j/target_bins of the cumulative share is rounded to the *nearest*
+    fine-bin boundary, so when fine bins are reference percentiles the groups are exactly
+    the reference deciles (10 fine bins each, whatever the row count). Boundaries that round
+    to the same place (a value holding several deciles' mass) or to an end merge groups.
+    """
     total = bin_counts.sum()
     if total == 0 or len(bin_counts) <= target_bins:
         return np.arange(len(bin_counts))
-    cumulative = np.cumsum(bin_counts) / total
-    # A fine bin's group is the decile in which its mass ends.
-    groups = np.minimum((cumulative * target_bins - 1e-9).astype(np.int64), target_bins - 1)
-    groups = np.maximum.accumulate(groups)
-    _, dense = np.unique(groups, return_inverse=True)
-    return dense
+    cumulative = np.cumsum(bin_counts, dtype=np.float64) / total  # share up to the end of each fine bin
+    inner = cumulative[:-1]  # boundaries between fine bins 0|1, 1|2, ...
+    targets = np.arange(1, target_bins) / target_bins
+    # Nearest boundary to each target (ties to the lower one).
+    right = np.clip(np.searchsorted(inner, targets, side="left"), 0, len(inner) - 1)
+    left = np.clip(right - 1, 0, len(inner) - 1)
+    chosen = np.where(np.abs(inner[left] - targets) <= np.abs(inner[right] - targets), left, right)
+    cuts = np.unique(chosen)  # a cut after fine bin i
+    return np.searchsorted(cuts, np.arange(len(bin_counts)), side="left")
 
 
 def _chunk_noise(check: DriftCheck, name: str, whole, chunk_profiles, coarse) -> ChunkNoise | None:
@@ -300,16 +302,6 @@ def _feature_status(statuses: list[str]) -> str:
     return "ok"
 
 
-@register_check("data_drift")
-def data_drift_check(**params) -> DriftCheck:
-    return DriftCheck(name="data_drift", **params)
-
-
-@register_check("prediction_drift")
-def prediction_drift_check(**params) -> DriftCheck:
-    return DriftCheck(name="prediction_drift", **params)
-
-
 def compare_tables(
     reference,
     current,
@@ -322,7 +314,7 @@ def compare_tables(
 
     `numeric_bins` sets the fine histogram's bin count; PSI/JS then use those bins as they are.
     """
-    from monitor.profile import DEFAULT_NUMERIC_BINS, build_spec, profile_table
+    from core.profile import DEFAULT_NUMERIC_BINS, build_spec, profile_table
 
     spec = build_spec(reference, features, n_bins=numeric_bins or DEFAULT_NUMERIC_BINS)
     check = DriftCheck(methods=methods or {}, coarse_bins=numeric_bins or COARSE_BINS, **check_params)

@@ -16,7 +16,7 @@ import os
 from contextlib import contextmanager
 from pathlib import Path
 
-from monitor.errors import ConfigError, require
+from core.errors import ConfigError, require
 
 SUITE_FORMAT = "great_expectations/1"
 _GX_STATE: dict = {}

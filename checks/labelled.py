@@ -14,7 +14,6 @@ own `now`, or the clock.
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Iterable
@@ -23,8 +22,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from checks.base import CheckResult, WindowCheck
-from monitor.errors import ConfigError, SchemaError
+from core.checks import WindowCheck
+from core.results import CheckResult
+from core.errors import ConfigError, SchemaError
 
 NULL_SEGMENT = "(null)"
 OTHER_SEGMENT = "(other)"
@@ -137,26 +137,21 @@ def group_index(segment: Segment, names: list[str]) -> np.ndarray:
 # ------------------------------------------------------------------ the window check shell
 
 
-_REFERENCE_CACHE: "OrderedDict[tuple, Rows]" = OrderedDict()
-
-
 def _reference_rows(context, prediction: str, label: str, segments: list[str]) -> Rows:
-    """The scored reference (prediction_reference, else reference), read once per process."""
-    from monitor.reference import source_fingerprint
+    """The scored reference (prediction_reference, else reference), read once per runner
+    (kept in the runner's bounded, locked state, keyed by the files' fingerprint)."""
+    from core.reference import source_fingerprint
 
     source = context.runner.engine_source("prediction_reference")  # else the reference; Spark's on Spark
-    key = (source_fingerprint(source), prediction, label, tuple(segments))
-    if key in _REFERENCE_CACHE:
-        _REFERENCE_CACHE.move_to_end(key)
-        return _REFERENCE_CACHE[key]
-    columns = [c for c in dict.fromkeys([prediction, label, *segments]) if c in source.schema.names]
-    table = source.sample(REFERENCE_MAX_ROWS, columns, seed=0)
-    rows = read_rows(table.to_batches(), source.schema, prediction, label, segments,
-                     where=f"{source.location} ({_scored_reference_key(context.model)})")
-    _REFERENCE_CACHE[key] = rows
-    while len(_REFERENCE_CACHE) > 4:
-        _REFERENCE_CACHE.popitem(last=False)
-    return rows
+    key = ("labelled.reference", source_fingerprint(source), prediction, label, tuple(segments))
+
+    def read() -> Rows:
+        columns = [c for c in dict.fromkeys([prediction, label, *segments]) if c in source.schema.names]
+        table = source.sample(REFERENCE_MAX_ROWS, columns, seed=0)
+        return read_rows(table.to_batches(), source.schema, prediction, label, segments,
+                         where=f"{source.location} ({_scored_reference_key(context.model)})")
+
+    return context.state.get_or_create(key, read)
 
 
 def _scored_reference_key(model) -> str:
@@ -167,22 +162,14 @@ def _scored_reference_key(model) -> str:
             "is not set; set it to the model's scores and labels on held-out data")
 
 
-_FITTED: "OrderedDict[tuple, tuple]" = OrderedDict()
-
-
-def fit_cached(check, reference: Rows):
-    """`check.fit(reference)`, reused while the same (cached) reference rows and parameters come back:
-    a scheduled job re-fits nothing from window to window."""
-    key = (id(reference), check)  # checks are frozen dataclasses: hashable by their parameters
-    cached = _FITTED.get(key)
-    if cached is not None and cached[0] is reference:
-        _FITTED.move_to_end(key)
-        return cached[1]
-    fitted = check.fit(reference)
-    _FITTED[key] = (reference, fitted)
-    while len(_FITTED) > 8:
-        _FITTED.popitem(last=False)
-    return fitted
+def fit_cached(context, check, reference: Rows):
+    """`check.fit(reference)`, reused while the same reference rows and parameters come back: a
+    scheduled job re-fits nothing from window to window (kept in the runner's state)."""
+    key = ("labelled.fitted", id(reference), check)  # checks are frozen dataclasses: hashable by parameters
+    entry = context.state.get_or_create(key, lambda: (reference, check.fit(reference)))
+    if entry[0] is not reference:  # an id reused after the rows were dropped: fit afresh
+        return check.fit(reference)
+    return entry[1]
 
 
 def prediction_pairs(model, mapping: dict[str, str]) -> list[tuple[str, str, timedelta]]:
@@ -246,7 +233,7 @@ class LabelledWindowCheck(WindowCheck):
 
 def combine(name: str, results: list[CheckResult], result_context: dict) -> CheckResult:
     """One result per window: a single pair as is; several under details['predictions'][column]."""
-    from checks.base import worst_status
+    from core.results import worst_status
 
     if len(results) == 1:
         return results[0].with_updates(**result_context)

@@ -30,10 +30,11 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from checks.base import CheckResult, FeatureDrift, WindowCheck, worst_status
+from core.checks import WindowCheck, register_check
+from checks.settings import QualityCheckConfig
+from core.results import CheckResult, FeatureDrift, worst_status
 from checks.expectations import TYPE_FAMILIES, expectation, load_suite, suite_columns, validate_frame
-from checks.registry import register_check
-from monitor.errors import SchemaError
+from core.errors import SchemaError
 
 TABLE = "(table)"
 OFFENDING_VALUES = 10
@@ -237,7 +238,7 @@ def quality_result(suite: dict, results: list[dict], validated_rows: int, window
 
 def read_for_suite(batches, suite: dict, sample_rows: int, schema: pa.Schema | None = None) -> tuple[pa.Table, int]:
     """The suite's columns of a window: all rows up to `sample_rows`, else a uniform sample; and the row count."""
-    from monitor.sources import sample_batches
+    from core.sources import sample_batches
 
     seen = 0
 
@@ -255,9 +256,6 @@ def read_for_suite(batches, suite: dict, sample_rows: int, schema: pa.Schema | N
 # ------------------------------------------------------------------ the window check
 
 
-_SUITES: dict[tuple, dict] = {}
-
-
 class QualityWindowCheck(WindowCheck):
     name = "data_quality"
 
@@ -272,8 +270,8 @@ class QualityWindowCheck(WindowCheck):
         if self.config.suite:
             path = context.runner.config.base_dir / self.config.suite
             return load_suite(path)
-        from monitor.profile import infer_kind
-        from monitor.reference import source_fingerprint
+        from core.profile import infer_kind
+        from core.reference import source_fingerprint
 
         schema = self.model.model_schema
         source = context.reference_source()
@@ -283,18 +281,21 @@ class QualityWindowCheck(WindowCheck):
             if missing:
                 raise SchemaError(f"{source.location}: column '{missing[0]}' is not in the reference data")
             kinds = {c: kinds.get(c) or infer_kind(source.schema.field(c).type) for c in self.config.columns}
-        key = (source_fingerprint(source), tuple(kinds.items()), self.params, schema.example_id)
-        if key not in _SUITES:
+        key = ("data_quality.suite", source_fingerprint(source), tuple(kinds.items()), self.params,
+               schema.example_id)
+
+        def derive() -> dict:
             present = [c for c in kinds if c in source.schema.names]
             missing = [c for c in kinds if c not in source.schema.names]
             if missing:
                 raise SchemaError(f"{source.location}: column '{missing[0]}' is not in the reference data")
             id_column = schema.example_id if schema.example_id in source.schema.names else None
             sample = source.sample(200_000, present + ([id_column] if id_column else []), seed=0)
-            _SUITES[key] = derive_suite(sample, kinds, id_column, list(schema.predictions),
-                                        [label.name for label in schema.labels], self.params,
-                                        name=f"{self.model.name}-quality")
-        return _SUITES[key]
+            return derive_suite(sample, kinds, id_column, list(schema.predictions),
+                                [label.name for label in schema.labels], self.params,
+                                name=f"{self.model.name}-quality")
+
+        return context.state.get_or_create(key, derive)
 
     def run(self, context) -> CheckResult:
         suite = self.suite(context)
@@ -322,7 +323,8 @@ class QualityWindowCheck(WindowCheck):
                               **context.result_context)
 
 
-@register_check("data_quality")
+@register_check("data_quality", params=QualityCheckConfig, needs=("rows",), preload=("great_expectations",),
+                summary="the window against a Great Expectations suite derived from the reference")
 def quality_check(model_config, check_config=None) -> QualityWindowCheck:
     return QualityWindowCheck(model_config, check_config)
 
@@ -334,9 +336,9 @@ def quality_between(current: str, reference: str | None = None, suite_path: str 
 
     `engine`: a SparkEngine validates `current` on Spark; the suite is derived here either way.
     """
-    from monitor.errors import DataSourceError
-    from monitor.oneoff import feature_kinds
-    from monitor.sources import Source
+    from core.errors import DataSourceError
+    from core.reference import feature_kinds
+    from core.sources import Source
 
     if suite_path is None and reference is None:
         raise DataSourceError("give --reference to derive a suite, or --suite to load one")

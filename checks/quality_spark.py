@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from checks.base import CheckResult
+from core.results import CheckResult
 from checks.expectations import suite_columns, validate_frame
 from checks.quality import quality_result
 
@@ -81,7 +81,7 @@ def _nan_as_null(frame):
     from pyspark.sql import functions as F
     from pyspark.sql.types import DoubleType, FloatType
 
-    from monitor.engines.spark.source import quoted
+    from core.engines.spark.source import quoted
 
     def column(field):
         value = F.col(quoted(field.name))

@@ -10,13 +10,14 @@ from __future__ import annotations
 import math
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
+
+from core.checks import CheckParams
 
 Pair = tuple[float, float]
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+_Strict = CheckParams  # unknown keys forbidden, frozen; `enabled` off unless set
 
 
 def _ordered(pair: Pair, name: str) -> None:
@@ -49,29 +50,41 @@ class _LabelledConfig(_Strict):
     min_positives: float = Field(default=20, gt=0, description="fewer predicted positives: insufficient_data")
     alpha: float = Field(default=0.05, gt=0, lt=1, description="false-discovery rate across comparisons")
     threshold_mode: Literal["static", "learned"] = "static"
+    learned_cap: float = Field(default=3.0, ge=1, description="learned tolerances stay within this multiple of static")
 
 
-class CalibrationCheckConfig(_LabelledConfig):
+class _SpreadConfig(_LabelledConfig):
+    """Performance and calibration: tolerances from the reference's chunk-to-chunk spread by default."""
+
+    threshold_mode: Literal["static", "learned", "spread"] = Field(
+        default="spread", description="spread: k x the chunk-to-chunk std at the window's size (static when the "
+                                      "reference holds fewer than min_spread_chunks chunks of that size)")
+    spread_k: Pair = Field(default=(2.0, 3.0), description="spread mode: warn, alert in chunk stds")
+    min_spread_chunks: int = Field(default=8, ge=3)
+
+
+class CalibrationCheckConfig(_SpreadConfig):
     n_bins: int = Field(default=10, ge=2)
     thresholds: Pair = Field(default=(0.025, 0.05), description="relative change of sum(p)/sum(y): warn, alert")
 
     @model_validator(mode="after")
     def _pairs(self):
         _ordered(self.thresholds, "thresholds")
+        _ordered(self.spread_k, "spread_k")
         return self
 
     def check_params(self) -> dict:
         return self.model_dump(exclude={"enabled", "predictions", "segments"})
 
 
-class PerformanceCheckConfig(_LabelledConfig):
+class PerformanceCheckConfig(_SpreadConfig):
     auc_drop: Pair = (0.02, 0.05)
     ne_rise: Pair = Field(default=(0.02, 0.05), description="rise of normalised entropy: warn, alert")
     calibration: Pair = Field(default=(0.025, 0.05), description="relative change of sum(p)/sum(y)")
 
     @model_validator(mode="after")
     def _pairs(self):
-        for name in ("auc_drop", "ne_rise", "calibration"):
+        for name in ("auc_drop", "ne_rise", "calibration", "spread_k"):
             _ordered(getattr(self, name), name)
         return self
 
@@ -88,6 +101,8 @@ class ConceptCheckConfig(_LabelledConfig):
     loss_rise: Pair = Field(default=(0.02, 0.05), description="realized over expected log loss, minus 1")
     page_hinkley_delta: float = Field(default=0.5, ge=0, description="allowed drift of the loss z-series")
     page_hinkley_threshold: float = Field(default=8.0, gt=0)
+    min_reference_rows: int = Field(default=1000, ge=1, description="smaller scored reference: insufficient_data")
+    min_reference_positives: float = Field(default=50, gt=0, description="of each label value, in the reference")
 
     @model_validator(mode="after")
     def _pairs(self):

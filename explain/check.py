@@ -21,12 +21,12 @@ from datetime import datetime, timezone
 
 import numpy as np
 
-from checks.base import CheckResult, WindowCheck, worst_status
-from checks.registry import register_check
+from core.checks import WindowCheck, register_check
+from core.results import CheckResult, worst_status
 from explain.config import AttributionDriftConfig
 from explain.drift import Attribution, AttributionThresholds, compare, profile_values
-from monitor.errors import ConfigError, DriftlineError, SchemaError
-from monitor.reports import report_wanted, window_text
+from core.errors import ConfigError, DriftlineError, SchemaError
+from core.results import report_wanted, window_text
 
 log = logging.getLogger("driftline.explain")
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
@@ -106,7 +106,7 @@ class AttributionDriftCheck(WindowCheck):
                           name=self.model_config.name)
 
     def _sample(self, batches, columns, schema=None):
-        from monitor.sources import sample_batches
+        from core.sources import sample_batches
 
         table = sample_batches(batches, self.config.sample_size, self.config.seed, schema, columns)
         return table.to_pandas()
@@ -126,7 +126,7 @@ class AttributionDriftCheck(WindowCheck):
         baseline rows the first time, stored under the same key, loaded on every later run."""
         from explain import background as backgrounds
         from explain.models import DeepModel
-        from monitor.sources import Source, parse_window
+        from core.sources import Source, parse_window
 
         c = self.config
         base = context.runner.config.base_dir
@@ -136,10 +136,10 @@ class AttributionDriftCheck(WindowCheck):
         if deep:
             key_parts.update(background_rows=c.background_rows, shap_rows=c.shap_rows)
         if c.holdout_path:
-            from monitor.runner import source_fingerprint
+            from core.reference import source_fingerprint
 
             holdout, engine = str(c.resolve(c.holdout_path, base)), context.runner.engine
-            source = engine.source(holdout) if engine.name == "spark" else Source(holdout)
+            source = engine.source(holdout)
             key_parts["files"] = source_fingerprint(source)
             batches, schema, note = source.batches(columns), source.schema, None
         elif c.baseline_window:
@@ -147,7 +147,7 @@ class AttributionDriftCheck(WindowCheck):
             source = context.serving_source()
             batches, schema, note = source.batches(columns, start, end), source.schema, None
         else:
-            from monitor.runner import source_fingerprint
+            from core.reference import source_fingerprint
 
             source = context.reference_source()
             key_parts["files"] = source_fingerprint(source)
@@ -242,6 +242,7 @@ class AttributionDriftCheck(WindowCheck):
             return result.with_updates(details={**result.details, "report_error": str(exc)[:300]})
 
 
-@register_check("attribution_drift")
+@register_check("attribution_drift", params=AttributionDriftConfig, needs=("rows", "model"), preload=("lightgbm", "shap", "matplotlib"),
+                summary="what drives the model (SHAP, permutation importance) vs a baseline")
 def attribution_drift_check(model_config, check_config) -> AttributionDriftCheck:
     return AttributionDriftCheck(model_config, check_config)

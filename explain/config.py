@@ -1,7 +1,7 @@
 """Configuration of the `attribution_drift` check (`models.<name>.checks.attribution_drift`).
 
-Kept here, beside the check, and referenced from `monitor.config.ChecksConfig`; it imports
-nothing from monitor.config so that module can import it without a cycle.
+Kept here, beside the check: registered with it as its parameter model, from which the
+config schema of `checks:` is built.
 """
 
 from __future__ import annotations
@@ -9,16 +9,16 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
-from monitor.reports import ReportOn  # light: matplotlib is imported only to render
+from core.checks import CheckParams
+
+from core.results import ReportOn
 
 Pair = tuple[float, float]
 
 
-class AttributionDriftConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
+class AttributionDriftConfig(CheckParams):
     enabled: bool = False
     model_path: str | None = Field(
         default=None, description="LightGBM text model, or a retrain/ model directory (DCN-V2, ESMM: deep SHAP at x0); "

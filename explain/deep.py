@@ -34,7 +34,7 @@ import numpy as np
 from explain.models import DeepModel, MatrixModel
 from explain.results import ExplainResult, sorted_importances
 from explain.tree import ShapValues, importance_from_values
-from monitor.errors import SchemaError, require
+from core.errors import SchemaError, require
 
 METHODS = ("auto", "gradient", "deep", "shap_gradient")
 # A row's additivity error, as a share of the logit's spread over the rows, that is good enough.

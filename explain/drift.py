@@ -34,7 +34,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from checks.base import CheckResult, FeatureDrift, worst_status
+from core.results import CheckResult, FeatureDrift, worst_status
 
 SHAP_METHOD = "mean_abs_shap"
 PERMUTATION_METHOD = "permutation_logloss"
@@ -46,7 +46,7 @@ class Attribution:
 
     rows: int
     shap: dict[str, tuple[float, float]]  # feature -> (mean |SHAP|, standard error)
-    shap_profile: dict  # monitor.profile.DatasetProfile.to_dict() of the per-row SHAP values
+    shap_profile: dict  # core.profile.DatasetProfile.to_dict() of the per-row SHAP values
     base_value: float | None = None
     additivity_error: float | None = None
     permutation: dict[str, tuple[float, float, float]] | None = None  # feature -> (importance, std, se)
@@ -116,7 +116,7 @@ def profile_values(values: np.ndarray, features: tuple[str, ...], spec_dict: dic
     """Profile per-row SHAP values with the drift kernel; the spec (bin edges) comes from the reference."""
     import pyarrow as pa
 
-    from monitor.profile import ProfileSpec, build_spec, profile_table
+    from core.profile import ProfileSpec, build_spec, profile_table
 
     table = pa.table({f: pa.array(values[:, i], pa.float64()) for i, f in enumerate(features)})
     spec = ProfileSpec.from_dict(spec_dict) if spec_dict else build_spec(table, {f: "numeric" for f in features})
@@ -143,7 +143,7 @@ def compare(reference: Attribution, current: Attribution, kinds: dict[str, str],
             thresholds: AttributionThresholds = AttributionThresholds(), **context) -> CheckResult:
     """One FeatureDrift per model feature (score: SHAP-value Wasserstein) plus ranking statistics."""
     from checks.drift import score_profiles
-    from monitor.profile import DatasetProfile
+    from core.profile import DatasetProfile
 
     t = thresholds
     ref_profile = DatasetProfile.from_dict(reference.shap_profile)

@@ -31,9 +31,9 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from explain.lgbtext import check_text_model
-from monitor.errors import DataSourceError, DriftlineError, SchemaError, require
-from skew.prediction import load_booster, load_vocabulary
+from core.models import check_text_model
+from core.errors import DataSourceError, DriftlineError, SchemaError, require
+from core.models import load_booster, load_vocabulary
 
 
 @runtime_checkable

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from explain.results import ExplainResult
-from monitor.errors import SchemaError
+from core.errors import SchemaError
 
 DEFAULT_SAMPLE = 5000
 BACKGROUND_ROWS = 200
@@ -13,7 +13,7 @@ BACKGROUND_ROWS = 200
 
 def _source(path: str, features: tuple[str, ...]):
     """The data source, checked to hold every model feature (the error names the file and column)."""
-    from monitor.sources import Source
+    from core.sources import Source
 
     source = Source(path)
     missing = [f for f in features if f not in source.schema.names]
@@ -92,7 +92,7 @@ def _explain_deep(model, frame, background_source, origin: str, rows: int, seed:
 
 
 def _report(path: Path, result: ExplainResult, model, frame, values, seed: int, model_path: str, data: str) -> None:
-    from checks.base import CheckResult
+    from core.results import CheckResult
     from explain.models import TreeModel
     from explain.report import render_explain_report
     from explain.tree import sample_frame, shap_values

@@ -27,7 +27,7 @@ import numpy as np
 
 from explain.models import MatrixModel, Model, as_sklearn
 from explain.results import ExplainResult, FeatureImportance, sorted_importances
-from monitor.errors import SchemaError
+from core.errors import SchemaError
 
 Scorer = Callable  # sklearn convention: scorer(estimator, X, y) -> float, greater is better
 

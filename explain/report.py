@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from checks.base import CheckResult
+from core.results import CheckResult
 
 BEESWARM_ROWS = 2000
 TOP_FEATURES = 12
@@ -130,7 +130,7 @@ def render_explain_report(path: str | Path, title: str, result: CheckResult, val
     if details.get("additivity_error") is not None:  # how far base + sum(SHAP) is from the model's logit
         explainer = f", explainer {_fmt(details['explainer'])}" if details.get("explainer") else ""
         background = details.get("background") or {}
-        against = f", against {background['rows']} background rows" if background.get("rows") else ""
+        against = f", against {_fmt(background['rows'])} background rows" if background.get("rows") else ""
         sections.append(f"<p>base value {_fmt(details.get('base_value'))} (log-odds); additivity error "
                         f"<b>{_fmt(details['additivity_error'])}</b> (max |base + &Sigma; SHAP &minus; logit| over "
                         f"the rows{explainer}{against})</p>")
@@ -139,8 +139,8 @@ def render_explain_report(path: str | Path, title: str, result: CheckResult, val
         sections.append("<h2>Rankings</h2><table><tr><th>method</th><th>Spearman</th><th>nDCG@k</th>"
                         "<th>k</th><th>flagged</th><th>reference top</th><th>current top</th></tr>")
         for method, r in rankings.items():
-            sections.append(f"<tr><td>{method}</td><td>{_fmt(r['spearman'])}</td><td>{_fmt(r['ndcg'])}</td>"
-                            f"<td>{r['k']}</td><td>{r['flagged']}</td><td>{_fmt(', '.join(r['reference_top']))}</td>"
+            sections.append(f"<tr><td>{_fmt(method)}</td><td>{_fmt(r['spearman'])}</td><td>{_fmt(r['ndcg'])}</td>"
+                            f"<td>{_fmt(r['k'])}</td><td>{_fmt(r['flagged'])}</td><td>{_fmt(', '.join(r['reference_top']))}</td>"
                             f"<td>{_fmt(', '.join(r['current_top']))}</td></tr>")
         sections.append("</table>")
     sections.append("<h2>Global importance</h2>")
@@ -175,7 +175,7 @@ def render_explain_report(path: str | Path, title: str, result: CheckResult, val
             "<style>body{font-family:sans-serif;max-width:1000px;margin:auto}table{border-collapse:collapse}"
             "td,th{border:1px solid #ccc;padding:2px 6px;font-size:13px}img{max-width:100%}</style></head><body>"
             + "\n".join(sections) + "</body></html>")
-    from monitor.reports import write_report
+    from checks.drift_report import write_report
 
     write_report(path, page)
     return path

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from checks.base import json_safe
+from core.results import json_safe
 
 EXPLAIN_SCHEMA_VERSION = 1
 

@@ -24,7 +24,7 @@ import numpy as np
 
 from explain.models import LightGBMModel, TreeModel
 from explain.results import ExplainResult, FeatureImportance, sorted_importances
-from monitor.errors import SchemaError
+from core.errors import SchemaError
 
 DEFAULT_SAMPLE = 5000
 PRED_CONTRIB = "path-dependent TreeSHAP (LightGBM pred_contrib)"

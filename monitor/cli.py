@@ -12,7 +12,7 @@ from typing import Optional
 import typer
 from rich.console import Console
 
-from monitor.errors import DriftlineError
+from core.errors import DriftlineError
 
 # rich_markup_mode=None everywhere: help is plain text, so `{feature: [category, ...]}` keeps its
 # brackets (rich markup would read them as tags) and flags show no `<bool>` type.
@@ -55,7 +55,7 @@ def one_off_engine(engine: EngineName, master: str, conf: list[str]):
     """None for the embedded engine, else a SparkEngine (one-off checks have no config file)."""
     if engine is EngineName.local:
         return None
-    from monitor.engines import SparkSettings, get_engine
+    from core.engines import SparkSettings, get_engine
 
     settings = {}
     for item in conf:
@@ -140,7 +140,7 @@ def run(
     """Run configured checks for one window and store the results (idempotent per window)."""
     from monitor.config import load_config
     from monitor.runner import run_config
-    from monitor.sources import parse_window
+    from core.sources import parse_window
 
     try:
         cfg = load_config(config)
@@ -201,7 +201,7 @@ def print_demo_summary(summary: dict, workdir: Path, serve: bool = False) -> Non
         out.print(f"alerts delivered through the {alerts['sink']} sink: {counts}; lines in "
                   f"{workdir / alerts['log']}; `driftline alerts list --config {config}`", markup=False, highlight=False)
     if summary.get("retrain"):
-        from retrain.demo import summary_line
+        from monitor.demo.retrain import summary_line
 
         out.print(summary_line(summary["retrain"]), highlight=False)
     out.print(f"summary: {workdir / 'summary.json'}")

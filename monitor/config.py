@@ -7,64 +7,17 @@ Unknown keys and bad values are errors that name the key path, e.g.
 from __future__ import annotations
 
 import os
-import re
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Literal
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from checks.settings import (  # light: pydantic only
-    CalibrationCheckConfig,
-    ConceptCheckConfig,
-    PerformanceCheckConfig,
-    QualityCheckConfig,
-)
-from explain.config import AttributionDriftConfig  # light: pydantic only
-from monitor.errors import ConfigError
-from monitor.reports import ReportOn  # light: Evidently is imported only to render
+from core.errors import ConfigError
+from core.settings import Duration, LimitsConfig, Pair, SourceConfig, parse_duration  # noqa: F401  (re-exported)
+from core.settings import StrictModel as _Strict
 from retrain.settings import GatesConfig, PushConfig, check_cron  # light: pydantic only
-
-_DURATION = re.compile(r"^\s*(\d+)\s*(s|m|h|d|w)\s*$")
-_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
-
-
-def parse_duration(value) -> timedelta:
-    """'30m', '6h', '1d', '2w' (or a number of seconds) to a timedelta."""
-    if isinstance(value, timedelta):
-        return value
-    if isinstance(value, (int, float)):
-        return timedelta(seconds=value)
-    match = _DURATION.match(str(value))
-    if not match:
-        raise ValueError(f"expected a duration such as 30m, 6h, 1d, got {value!r}")
-    return timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
-
-
-Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class LimitsConfig(_Strict):
-    max_bytes: int | None = Field(default=None, gt=0)
-    max_rows: int | None = Field(default=None, gt=0)
-    max_categories: int = Field(default=10_000, gt=0)
-
-
-class SourceConfig(_Strict):
-    path: str = Field(description="file, directory, glob or object-store URI")
-    format: Literal["parquet", "csv", "json", "jsonl"] | None = None
-    limits: LimitsConfig = LimitsConfig()
-
-    def resolved(self, base: Path) -> str:
-        if "://" in self.path or os.path.isabs(self.path):
-            return self.path
-        return str((base / self.path).resolve())
-
 
 class FeatureConfig(_Strict):
     name: str
@@ -95,79 +48,31 @@ class SchemaConfig(_Strict):
         return self
 
 
-Pair = tuple[float, float]
-
-
-class DriftCheckConfig(_Strict):
-    enabled: bool = True
-    features: list[str] | None = None
-    methods: dict[str, Literal["wasserstein", "psi", "jensenshannon", "linf"]] = {}
-    thresholds: dict[Literal["wasserstein", "psi", "jensenshannon", "linf"], Pair] = {}
-    threshold_mode: Literal["static", "learned"] = "static"
-    min_samples: int = Field(default=1000, ge=1)
-    null_rate_thresholds: Pair = (0.05, 0.1)
-    unseen_share_thresholds: Pair = (0.02, 0.05)
-    report: bool = True  # data_drift only: an Evidently drill-down report (HTML)
-    report_on: ReportOn = "warn"  # which windows get one: warn (warn or alert), alert, always
-
-    def check_params(self) -> dict:
-        return {
-            "features": tuple(self.features) if self.features else None,
-            "methods": dict(self.methods),
-            "thresholds": dict(self.thresholds),
-            "threshold_mode": self.threshold_mode,
-            "min_samples": self.min_samples,
-            "null_rate_thresholds": self.null_rate_thresholds,
-            "unseen_share_thresholds": self.unseen_share_thresholds,
-        }
-
-
-class TrainServeSkewConfig(_Strict):
-    """`checks.train_serve_skew` (skew/scheduled.py): serving logs vs the training examples of the same events."""
-
-    enabled: bool = False
-    training: SourceConfig | None = None  # training examples generated for the served events
-    key: str | None = None  # default: schema.example_id
-    features: list[str] | None = None  # default: the schema's features
-    serving_absent: list[str] = []  # absent at serving by design, beyond the labels
-    segments: list[str] | None = None  # default: the schema's segments
-    thresholds: dict[str, Pair] = {}  # distribution [warn, alert] per feature
-    min_samples: int = Field(default=1000, ge=1)
-    null_rate_thresholds: Pair = (0.05, 0.1)
-    tolerance: float = Field(default=1e-9, ge=0)
-    relative_tolerance: float = Field(default=1e-9, ge=0)
-    decimals: dict[str, int] = {}  # compare these numerics rounded instead
-    value_mismatch_thresholds: Pair = (0.001, 0.01)
-    join_thresholds: Pair = (0.01, 0.05)
-    model_path: str | None = None  # LightGBM text model replayed on the logged features
-    model_paths: dict[str, str] = {}  # per logged model version
-    vocabulary_path: str | None = None
-    prediction_tolerance: float = Field(default=1e-6, ge=0)
-    prediction_thresholds: Pair = (0.001, 0.01)
-    max_examples: int = Field(default=5, ge=0, le=100)
-    memory_limit: str = Field(default="1.5GB", pattern=r"^\s*\d+(\.\d+)?\s*([KMGT]i?B|B)\s*$")
-    threads: int = Field(default=2, ge=1)
-
-    @model_validator(mode="after")
-    def _training_given(self):
-        if self.enabled and self.training is None:
-            raise ValueError("training is required when train_serve_skew is enabled")
-        return self
-
-
 class ChecksConfig(_Strict):
-    data_drift: DriftCheckConfig = DriftCheckConfig()
-    prediction_drift: DriftCheckConfig = DriftCheckConfig()
-    attribution_drift: AttributionDriftConfig = AttributionDriftConfig()  # explain/check.py
-    # checks/quality.py, calibration.py, performance.py, concept.py (off unless enabled).
-    data_quality: QualityCheckConfig = QualityCheckConfig()
-    calibration: CalibrationCheckConfig = CalibrationCheckConfig()
-    performance: PerformanceCheckConfig = PerformanceCheckConfig()
-    concept_drift: ConceptCheckConfig = ConceptCheckConfig()
-    train_serve_skew: TrainServeSkewConfig = TrainServeSkewConfig()  # skew/scheduled.py
+    """`models.<name>.checks`: one entry per registered check (built-in or plug-in), each
+    validated by that check's own parameter model. The fields are filled in from the check
+    registry by `checks_config_model()`; this base only carries the helpers."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _known_names(cls, data):
+        if isinstance(data, dict):
+            unknown = [k for k in data if k not in cls.model_fields]
+            if unknown:
+                raise ValueError(f"unknown check {unknown[0]!r} (known: {', '.join(sorted(cls.model_fields))})")
+        return data
 
     def enabled(self) -> list[str]:
         return [name for name in type(self).model_fields if getattr(self, name).enabled]
+
+    def params(self, name: str):
+        return getattr(self, name)
+
+
+def checks_catalog():
+    from monitor.catalog import load_checks
+
+    return load_checks()
 
 
 class ScheduleConfig(_Strict):
@@ -205,6 +110,17 @@ class EmailConfig(_Strict):
     password_file: str | None = None
     # TLS always verifies the server's certificate and name; a private CA goes here (PEM).
     ca_file: str | None = None
+    # `security: none` with a username and password sends them readable (AUTH PLAIN): refused
+    # unless the route says so here (a relay on the same host, say).
+    allow_plaintext_auth: bool = False
+
+    @model_validator(mode="after")
+    def _no_clear_text_password(self):
+        if self.security == "none" and self.username and (self.password_env or self.password_file) \
+                and not self.allow_plaintext_auth:
+            raise ValueError("security: none would send the SMTP password in clear text; use starttls or ssl, "
+                             "or set email.allow_plaintext_auth: true")
+        return self
 
 
 class AlertRouteConfig(_Strict):
@@ -267,7 +183,7 @@ class SparkConfig(_Strict):
         return conf
 
     def settings(self):
-        from monitor.engines import SparkSettings
+        from core.engines import SparkSettings
 
         return SparkSettings(self.master, self.app_name, dict(self.conf))
 
@@ -361,6 +277,28 @@ class Config(_Strict):
         return path if path.is_absolute() else (self.base_dir / path).resolve()
 
 
+_CONFIG_MODELS: dict[tuple[str, ...], type[Config]] = {}
+
+
+def config_model() -> type[Config]:
+    """`Config` whose `models.*.checks` schema is built from the check registry: every known
+    check (built-in or plug-in) is a field typed by its own parameter model, defaulting to that
+    model's defaults. Built once per set of registered checks."""
+    from pydantic import create_model
+
+    specs = checks_catalog().specs
+    key = tuple(sorted(specs))
+    built = _CONFIG_MODELS.get(key)
+    if built is None:
+        fields = {name: (spec.params, Field(default_factory=spec.params)) for name, spec in sorted(specs.items())}
+        checks = create_model("ChecksConfig", __base__=ChecksConfig, **fields)
+        model = create_model("ModelConfig", __base__=ModelConfig,
+                             checks=(checks, Field(default_factory=checks)))
+        built = create_model("Config", __base__=Config, models=(list[model], Field(min_length=1)))
+        _CONFIG_MODELS[key] = built
+    return built
+
+
 def _key_path(error: dict, data: dict) -> str:
     parts: list[str] = []
     node = data
@@ -380,7 +318,7 @@ def parse_config(data: dict, source: str = "config", base_dir: Path | None = Non
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: expected a mapping at the top level")
     try:
-        config = Config.model_validate({**data, "base_dir": base_dir or Path(".")})
+        config = config_model().model_validate({**data, "base_dir": base_dir or Path(".")})
     except ValidationError as exc:
         first = exc.errors()[0]
         raise ConfigError(f"{source}: {_key_path(first, data)}: {first['msg']}") from exc

@@ -9,7 +9,7 @@ from __future__ import annotations
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine, make_url
 
-from monitor.errors import ConfigError
+from core.errors import ConfigError
 
 
 def database_url(url: str) -> str:

@@ -14,6 +14,7 @@ generic CheckResult JSON, so a new check is exported without changes here:
 | `driftline_calibration_ratio`, `driftline_ece`, `driftline_auc`, `driftline_normalized_entropy`, `driftline_prediction_skew_ratio` | model, check, prediction, segment | `details` keys, below |
 | `driftline_skew_mismatch_ratio` | model, check, feature | `details` keys, below |
 | `driftline_feature_importance` | model, check, feature, method | `details` keys, below |
+| `driftline_<name>` | model, check, the point's own labels | `metrics`: the points a result declares (core.results.MetricPoint); any check, plug-ins included |
 | `driftline_job_duration_seconds` (histogram) | model, check | run ledger: finished runs |
 | `driftline_job_last_success_timestamp_seconds` | model, check | run ledger |
 | `driftline_job_failures_total` | model, check | run ledger: failed attempts, retries included |
@@ -59,6 +60,8 @@ from sqlalchemy import and_, case, func, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
+from core.results import METRIC_NAME
+
 log = logging.getLogger("driftline.exporter")
 
 STATUS_VALUE = {"ok": 0, "warn": 1, "alert": 2, "error": 2, "insufficient_data": -1, "pending": -2}
@@ -103,6 +106,8 @@ class _Families:
     def add(self, name: str, doc: str, labels: dict[str, str], value) -> None:
         value = _number(value)
         family = self.gauge(name, doc, list(labels))
+        if list(family._labelnames) != list(labels):
+            return  # one family, one label set (a declared metric reusing a name with other labels)
         key = tuple(labels.values())
         if value is None or key in self.seen[name] or len(self.seen[name]) >= MAX_SERIES:
             return
@@ -272,6 +277,13 @@ class DriftlineCollector:
             for feature, value in extract_skew(details):
                 out.add("driftline_skew_mismatch_ratio", "Share of joined examples whose feature value differs.",
                         {**base, "feature": feature}, value)
+            for point in data.get("metrics") or []:  # what the result declares (core.results.MetricPoint)
+                if isinstance(point, dict) and isinstance(point.get("labels", {}), dict) \
+                        and METRIC_NAME.match(str(point.get("name", ""))):
+                    labels = {k: str(v) for k, v in sorted(point.get("labels", {}).items())
+                              if k not in base}
+                    out.add(f"driftline_{point['name']}", str(point.get("help") or point["name"]),
+                            {**base, **labels}, point.get("value"))
             for feature, method, value in extract_importance(details):
                 out.add("driftline_feature_importance", "Global feature importance in the latest window.",
                         {**base, "feature": feature, "method": method}, value)

@@ -3,7 +3,11 @@
 - `/metrics`: the Prometheus exposition of a registry passed in;
 - `/healthz`: liveness JSON (no secrets, no auth, so probes need no token);
 - `/reports/...`: the stored HTML reports, confined to the reports folder (no `..`,
-  no absolute paths, no symlinks out of it, files only).
+  no absolute paths, no symlinks out of it, files only). Every answer carries
+  `X-Content-Type-Options: nosniff` and a Content-Security-Policy that loads nothing from
+  anywhere; an HTML page may run only the inline scripts it holds, each allowed by its
+  SHA-256 (Evidently's page needs them), so no inline event handler runs. (That the scripts
+  hold only data is the writer's part: checks/drift_report.py escapes what Evidently embeds.)
 
 It binds 127.0.0.1 by default. Bound beyond loopback it is *exposed*: it refuses to start
 without a bearer token (env `DRIFTLINE_TOKEN` or a token file), and `/metrics` and
@@ -13,12 +17,15 @@ A configured token is enforced on loopback too.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import hmac
 import html
 import ipaddress
 import json
 import logging
 import os
+import re
 import socket
 import threading
 from http import HTTPStatus
@@ -27,11 +34,17 @@ from pathlib import Path
 from typing import Callable
 from urllib.parse import unquote, urlsplit
 
-from monitor.errors import ConfigError, DriftlineError
+from core.errors import ConfigError, DriftlineError
 
 log = logging.getLogger("driftline.http")
 TOKEN_ENV = "DRIFTLINE_TOKEN"
 MAX_REPORT_BYTES = 50 * 1024 * 1024
+# Nothing is fetched from anywhere (data: images and fonts are inline in the pages); no
+# forms, no <base>, no framing. Only script-src varies: the hashes of the page's own scripts.
+_CSP = ("default-src 'none'; script-src {scripts}; style-src 'unsafe-inline'; img-src data:; font-src data:; "
+        "base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
+# An inline script's text up to the end tag the HTML tokenizer would see.
+_INLINE_SCRIPT = re.compile(rb"<script(\s[^>]*)?>(.*?)</script[\s/>]", re.S | re.I)
 
 
 class ServeError(DriftlineError):
@@ -110,6 +123,7 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_response(HTTPStatus.UNAUTHORIZED)
             self.send_header("WWW-Authenticate", 'Bearer realm="driftline"')
             self.send_header("Content-Length", "13")
+            self.send_header("X-Content-Type-Options", "nosniff")
             self.end_headers()
             if not head:
                 self.wfile.write(b"unauthorized\n")
@@ -132,18 +146,29 @@ class _Handler(BaseHTTPRequestHandler):
                               head)
         if target.stat().st_size > MAX_REPORT_BYTES:
             return self._send(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, b"too large\n", "text/plain", head)
-        kind = "text/html; charset=utf-8" if target.suffix in (".html", ".htm") else (
+        page = target.suffix in (".html", ".htm")
+        kind = "text/html; charset=utf-8" if page else (
             "application/json" if target.suffix == ".json" else "application/octet-stream")
-        self._send(HTTPStatus.OK, target.read_bytes(), kind, head)
+        body = target.read_bytes()
+        self._send(HTTPStatus.OK, body, kind, head, csp=content_security_policy(body) if page else None)
 
-    def _send(self, status: HTTPStatus, body: bytes, content_type: str, head: bool) -> None:
+    def _send(self, status: HTTPStatus, body: bytes, content_type: str, head: bool, csp: str | None = None) -> None:
         self.send_response(status)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
         self.send_header("X-Content-Type-Options", "nosniff")
+        self.send_header("Content-Security-Policy", csp or content_security_policy())
         self.end_headers()
         if not head:
             self.wfile.write(body)
+
+
+def content_security_policy(body: bytes = b"") -> str:
+    """The policy for a page: its inline scripts allowed by hash, nothing else (no
+    'unsafe-inline', so inline event handlers never run, and no external source)."""
+    hashes = sorted({"'sha256-" + base64.b64encode(hashlib.sha256(m.group(2)).digest()).decode() + "'"
+                     for m in _INLINE_SCRIPT.finditer(body) if b"src" not in (m.group(1) or b"").lower()})
+    return _CSP.format(scripts=" ".join(hashes) or "'none'")
 
 
 def _index(root: Path, folder: Path) -> str:
@@ -169,6 +194,9 @@ class HttpApp:
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
+    # socketserver's default listen backlog is 5: a burst of scrapers and probes overflowed it,
+    # and the dropped connections retried after 1 s, 3 s, 7 s (bench.service --scrapers).
+    request_queue_size = 128
 
 
 class HttpServer:

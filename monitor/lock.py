@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import select, update
 from sqlalchemy.engine import Engine
 
-from monitor.errors import DriftlineError
+from core.errors import DriftlineError
 from monitor.ledger import Owner, aware, instance_lock, naive, now_utc
 
 LOCK_NAME = "serve"

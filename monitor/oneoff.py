@@ -8,13 +8,12 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from checks.base import CheckResult
 from checks.drift import DriftCheck
-from monitor.errors import SchemaError
-from monitor.profile import infer_kind, profile_batches
-from monitor.reference import REPORT_SAMPLE_ROWS, build_reference
-from monitor.sources import Source
-
+from core.errors import SchemaError
+from core.profile import profile_batches
+from core.reference import REPORT_SAMPLE_ROWS, build_reference, feature_kinds
+from core.results import CheckResult
+from core.sources import Source
 
 # Columns that are not features: compared as features they alert on every window (ids, times)
 # or measure the model and the outcome rather than its inputs (labels, scores). Names propose,
@@ -71,32 +70,21 @@ def _not_features(source: Source, kinds: dict[str, str]) -> dict[str, str]:
     return {n: why[role] for n, role in proposed.items() if _confirmed(role, sample.column(n))}
 
 
-def feature_kinds(source: Source, names: list[str] | None, skipped: dict[str, str] | None = None,
-                  only_features: bool = False) -> dict[str, str]:
-    """Kinds from the reference's Arrow types. Without explicit names, every column of a supported
-    type; with `only_features`, identifiers, timestamps, labels and scores are left out too. What
-    is left out is recorded in `skipped` (column -> why)."""
-    schema = source.schema
+def drift_features(source: Source, names: list[str] | None, skipped: dict[str, str]) -> dict[str, str]:
+    """The columns `check drift` compares: the named ones, else every column that is a feature
+    (unsupported types, identifiers, timestamps, labels and scores left out, with why, in `skipped`)."""
+    kinds = feature_kinds(source, names)
     if names:
-        missing = [n for n in names if n not in schema.names]
-        if missing:
-            raise SchemaError(f"{source.location}: column '{missing[0]}' is not in the reference data")
-        return {n: infer_kind(schema.field(n).type) for n in names}
-    skipped = {} if skipped is None else skipped
-    kinds = {}
-    for field in schema:
-        try:
-            kinds[field.name] = infer_kind(field.type)
-        except SchemaError:
-            if only_features:
-                skipped[field.name] = "timestamp" if pa.types.is_timestamp(field.type) else f"type {field.type}"
-    if only_features:
-        for name, why in _not_features(source, kinds).items():
-            skipped[name] = why
-            del kinds[name]
+        return kinds
+    for field in source.schema:
+        if field.name not in kinds:
+            skipped[field.name] = "timestamp" if pa.types.is_timestamp(field.type) else f"type {field.type}"
+    for name, why in _not_features(source, kinds).items():
+        skipped[name] = why
+        del kinds[name]
     if not kinds:
-        raise SchemaError(f"{source.location}: no numeric or categorical feature columns to compare"
-                          + (f" (skipped: {', '.join(skipped)}; name columns with --features)" if skipped else ""))
+        raise SchemaError(f"{source.location}: no numeric or categorical feature columns to compare (skipped: "
+                          f"{', '.join(skipped)}; name columns with --features)")
     return kinds
 
 
@@ -116,7 +104,7 @@ def drift_between(
     else:
         engine = None
         reference_source, current_source = Source(reference), Source(current)
-    kinds = feature_kinds(reference_source, features, skipped, only_features=True)
+    kinds = drift_features(reference_source, features, skipped)
     unknown = [f for f in (methods or {}) if f not in kinds]
     if unknown:
         raise SchemaError(f"--method: column '{unknown[0]}' is not a compared feature")
@@ -133,16 +121,11 @@ def drift_between(
     if skipped:
         result = result.with_updates(details={**result.details, "skipped_columns": skipped})
     if report is not None:
-        from monitor.reports import render_drift_report
+        from checks.drift_report import render_result_report
 
         current_sample = current_source.sample(REPORT_SAMPLE_ROWS, list(kinds), seed=1)
-        columns = [c for c in kinds if c in current_sample.schema.names]
-        render_drift_report(
-            built.sample.slice(0, REPORT_SAMPLE_ROWS).select(columns).to_pandas(),
-            current_sample.select(columns).to_pandas(),
-            report,
-            numeric=[c for c in columns if kinds[c] == "numeric"],
-            categorical=[c for c in columns if kinds[c] == "categorical"],
-        )
+        reference_sample = built.sample if built.sample is not None else reference_source.sample(
+            REPORT_SAMPLE_ROWS, list(kinds), seed=0)
+        render_result_report(result, reference_sample, current_sample, report, kinds)
         result = result.with_updates(report_path=str(report))
     return result

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import threading
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -19,39 +20,58 @@ from typing import Callable, Iterator
 
 import pyarrow as pa
 
-from checks.base import CheckResult
-from checks.registry import get_check
-from monitor.config import Config, ModelConfig
-from monitor.engines import get_engine
-from monitor.errors import ConfigError, DriftlineError
-from monitor.profile import DatasetProfile, ProfileSpec, empty_profile
-from monitor.reference import (
+from core.checks import CheckSpec, FittedCheck, StateCache
+from core.engines import get_engine
+from core.errors import ConfigError, DriftlineError
+from core.profile import DatasetProfile, ProfileSpec, empty_profile
+from core.reference import (
     REPORT_SAMPLE_ROWS,
     Reference,
-    build_reference,
     combine_references,
     source_fingerprint,
     spec_key,
 )
-from monitor.reports import report_wanted, window_text  # light: Evidently is imported only to render
-from monitor.sources import Limits, Source
+from core.results import CheckResult, window_text
+from core.sources import Limits, Source
+from monitor.catalog import get_check
+from monitor.config import Config, ModelConfig
 from monitor.store import ResultsStore
 
 log = logging.getLogger("driftline.runner")
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
-DRIFT_CHECKS = ("data_drift", "prediction_drift")
+
+
+@dataclass
+class ReferenceView:
+    """What `Check.fit` gets: the model's reference, profiled (and cached) on first use."""
+
+    runner: "ModelRunner"
+
+    @property
+    def profile(self) -> DatasetProfile:
+        return self.runner.reference().profile
+
+    @property
+    def chunks(self) -> list[DatasetProfile]:
+        return self.runner.reference().chunks
+
+    def source(self, role: str = "reference"):
+        return self.runner.engine_source(role)
 
 
 @dataclass
 class WindowContext:
-    """What a row-reading check (checks.base.WindowCheck) gets for one window."""
+    """What `FittedCheck.evaluate` gets for one window: the profile (computed once, on first
+    use), the sources as the engine reads them, samples, the runner's state and where reports go."""
 
     runner: "ModelRunner"
     start: datetime
     end: datetime
     result_context: dict  # model, window_start, window_end: pass to CheckResult(**result_context)
     now: datetime | None = None  # the run's clock (label maturity); None: the wall clock
+    reports_wanted: bool = True
+    _profile: tuple[DatasetProfile, Source] | None = None
 
     @property
     def model(self) -> ModelConfig:
@@ -60,6 +80,35 @@ class WindowContext:
     @property
     def store(self) -> ResultsStore:
         return self.runner.store
+
+    @property
+    def state(self) -> StateCache:
+        """Values a check reuses across windows (owned by the runner: bounded and locked)."""
+        return self.runner.state
+
+    def profile(self) -> DatasetProfile:
+        if self._profile is None:
+            self._profile = self.runner.window_profile(self.start, self.end)
+        return self._profile[0]
+
+    def bad_files(self) -> tuple[str, ...]:
+        """Files of the window that could not be read (the profile was computed without them)."""
+        self.profile()
+        return tuple(f"{path}: {why}" for path, why in self._profile[1].report.bad_files)
+
+    def sample(self, columns: list[str], rows: int = REPORT_SAMPLE_ROWS) -> pa.Table:
+        """A reproducible uniform sample of the window's rows of `columns`."""
+        return self.serving_source().sample(rows, columns, 1, self.start, self.end)
+
+    def reference_sample(self, columns: list[str], rows: int = REPORT_SAMPLE_ROWS) -> pa.Table:
+        """A uniform sample of the reference: the one its bin edges came from, when built here."""
+        sample = self.runner.reference().sample
+        if sample is not None and all(c in sample.schema.names for c in columns):
+            return sample
+        return self.reference_source().sample(rows, columns)
+
+    def title(self, check: str) -> str:
+        return f"{self.model.name} {check} {window_text(self.start, self.end)}"
 
     def serving_source(self) -> Source:
         """The serving logs as the model's engine reads them (a SparkSource on Spark)."""
@@ -89,7 +138,10 @@ class ModelRunner:
         self.progress = progress or (lambda message: None)
         self.clock = clock  # injected "now" for label checks (pending until labels mature)
         self._reference: Reference | None = None
-        self._reading = "reference"  # the config key being read, for errors
+        self._reference_lock = threading.RLock()
+        # Whatever checks keep between windows (fitted checks, scored reference rows, derived
+        # suites): bounded, locked, and gone with the runner (one long-lived runner per model).
+        self.state = StateCache(max_entries=64)
         # Where windows are read and profiled (`engine:` in the config, or --engine).
         self.engine = get_engine(engine or model.engine, model.spark.settings())
         schema = model.model_schema
@@ -97,19 +149,9 @@ class ModelRunner:
         for column in schema.predictions:
             self.features.setdefault(column, "numeric")
 
-    def _source(self, role: str) -> Source:
-        if role == "prediction_reference" and self.model.prediction_reference is None:
-            role = "reference"
-        cfg = getattr(self.model, role)
-        limits = Limits(cfg.limits.max_bytes, cfg.limits.max_rows)
-        timestamp = self.model.model_schema.timestamp if role == "serving" else None
-        return Source(cfg.resolved(self.config.base_dir), cfg.format, timestamp, limits)
-
     def engine_source(self, role: str):
         """The source as the engine reads it: a Source, or a SparkSource on Spark (also what window
         checks get from WindowContext: rows they need come through Spark, projected and filtered)."""
-        if self.engine.name == "local":
-            return self._source(role)
         if role == "prediction_reference" and self.model.prediction_reference is None:
             role = "reference"
         cfg = getattr(self.model, role)
@@ -117,24 +159,20 @@ class ModelRunner:
         return self.engine.source(cfg.resolved(self.config.base_dir), cfg.format, timestamp,
                                   Limits(cfg.limits.max_bytes, cfg.limits.max_rows))
 
-    def _build_reference(self, source, kinds: dict[str, str]) -> Reference:
-        max_categories = self.model.reference.limits.max_categories
-        if self.engine.name == "local":
-            return build_reference(source, kinds, max_categories=max_categories)
-        return self.engine.reference(source, kinds, max_categories=max_categories)
-
     def reference(self) -> Reference:
-        """Profile of the reference (features) joined with that of the prediction reference (scores).
-        A reference that cannot be read is a config error naming the key to fix (the run stops)."""
-        if self._reference is not None:
+        """Profile of the reference (features) joined with that of the prediction reference (scores);
+        built or loaded once per runner, under a lock (windows of one model may run in parallel).
+        A reference that cannot be read is a config error naming the key that fixes it (the run stops)."""
+        with self._reference_lock:
+            if self._reference is None:
+                self._reading = "reference"  # the config key being read, for the error
+                try:
+                    self._reference = self._load_reference()
+                except ConfigError:
+                    raise
+                except DriftlineError as exc:
+                    raise ConfigError(f"models.{self.model.name}.{self._reading}.path: {exc}") from exc
             return self._reference
-        self._reading = "reference"
-        try:
-            return self._load_reference()
-        except ConfigError:
-            raise
-        except DriftlineError as exc:
-            raise ConfigError(f"models.{self.model.name}.{self._reading}.path: {exc}") from exc
 
     def _load_reference(self) -> Reference:
         source = self.engine_source("reference")
@@ -158,7 +196,7 @@ class ModelRunner:
         for (part_source, part_kinds), role in zip(parts, ("reference", "prediction_reference")):
             self._reading = role
             self.progress(f"profiling reference {part_source.location}")
-            built.append(self._build_reference(part_source, part_kinds))
+            built.append(self.engine.reference(part_source, part_kinds, max_categories=self.model.reference.limits.max_categories))
         self._reference = built[0] if len(built) == 1 else combine_references(built[0], built[1])
         payload = {
             "rows": self._reference.profile.rows,
@@ -196,91 +234,46 @@ class ModelRunner:
 
     def run(self, start: datetime, end: datetime, checks: list[str] | None = None,
             report: bool = True) -> list[CheckResult]:
-        names = checks or self.model.checks.enabled()
-        unknown = [n for n in names if n not in DRIFT_CHECKS]
-        for name in unknown:
-            get_check(name)  # an unknown name fails here, listing the known ones
+        """Every check alike: fit once per runner, evaluate on the window, store. An exception in
+        one check becomes that check's `error` result; the other checks of the window still run."""
+        specs = [get_check(name) for name in (checks or self.model.checks.enabled())]  # unknown: listed
         self.progress(f"{self.model.name} {start:%Y-%m-%d %H:%M}..{end:%Y-%m-%d %H:%M}")
-        context = dict(model=self.model.name, window_start=start.isoformat(), window_end=end.isoformat())
+        result_context = dict(model=self.model.name, window_start=start.isoformat(), window_end=end.isoformat())
+        now = self.clock() if self.clock is not None else None
+        window = WindowContext(self, start, end, result_context, now, reports_wanted=report)
         self.reference()  # an unreadable reference fails the run (ConfigError naming the key), not the window
         try:
-            profile, source = self.window_profile(start, end)
+            window.profile()  # read once; stored slices are what later windows and checks reuse
         except DriftlineError as exc:
-            results = [CheckResult(check=n, status="error", details={"error": str(exc)}, **context) for n in names]
+            results = [CheckResult(check=s.name, status="error", details={"error": str(exc)}, **result_context)
+                       for s in specs]
             for result in results:
                 self.store.save_run(self.model.name, result, start, end)
             return results
-        results = []
-        for name in names:
-            if name in DRIFT_CHECKS:
-                results.append(self._run_check(name, profile, source, start, end, context, report))
-            else:
-                results.append(self._run_window_check(name, start, end, context))
-        return results
+        return [self._run_check(spec, window) for spec in specs]
 
-    def _run_window_check(self, name: str, start: datetime, end: datetime, context: dict) -> CheckResult:
-        cfg = getattr(self.model.checks, name, None)
+    def _run_check(self, spec: CheckSpec, window: WindowContext) -> CheckResult:
         try:
-            check = get_check(name)(self.model, cfg)
-            now = self.clock() if self.clock is not None else None
-            result = check.run(WindowContext(self, start, end, context, now))
+            result = self.fitted(spec).evaluate(window)
         except DriftlineError as exc:
-            result = CheckResult(check=name, status="error", details={"error": str(exc)}, **context)
-        self.store.save_run(self.model.name, result, start, end)
+            result = CheckResult(check=spec.name, status="error", details={"error": str(exc)},
+                                 **window.result_context)
+        except Exception as exc:  # a bug or an outside library's failure costs this check only
+            log.exception("check %s of %s failed", spec.name, self.model.name)
+            result = CheckResult(check=spec.name, status="error",
+                                 details={"error": f"{type(exc).__name__}: {exc}"[:500]}, **window.result_context)
+        self.store.save_run(self.model.name, result, window.start, window.end)
         return result
 
-    def _run_check(self, name, profile, source, start, end, context, report) -> CheckResult:
-        reference = self.reference()
-        cfg = getattr(self.model.checks, name, None)
-        try:
-            params = cfg.check_params() if cfg is not None else {}
-            if name == "prediction_drift":
-                params["features"] = tuple(self.model.model_schema.predictions) or None
-                if params["features"] is None:
-                    raise DriftlineError("prediction_drift: the schema lists no prediction columns")
-                missing = [p for p in params["features"] if p not in reference.profile.features]
-                if missing:
-                    raise ConfigError(f"prediction_drift: '{missing[0]}' is in neither the reference nor a "
-                                      f"prediction reference; set models.{self.model.name}.prediction_reference "
-                                      "to the model's scores on held-out data")
-            elif name == "data_drift" and params.get("features") is None:
-                params["features"] = tuple(self.model.feature_kinds)
-            fitted = get_check(name)(**params).fit(reference.profile, reference.chunks)
-            bad = tuple(f"{path}: {why}" for path, why in source.report.bad_files)
-            result = fitted.evaluate(profile, partial=bool(bad), bad_files=bad, **context)
-        except DriftlineError as exc:
-            result = CheckResult(check=name, status="error", details={"error": str(exc)}, **context)
-        if report and cfg is not None and getattr(cfg, "report", False) and name == "data_drift" \
-                and result.status != "error" and profile.rows and report_wanted(result.status, cfg.report_on):
-            result = self._with_report(result, source, start, end)
-        self.store.save_run(self.model.name, result, start, end)
-        return result
+    def params(self, spec: CheckSpec):
+        """The check's parameters from `models.<name>.checks.<check>`, else its defaults."""
+        return getattr(self.model.checks, spec.name, None) or spec.params()
 
-    def _with_report(self, result: CheckResult, source: Source, start, end) -> CheckResult:
-        from monitor.reports import render_drift_report
-
-        reference = self.reference()
-        kinds = self.model.feature_kinds
-        try:
-            reference_sample = reference.sample or self.engine_source("reference").sample(REPORT_SAMPLE_ROWS,
-                                                                                          list(kinds))
-            current = source.sample(REPORT_SAMPLE_ROWS, list(kinds), 1, start, end)
-            path = self.config.reports_dir() / self.model.name / result.check / (
-                f"{start:%Y%m%dT%H%M}_{end:%Y%m%dT%H%M}.html"
-            )
-            columns = [c for c in kinds if c in current.schema.names and c in reference_sample.schema.names]
-            render_drift_report(
-                reference_sample.slice(0, REPORT_SAMPLE_ROWS).select(columns).to_pandas(),
-                current.select(columns).to_pandas(),
-                path,
-                numeric=[c for c in columns if kinds[c] == "numeric"],
-                categorical=[c for c in columns if kinds[c] == "categorical"],
-                title=f"{self.model.name} {result.check} {window_text(start, end)}",
-            )
-            return result.with_updates(report_path=str(path))
-        except Exception as exc:  # a report is a convenience: never lose the result over it
-            log.warning("report for %s %s failed: %s", self.model.name, result.check, exc)
-            return result.with_updates(details={**result.details, "report_error": str(exc)[:300]})
+    def fitted(self, spec: CheckSpec) -> FittedCheck:
+        """The check built from its parameters and fitted on the reference, once per runner."""
+        params = self.params(spec)
+        key = ("fitted", spec.name, params.model_dump_json())
+        return self.state.get_or_create(key, lambda: spec.build(self.model, params).fit(ReferenceView(self)))
 
 
 def windows(start: datetime, end: datetime, step: timedelta) -> Iterator[tuple[datetime, datetime]]:

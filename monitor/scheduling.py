@@ -26,7 +26,7 @@ from datetime import datetime, timedelta, timezone
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from monitor.config import Config, ScheduleConfig
-from monitor.errors import ConfigError
+from core.errors import ConfigError
 
 UTC = timezone.utc
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)

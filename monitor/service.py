@@ -33,9 +33,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Callable
 
-from checks.base import CheckResult, worst_status
+from core.results import CheckResult, worst_status
 from monitor.config import Config
-from monitor.errors import DriftlineError
+from core.errors import DriftlineError
 from monitor.ledger import Claim, Ledger, Owner, now_utc
 from monitor.scheduling import Schedule, schedules_of, utc
 from monitor.store import ResultsStore
@@ -119,12 +119,42 @@ def heartbeat(ledger: Ledger, lease: timedelta, extra: Callable[[], bool] | None
 
 
 def default_executor(config: Config, store: ResultsStore, clock: Callable[[], datetime] = now_utc) -> Executor:
-    def execute(model: str, check: str, start: datetime, end: datetime) -> list[CheckResult]:
-        from monitor.runner import ModelRunner
+    """Runs one check of one window on the model's long-lived runner (one per model, created on
+    first use), which owns the reference, the fitted checks and their caches across windows."""
+    from monitor.runner import ModelRunner
 
-        return ModelRunner(config, config.model(model), store, clock=clock).run(start, end, [check])
+    runners: dict[str, ModelRunner] = {}
+    guard = threading.Lock()
+
+    def execute(model: str, check: str, start: datetime, end: datetime) -> list[CheckResult]:
+        with guard:
+            runner = runners.get(model)
+            if runner is None:
+                runner = runners[model] = ModelRunner(config, config.model(model), store, clock=clock)
+        return runner.run(start, end, [check])
 
     return execute
+
+
+def preload_libraries(config: Config) -> list[str]:
+    """Import, on the calling (main) thread, the heavy libraries the configured checks use, so
+    that worker threads never import them concurrently. Returns the modules imported; a missing
+    optional library is left for its check to report as that check's error."""
+    import importlib
+
+    from monitor.catalog import get_check
+
+    names = {s.check for s in schedules_of(config)}
+    for model in config.models:
+        names.update(model.checks.enabled())
+    loaded = []
+    for module in sorted({m for name in names for m in get_check(name).preload}):
+        try:
+            importlib.import_module(module)
+            loaded.append(module)
+        except ImportError as exc:
+            log.warning("preloading %s failed (%s); its checks will report the error", module, exc)
+    return loaded
 
 
 @dataclass
@@ -313,7 +343,7 @@ def scheduled_prune() -> None:
 
 
 def scheduled_retrain(model: str) -> None:
-    """The periodic retrain check (retrain/scheduled.py) of the running service."""
+    """The periodic retrain check (monitor/retrain_watch.py) of the running service."""
     service = _ACTIVE
     if service is not None:
         service.retrain_if_due(model)
@@ -360,6 +390,7 @@ class Service:
             migrations.check_current(probe)  # never write through a stale schema
         finally:
             probe.dispose()
+        preload_libraries(self.config)
         routes = {m.name: routes_for(m, self.config.base_dir) for m in self.config.models}
         for route in (r for model_routes in routes.values() for r in model_routes):
             route.sink.validate()  # a missing secret fails the start, not every delivery
@@ -437,7 +468,7 @@ class Service:
 
     def _schedule_retraining(self) -> None:
         """Models with a retrain schedule or alert policy: checked now and every RETRAIN_CHECK_EVERY."""
-        from retrain.scheduled import RETRAIN_CHECK_EVERY, RetrainWatcher, watched_models
+        from monitor.retrain_watch import RETRAIN_CHECK_EVERY, RetrainWatcher, watched_models
 
         self.retrainer = RetrainWatcher(self.config, self.store)
         for model in watched_models(self.config):

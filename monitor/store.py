@@ -25,7 +25,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Engine
 
-from checks.base import CheckResult
+from core.results import CheckResult
 
 metadata = MetaData()
 

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from monitor.errors import ConfigError, DriftlineError
+from core.errors import ConfigError, DriftlineError
 
 ARTIFACT_FORMAT = 1
 _ENTRY_POINT_GROUP = "driftline.trainers"

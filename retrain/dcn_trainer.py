@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 from pydantic import Field
 
-from monitor.errors import ConfigError, require
+from core.errors import ConfigError, require
 from retrain.base import Dataset, FeatureSet, ProgressFn, StrictParams, Trainer, TrainedModel, register_trainer
 from retrain.encoding import NumericScaler, Vocabulary
 

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 from pydantic import Field
 
-from monitor.errors import require
+from core.errors import require
 from retrain.base import Dataset, FeatureSet, ProgressFn, StrictParams, Trainer, TrainedModel, register_trainer
 from retrain.encoding import Vocabulary
 
@@ -117,7 +117,7 @@ class LightGBMTrainer(Trainer):
         return LightGBMModel(booster, features, vocab, train.labels, params.model_dump())
 
     def load(self, directory: Path, header: dict) -> LightGBMModel:
-        from explain.lgbtext import check_text_model
+        from core.models import check_text_model
 
         lgb = require("lightgbm")
         check_text_model(directory / "model.txt")  # LightGBM segfaults on some damaged files instead of raising

@@ -21,20 +21,22 @@ import tempfile
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from monitor.config import Config, ModelConfig
-from monitor.errors import ConfigError, DriftlineError, SchemaError
-from monitor.sources import Source, sample_batches
+from core.errors import ConfigError, DriftlineError, SchemaError
+from core.sources import Source, sample_batches
 from retrain.base import Dataset, FeatureSet, ProgressFn, TrainingError, get_trainer, load_model
 from retrain.evaluate import Gates, apply_gates, evaluate
 from retrain.infra_validate import infra_validate
 from retrain.registry import ModelRegistry, Push
 from retrain.report import reliability_points, roc_points, write_report
+
+if TYPE_CHECKING:  # annotations only: the application passes its config in; retrain never imports it
+    from monitor.config import Config, ModelConfig
 
 FORMAT = 1
 SEED = 0
@@ -171,7 +173,7 @@ def read_window(config: Config, model: ModelConfig, columns: list[str], start: d
 
 
 def excluded_windows(model: ModelConfig) -> list[tuple[datetime, datetime]]:
-    from monitor.sources import parse_window
+    from core.sources import parse_window
 
     windows = []
     for i, text in enumerate(model.retrain.exclude):

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 from pydantic import Field
 
-from monitor.errors import ConfigError
+from core.errors import ConfigError
 from retrain.base import (Dataset, ProgressFn, StrictParams, Trainer, TrainedModel, TrainingError, load_model,
                           register_trainer)
 

@@ -24,7 +24,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 
-from monitor.errors import DriftlineError
+from core.errors import DriftlineError
 
 FORMAT = 1
 POINTER = "production.json"

@@ -104,16 +104,16 @@ def render_html(report: dict[str, Any], curves: dict[str, dict[str, list]]) -> s
     infra = report.get("infra") or {}
     reasons = "".join(f"<li>{html.escape(r)}</li>" for r in gates["reasons"])
     return f"""<!doctype html><html><head><meta charset="utf-8">
-<title>driftline evaluation: {html.escape(report['model'])} v{report.get('version', '?')}</title>
+<title>driftline evaluation: {html.escape(report['model'])} v{_fmt(report.get('version', '?'))}</title>
 <style>body{{font-family:sans-serif;margin:2em;max-width:1100px}}table{{border-collapse:collapse;margin:1em 0}}
 td,th{{border:1px solid #ddd;padding:3px 8px;text-align:right}}th{{background:#f4f4f4}}
 .verdict{{color:{colour};font-weight:bold}}svg{{margin-right:1em}}</style></head><body>
-<h1>{html.escape(report['model'])}: candidate v{report.get('version', '?')} ({html.escape(report['trainer'])})</h1>
+<h1>{html.escape(report['model'])}: candidate v{_fmt(report.get('version', '?'))} ({html.escape(report['trainer'])})</h1>
 <p class="verdict">{verdict}</p>
 {f'<ul>{reasons}</ul>' if reasons else ''}
 <p>Training window {html.escape(str(report['window']['start']))} – {html.escape(str(report['window']['end']))},
-{report['window'].get('train_rows')} training rows; holdout {report['window'].get('holdout_rows')} rows from
-{html.escape(str(report['window'].get('holdout_start')))}. Production: v{report.get('production_version') or '–'}.</p>
+{_fmt(report['window'].get('train_rows'))} training rows; holdout {_fmt(report['window'].get('holdout_rows'))} rows from
+{html.escape(str(report['window'].get('holdout_start')))}. Production: v{_fmt(report.get('production_version'))}.</p>
 <h2>Overall</h2>{_table(['metric', 'candidate', 'production', 'difference'], metric_rows)}
 <div>{_svg('ROC', curves.get('roc', {}), 'false positive rate', 'true positive rate')}
 {_svg('Reliability', curves.get('reliability', {}), 'mean predicted', 'observed rate', zoom=True)}</div>

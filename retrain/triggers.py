@@ -13,9 +13,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
+from typing import TYPE_CHECKING
 
-from monitor.config import ModelConfig
 from retrain.registry import ModelRegistry
+
+if TYPE_CHECKING:  # annotations only: the application passes its config in
+    from monitor.config import ModelConfig
 
 
 @dataclass(frozen=True)

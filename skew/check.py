@@ -14,9 +14,9 @@ from typing import Mapping
 
 import pyarrow as pa
 
-from monitor.errors import DriftlineError, SchemaError
-from monitor.profile import infer_kind
-from monitor.sources import Source
+from core.errors import DriftlineError, SchemaError
+from core.profile import infer_kind
+from core.sources import Source
 from skew.distribution import (
     DistributionFinding,
     DistributionSettings,

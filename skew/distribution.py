@@ -1,6 +1,6 @@
 """Distribution skew: training data versus serving data of the same period, per feature.
 
-The drift kernel, reused: both sides are reduced to mergeable profiles (monitor.profile)
+The drift kernel, reused: both sides are reduced to mergeable profiles (core.profile)
 with bin edges fixed from a training sample, and scored with `checks.drift.score_profiles`:
 L-infinity distance of category shares for categoricals and Jensen-Shannon distance over
 training-decile bins for numerics, TFDV's and Vertex's skew measures. Thresholds default
@@ -16,8 +16,8 @@ from datetime import datetime
 import pyarrow as pa
 
 from checks.drift import COARSE_BINS, DEFAULT_THRESHOLDS, score_profiles
-from monitor.errors import SchemaError
-from monitor.profile import (
+from core.errors import SchemaError
+from core.profile import (
     DatasetProfile,
     FeatureError,
     FeatureSpec,
@@ -25,7 +25,7 @@ from monitor.profile import (
     build_spec,
     profile_batches,
 )
-from monitor.sources import Source, sample_batches
+from core.sources import Source, sample_batches
 from skew.results import grade, rate
 
 METHODS = {"numeric": "jensenshannon", "categorical": "linf"}

@@ -28,8 +28,8 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 
-from monitor.errors import DataSourceError, SchemaError
-from monitor.sources import Source
+from core.errors import DataSourceError, SchemaError
+from core.sources import Source
 from skew.results import JoinStats, SegmentSkew
 
 _ROW_BYTES = 56  # key, hash-table entry and row header per build-side row (measured, DuckDB 2.0)
@@ -166,7 +166,7 @@ def _parent_parts(path: str) -> list[str]:
 
 
 def _window_files(source: Source, start: datetime | None, end: datetime | None) -> list[str]:
-    """The files of the window: hive `dt=` partitions pruned as monitor.sources does."""
+    """The files of the window: hive `dt=` partitions pruned as core.sources does."""
     schema = source.schema
     expression = None
     if (start is not None or end is not None) and "dt" in schema.names and pa.types.is_string(schema.field("dt").type):

@@ -14,7 +14,6 @@ LightGBM trainer now, the deep rankers as they land). No pickle anywhere.
 from __future__ import annotations
 
 import heapq
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,7 +22,8 @@ from typing import Any, Iterable, Mapping, Protocol, runtime_checkable
 import numpy as np
 import pyarrow as pa
 
-from monitor.errors import DataSourceError, DriftlineError, SchemaError, require
+from core.errors import DriftlineError, SchemaError
+from core.models import load_booster, load_vocabulary  # noqa: F401  (re-exported)
 from skew.results import PredictionSkew, VersionSkew, grade, rate
 
 DEFAULT_TOLERANCE = 1e-6
@@ -118,34 +118,6 @@ class TrainedModelAdapter:
         if missing:
             raise SchemaError(f"column '{missing[0]}' (a model feature) is missing in the serving data")
         return np.asarray(self.model.predict(frame), dtype=np.float64)
-
-
-def load_vocabulary(path: str | Path) -> dict[str, list[str]]:
-    """`{feature: [category, ...]}`, or a manifest with one under "vocabulary" (the demo's world.json)."""
-    path = Path(path)
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise DataSourceError(f"{path}: cannot read a vocabulary ({exc})") from exc
-    if isinstance(data, dict) and isinstance(data.get("vocabulary"), dict):
-        data = data["vocabulary"]
-    if not isinstance(data, dict) or not all(isinstance(v, list) for v in data.values()):
-        raise DataSourceError(f"{path}: expected a vocabulary {{feature: [category, ...]}}")
-    return {str(k): [str(c) for c in v] for k, v in data.items()}
-
-
-def load_booster(path: str | Path):
-    from explain.lgbtext import check_text_model
-
-    lgb = require("lightgbm")
-    path = Path(path)
-    if not path.is_file():
-        raise DataSourceError(f"{path}: model file not found")
-    check_text_model(path)  # LightGBM segfaults on some damaged files instead of raising
-    try:
-        return lgb.Booster(model_file=str(path))
-    except Exception as exc:  # LightGBMError on a damaged file
-        raise DataSourceError(f"{path}: not a readable LightGBM model ({str(exc).splitlines()[0][:200]})") from exc
 
 
 def world_adapter(root: str | Path) -> LightGBMAdapter:

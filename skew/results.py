@@ -11,7 +11,7 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from checks.base import CheckResult, FeatureDrift, json_safe, worst_status
+from core.results import CheckResult, FeatureDrift, json_safe, worst_status
 
 SKEW_SCHEMA_VERSION = 1
 CHECK_NAME = "train_serve_skew"

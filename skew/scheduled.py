@@ -12,11 +12,47 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from checks.base import CheckResult, WindowCheck
-from checks.registry import register_check
-from monitor.errors import ConfigError, DriftlineError
-from monitor.sources import Limits, Source
+from pydantic import Field, model_validator
+
+from core.checks import CheckParams, WindowCheck, register_check
+from core.settings import Pair, SourceConfig
+from core.results import CheckResult
+from core.errors import ConfigError, DriftlineError
+from core.sources import Limits
 from skew.results import CHECK_NAME
+
+
+class TrainServeSkewConfig(CheckParams):
+    """`checks.train_serve_skew` (skew/scheduled.py): serving logs vs the training examples of the same events."""
+
+    enabled: bool = False
+    training: SourceConfig | None = None  # training examples generated for the served events
+    key: str | None = None  # default: schema.example_id
+    features: list[str] | None = None  # default: the schema's features
+    serving_absent: list[str] = []  # absent at serving by design, beyond the labels
+    segments: list[str] | None = None  # default: the schema's segments
+    thresholds: dict[str, Pair] = {}  # distribution [warn, alert] per feature
+    min_samples: int = Field(default=1000, ge=1)
+    null_rate_thresholds: Pair = (0.05, 0.1)
+    tolerance: float = Field(default=1e-9, ge=0)
+    relative_tolerance: float = Field(default=1e-9, ge=0)
+    decimals: dict[str, int] = {}  # compare these numerics rounded instead
+    value_mismatch_thresholds: Pair = (0.001, 0.01)
+    join_thresholds: Pair = (0.01, 0.05)
+    model_path: str | None = None  # LightGBM text model replayed on the logged features
+    model_paths: dict[str, str] = {}  # per logged model version
+    vocabulary_path: str | None = None
+    prediction_tolerance: float = Field(default=1e-6, ge=0)
+    prediction_thresholds: Pair = (0.001, 0.01)
+    max_examples: int = Field(default=5, ge=0, le=100)
+    memory_limit: str = Field(default="1.5GB", pattern=r"^\s*\d+(\.\d+)?\s*([KMGT]i?B|B)\s*$")
+    threads: int = Field(default=2, ge=1)
+
+    @model_validator(mode="after")
+    def _training_given(self):
+        if self.enabled and self.training is None:
+            raise ValueError("training is required when train_serve_skew is enabled")
+        return self
 
 
 def _resolve(path: str, base: Path) -> str:
@@ -88,10 +124,7 @@ class TrainServeSkewCheck(WindowCheck):
         engine = context.runner.engine
         try:
             serving = context.serving_source()  # a SparkSource on Spark: join, replay and profiles run there
-            if engine.name == "spark":
-                training = engine.source(cfg.resolved(base), cfg.format, None, limits)
-            else:
-                training = Source(cfg.resolved(base), cfg.format, None, limits)
+            training = engine.source(cfg.resolved(base), cfg.format, None, limits)
             if timestamp in training.schema.names:
                 training.timestamp_column = timestamp  # cut to the window like the serving logs
             report = check.run(training, serving, adapters, context.start, context.end, timestamp,
@@ -102,6 +135,7 @@ class TrainServeSkewCheck(WindowCheck):
         return report.to_check_result(**context.result_context)
 
 
-@register_check(CHECK_NAME)
+@register_check(CHECK_NAME, params=TrainServeSkewConfig, needs=("rows", "model"), preload=("duckdb", "lightgbm"),
+                summary="serving logs vs the training examples of the same events")
 def train_serve_skew_check(model_config, check_config) -> TrainServeSkewCheck:
     return TrainServeSkewCheck(model_config, check_config)

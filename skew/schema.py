@@ -15,8 +15,8 @@ from typing import Iterable
 
 import pyarrow as pa
 
-from monitor.errors import SchemaError
-from monitor.profile import CategoricalProfile, FeatureError, NumericProfile, infer_kind
+from core.errors import SchemaError
+from core.profile import CategoricalProfile, FeatureError, NumericProfile, infer_kind
 from skew.results import SchemaIssue, grade
 
 DOMAIN_THRESHOLDS = (0.02, 0.05)  # share of values outside the other side's categories

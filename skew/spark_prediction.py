@@ -15,8 +15,8 @@ import pickle
 import uuid
 from datetime import datetime
 
-from monitor.engines.spark.source import SparkSource
-from monitor.errors import SchemaError
+from core.engines.spark.source import SparkSource
+from core.errors import SchemaError
 from skew.prediction import Tally, _plain, summarise, tally_batches
 from skew.results import PredictionSkew
 

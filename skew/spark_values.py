@@ -15,8 +15,8 @@ from __future__ import annotations
 import json
 from datetime import datetime
 
-from monitor.engines.spark.source import SparkSource, quoted
-from monitor.errors import SchemaError
+from core.engines.spark.source import SparkSource, quoted
+from core.errors import SchemaError
 from skew.feature_values import JoinSettings, ValueCounts, ValueSkew, _plain, _plain_one, _segment_records
 from skew.results import JoinStats
 

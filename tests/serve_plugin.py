@@ -11,8 +11,8 @@ from pathlib import Path
 
 
 def main() -> None:
-    from checks.base import CheckResult, FeatureDrift, WindowCheck
-    from checks.registry import register_check
+    from core.checks import CheckParams, WindowCheck, register_check
+    from core.results import CheckResult, FeatureDrift
     from monitor.cli import app
 
     class Probe(WindowCheck):
@@ -27,7 +27,7 @@ def main() -> None:
             feature = FeatureDrift("x", "numeric", "wasserstein", 0.9, 0.2, "alert", 100, 100)
             return CheckResult(check="probe", status="alert", features=(feature,), **context.result_context)
 
-    register_check("probe")(lambda model_config, check_config: Probe())
+    register_check("probe", params=CheckParams)(lambda model_config, params: Probe())
     sys.argv[0] = "driftline"
     app()
 

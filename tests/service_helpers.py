@@ -10,7 +10,7 @@ from datetime import datetime, timedelta, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-from checks.base import CheckResult, FeatureDrift
+from core.results import CheckResult, FeatureDrift
 from monitor.config import parse_config
 
 
@@ -79,6 +79,7 @@ class SmtpServer:
         import ssl
 
         self.messages: list[dict] = []
+        self.auth: list[tuple[str, bool]] = []  # (AUTH command line, over TLS?)
         owner = self
         context = None
         if tls:
@@ -105,7 +106,7 @@ class SmtpServer:
                     verb = command.split(" ", 1)[0].upper()
                     if verb in ("EHLO", "HELO"):
                         extra = b"250-STARTTLS\r\n" if tls == "starttls" and not envelope["tls"] else b""
-                        self.wfile.write(b"250-localhost\r\n" + extra + b"250 OK\r\n")
+                        self.wfile.write(b"250-localhost\r\n" + extra + b"250-AUTH PLAIN\r\n250 OK\r\n")
                     elif verb == "STARTTLS" and tls == "starttls":
                         self.wfile.write(b"220 ready\r\n")
                         self.wfile.flush()
@@ -116,6 +117,9 @@ class SmtpServer:
                         self.rfile = self.request.makefile("rb")
                         self.wfile = self.request.makefile("wb", buffering=0)
                         envelope["tls"] = True
+                    elif verb == "AUTH":
+                        owner.auth.append((command, envelope["tls"]))
+                        self.wfile.write(b"235 accepted\r\n")
                     elif verb == "MAIL":
                         envelope["from"] = command
                         self.wfile.write(b"250 OK\r\n")
@@ -214,7 +218,7 @@ def make_config(tmp_path: Path, models: list[dict], reports: str = "reports"):
 
 def result(check: str, start: datetime, end: datetime, statuses: dict[str, str], model: str = "m",
            status: str | None = None, details: dict | None = None) -> CheckResult:
-    from checks.base import worst_status
+    from core.results import worst_status
 
     features = tuple(FeatureDrift(name, "numeric", "wasserstein", {"ok": 0.01, "warn": 0.15, "alert": 0.5}.get(s),
                                   0.2, s, 1000, 1000) for name, s in statuses.items())

@@ -22,7 +22,7 @@ TEST_CONF = {
 @pytest.fixture(scope="session")
 def spark():
     os.environ["SPARK_LOCAL_IP"] = "127.0.0.1"
-    from monitor.engines.spark.session import spark_session
+    from core.engines.spark.session import spark_session
 
     session = spark_session("local[2]", "driftline-tests", TEST_CONF)
     yield session
@@ -31,6 +31,6 @@ def spark():
 
 @pytest.fixture()
 def spark_engine(spark):
-    from monitor.engines import SparkSettings, get_engine
+    from core.engines import SparkSettings, get_engine
 
     return get_engine("spark", SparkSettings("local[2]", "driftline-tests", TEST_CONF))

@@ -162,3 +162,126 @@ def test_a_crash_while_sending_is_retried(box):
         assert state(store)[0]["attempts"] == 2
     finally:
         receiver.close()
+
+
+def test_messages_of_one_key_are_delivered_in_the_order_they_were_queued(box):
+    """A resolve queued while its firing waits out a backoff must not overtake it; another
+    key is not held up."""
+    import json
+
+    receiver = Receiver(replies=[(503, {}), (200, {})])
+    try:
+        delivery, store, clock = box(receiver.url + "/hook")
+        firing = message(1)
+        put(store, firing)
+        assert delivery.deliver_due() == 0  # 503: the firing now waits for its backoff
+        resolved = AlertMessage(**{**firing.to_dict(), "id": "msg_1_resolved", "kind": "resolved"})
+        put(store, resolved)
+        put(store, message(2))  # another key
+        assert delivery.deliver_due() == 1  # only the other key: the resolve waits behind its firing
+        clock.advance(timedelta(minutes=5))
+        while delivery.deliver_due():
+            pass
+        sent = [(json.loads(r["body"])["data"]["dedup_key"], json.loads(r["body"])["type"])
+                for r in receiver.requests[1:]]
+        assert sent == [("m|data_drift|f2|alert", "driftline.alert.firing"),
+                        ("m|data_drift|f1|alert", "driftline.alert.firing"),
+                        ("m|data_drift|f1|alert", "driftline.alert.resolved")]
+    finally:
+        receiver.close()
+
+
+def test_a_dead_letter_does_not_hold_back_the_next_message_of_its_key(box):
+    receiver = Receiver(replies=[(400, {}), (200, {})])
+    try:
+        delivery, store, _ = box(receiver.url + "/hook")
+        put(store, message(1))
+        assert delivery.deliver_due() == 0  # 400: dead at once
+        put(store, AlertMessage(**{**message(1).to_dict(), "id": "msg_1_resolved", "kind": "resolved"}))
+        assert delivery.deliver_due() == 1
+        assert sorted(r["state"] for r in state(store)) == ["dead", "delivered"]
+    finally:
+        receiver.close()
+
+
+class _Blocking:
+    """A sink whose send blocks until released (a receiver that hangs)."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self.entered, self.release = threading.Event(), threading.Event()
+
+    def send(self, msg) -> None:
+        self.entered.set()
+        self.release.wait(30)
+
+
+class _Recording:
+    def __init__(self) -> None:
+        import threading
+
+        self.sent, self.done = [], threading.Event()
+
+    def send(self, msg) -> None:
+        self.sent.append(msg.id)
+        self.done.set()
+
+
+def test_a_hanging_route_does_not_hold_up_the_others(tmp_path):
+    """serve's delivery worker gives each route its own lane."""
+    from monitor.alerts.outbox import DeliveryWorker
+
+    config = make_config(tmp_path, [model_dict()])
+    store = ResultsStore(config.store_url())
+    slow, fast = _Blocking(), _Recording()
+    worker = DeliveryWorker(Outbox(store.engine, {"m/slow": slow, "m/fast": fast}), interval=0.05)
+    try:
+        put(store, message(1, route="m/slow"))  # queued first: a single thread would take it first
+        put(store, message(2, route="m/fast"))
+        worker.start()
+        assert slow.entered.wait(30)
+        assert fast.done.wait(30), "the fast route waited for the hanging one"
+        assert fast.sent == ["msg_2"]
+        for _ in range(600):  # the lane records the delivery just after send returns
+            states = {r["route"]: r["state"] for r in state(store)}
+            if states["m/fast"] == "delivered":
+                break
+            slow.entered.wait(0.05)
+        assert states == {"m/slow": "sending", "m/fast": "delivered"}
+        slow.release.set()
+    finally:
+        slow.release.set()
+        worker.stop()
+        worker.join(30)
+        store.close()
+
+
+def test_a_hanging_alertmanager_refresh_does_not_hold_up_delivery(tmp_path):
+    from monitor.alerts.outbox import DeliveryWorker
+
+    class HangingRefresh(Outbox):
+        def __init__(self, *args, **kwargs) -> None:
+            super().__init__(*args, **kwargs)
+            self.hang = _Blocking()
+
+        def refresh_alertmanager(self) -> int:
+            self.hang.send(None)
+            return 0
+
+    config = make_config(tmp_path, [model_dict()])
+    store = ResultsStore(config.store_url())
+    fast = _Recording()
+    box = HangingRefresh(store.engine, {"m/fast": fast})
+    worker = DeliveryWorker(box, interval=0.05, refresh_every=0.0)
+    try:
+        worker.start()
+        assert box.hang.entered.wait(30)  # the refresh is stuck in a receiver
+        put(store, message(2, route="m/fast"))
+        worker.poke()
+        assert fast.done.wait(30), "delivery waited for the Alertmanager refresh"
+    finally:
+        box.hang.release.set()
+        worker.stop()
+        worker.join(30)
+        store.close()

@@ -16,7 +16,7 @@ from monitor.alerts.outbox import Outbox
 from monitor.alerts.rules import make_test_message, routes_for
 from monitor.alerts.sinks import AlertMessage, DeliveryError, Sink, build_sink, known_sinks, retry_after_seconds
 from monitor.config import AlertRouteConfig
-from monitor.errors import ConfigError
+from core.errors import ConfigError
 from monitor.store import ResultsStore
 from service_helpers import Receiver, SmtpServer, make_config, model_dict, self_signed_certificate
 

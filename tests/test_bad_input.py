@@ -20,9 +20,9 @@ from typer.testing import CliRunner
 
 from checks.drift import DriftCheck
 from monitor.cli import app
-from monitor.errors import DataSourceError
+from core.errors import DataSourceError
 from monitor.oneoff import drift_between
-from monitor.profile import NumericProfile, build_spec, profile_table
+from core.profile import NumericProfile, build_spec, profile_table
 
 N = 5_000
 CATEGORIES = ["a", "b", "c", "d", "e"]

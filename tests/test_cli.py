@@ -255,10 +255,14 @@ def test_report_writes_html(data, tmp_path):
     assert report.is_file()
     text = report.read_text(encoding="utf-8", errors="replace")
     assert text.lstrip().lower().startswith(("<!doctype html", "<html"))
-    # The drift table has a record for each compared column, with its kind.
-    assert '"column_name": "score", "column_type": "num"' in text
-    assert '"column_name": "dev", "column_type": "cat"' in text
-    assert '"column_name": "price"' not in text  # --features limits the report too
+    # The page opens with driftline's own verdict: one row per compared column, its status as judged.
+    verdict = text[text.index('id="driftline-verdict"'):text.index("</section>")]
+    assert f"driftline verdict: {payload['status'].upper()}" in verdict
+    for feature in payload["features"]:
+        assert f"<td>{feature['feature']}</td><td>{feature['kind']}</td><td>{feature['method']}</td>" in verdict
+    assert "<td>price</td>" not in verdict  # --features limits the report too
+    # Evidently adds no dataset-level headline that could contradict the verdict.
+    assert "Dataset Drift is" not in text
     assert payload["report_path"] == str(report)
 
 

@@ -7,7 +7,7 @@ import io
 
 from rich.console import Console
 
-from checks.base import CheckResult, FeatureDrift
+from core.results import CheckResult, FeatureDrift
 from monitor.commands.tables import render
 
 LONG_WHY = "null rate 0.4100 over alert threshold 0.1000 and unseen categories 'android-tv', 'kaios', 'tizen'"

@@ -4,7 +4,7 @@ import pytest
 import yaml
 
 from monitor.config import example_config_text, load_config, parse_config, parse_duration
-from monitor.errors import ConfigError
+from core.errors import ConfigError
 
 
 def minimal(**overrides):

@@ -86,7 +86,7 @@ def test_jobs_list_shows_no_wake_up_after_a_schedule_ended(small_world, demo_raw
 
 def test_a_rerun_keeps_the_users_registry_and_says_so(small_world, demo_raw_config, tmp_path):
     from retrain.base import FeatureSet
-    from retrain.demo import retrain_demo, summary_line
+    from monitor.demo.retrain import retrain_demo, summary_line
     from retrain.lightgbm_trainer import LightGBMModel
     from retrain.pipeline import import_model, registry_for
 

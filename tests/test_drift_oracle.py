@@ -2,12 +2,13 @@
 
 Where the bins are the same, the scores must be the same to float precision. Where they
 are not (our numeric PSI/JS use reference-decile bins, Evidently uses sturges bins over
-reference+current; our Wasserstein sees per-bin means of a 100-bin histogram, not rows),
+reference+current; our Wasserstein sees a CDF rebuilt from the 100-bin histogram and the
+quantile sketch, not rows; tests/test_exact_stats.py holds it within 1% on heavy tails),
 the tolerances below were measured on these generators (seeds 0-19) and given headroom:
 
 | method      | data                          | measured max |difference|        | asserted                |
 |-------------|-------------------------------|-------------------------------------|-------------------------|
-| wasserstein | normal, lognormal, exponential| 2.6e-3 abs (lognormal)              | 5e-3 abs                |
+| wasserstein | normal, lognormal, exponential| 1.5e-4 abs (lognormal; was 2.6e-3 with bin means) | 5e-4 abs      |
 | wasserstein | 8-valued numeric              | exact (one bin per value)           | 1e-9 rel                |
 | psi         | continuous, deciles vs sturges| 0.106 abs at PSI ~1; 0.038 at ~0.09 | 0.03 + 0.2 * evidently  |
 | js          | continuous, deciles vs sturges| 0.025 abs (lognormal)               | 0.04 abs                |
@@ -25,7 +26,7 @@ import pyarrow as pa
 import pytest
 
 from checks.drift import DriftCheck, compare_tables
-from monitor.profile import build_spec, profile_table
+from core.profile import build_spec, profile_table
 
 pytest.importorskip("evidently")
 from evidently.legacy.calculations.stattests import (  # noqa: E402
@@ -41,7 +42,7 @@ N_REF, N_CUR = 20_000, 10_000
 SEEDS = [0, 1, 2]
 
 EXACT_REL = 1e-9
-WASSERSTEIN_ABS = 5e-3
+WASSERSTEIN_ABS = 5e-4
 DECILE_PSI_ABS, DECILE_PSI_REL = 0.03, 0.2
 DECILE_JS_ABS = 0.04
 EVIDENTLY_THRESHOLD = 0.1  # default for psi, jensenshannon and wasserstein

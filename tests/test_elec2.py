@@ -80,3 +80,18 @@ def test_the_known_change_period_raises_more_alerts_than_the_first_weeks(weekly)
     changed = alerting[weekly["week"] >= 52].mean()  # after the Victoria data appear
     assert changed > first + 0.2, (first, changed)
     assert alerting[weekly["week"] >= 52].sum() >= 10
+
+
+def test_default_spread_mode_flags_degraded_weeks_and_spares_stable_ones():
+    """bench.detect's Elec2 scenario: weekly windows judged against 16 reference weeks. Weeks
+    where the model is clearly worse than in any 4-week block of the reference must be flagged
+    far more often than stable weeks, which must stay (nearly) quiet."""
+    from bench._label_scenarios import elec2_scenario, judge
+
+    result = judge(elec2_scenario(ELEC2), evidently=False)
+    assert result["modes"] == ["spread (16 reference chunks of 336 rows)"]
+    default = result["counts"]["driftline default (spread)"]
+    (clear_hit, clear), (false_alarms, stable) = default["clear"], default["stable"]
+    assert clear >= 50 and stable >= 5
+    assert clear_hit / clear >= 0.4, default  # measured 38/75
+    assert false_alarms <= 1, default  # measured 0/8 (static tolerances: 2/8)

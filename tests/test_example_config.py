@@ -8,9 +8,8 @@ from datetime import timedelta
 import pytest
 import yaml
 
-from checks.registry import get_check  # noqa: F401  (registers the built-in checks)
+from core.errors import ConfigError, DriftlineError
 from monitor.config import ChecksConfig, example_config_text, load_config
-from monitor.errors import ConfigError, DriftlineError
 from monitor.runner import run_config
 
 

@@ -9,7 +9,7 @@ import pytest
 
 from monitor.config import parse_config
 from monitor.demo.run import demo_config, write_scored_reference
-from monitor.errors import ConfigError
+from core.errors import ConfigError
 from monitor.runner import ModelRunner
 from monitor.store import ResultsStore
 

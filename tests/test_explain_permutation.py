@@ -8,7 +8,7 @@ import pytest
 
 from explain.models import LightGBMModel, as_sklearn
 from explain.permutation import binary_labels, permutation_importance, permutation_scores, roc_auc
-from monitor.errors import SchemaError
+from core.errors import SchemaError
 from tests.explain_fixtures import synthetic, train
 
 sklearn = pytest.importorskip("sklearn")

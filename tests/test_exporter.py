@@ -10,7 +10,7 @@ from prometheus_client import REGISTRY, CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import create_engine
 
-from checks.base import CheckResult
+from core.results import CheckResult
 from monitor import exporter
 from monitor.alerts.outbox import enqueue
 from monitor.alerts.sinks import AlertMessage

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from checks.base import CheckResult, FeatureDrift
+from core.results import CheckResult, FeatureDrift
 from monitor.demo.run import demo_config, summarise
 
 

@@ -116,9 +116,24 @@ def test_learned_tolerance_ignores_pure_noise_and_rises_with_overdispersion():
     noise_only = rng.normal(0, 0.1, 10)  # exactly the sampling noise
     assert learn_tolerance((0.05, 0.1), noise_only, variances).pair == (0.05, 0.1)
     overdispersed = rng.normal(0, 0.5, 10)
-    tolerance = learn_tolerance((0.05, 0.1), overdispersed, variances)
+    tolerance = learn_tolerance((0.05, 0.1), overdispersed, variances, cap=100)
     assert tolerance.learned and tolerance.warn > 0.5 and tolerance.alert > tolerance.warn
+    assert not tolerance.capped and tolerance.widened_by == pytest.approx(tolerance.alert / 0.1)
     assert excess_spread([0.1, 0.2]) is None  # fewer than 3 chunks: static stands
+
+
+def test_learned_tolerance_is_capped_and_says_so():
+    rng = np.random.default_rng(1)
+    overdispersed = rng.normal(0, 0.5, 10)
+    uncapped = learn_tolerance((0.05, 0.1), overdispersed, np.full(10, 0.01), cap=100)
+    capped = learn_tolerance((0.05, 0.1), overdispersed, np.full(10, 0.01))  # default cap: 3 x static
+    assert capped.pair == pytest.approx((0.15, 0.3)) and capped.capped and capped.widened_by == pytest.approx(3)
+    assert capped.uncapped == pytest.approx(uncapped.pair)
+    data = capped.to_dict()
+    assert data["capped"] and data["widened_by"] == pytest.approx(3) and data["static_alert"] == 0.1
+    assert data["uncapped_alert"] == pytest.approx(uncapped.alert)
+    assert "capped" in capped.note("auc_drop") and "0.1 -> 0.3" in capped.note("auc_drop")
+    assert learn_tolerance((0.05, 0.1), overdispersed, np.full(10, 0.01), cap=1).pair == pytest.approx((0.05, 0.1))
 
 
 def test_page_hinkley_by_hand_and_on_planted_shift():

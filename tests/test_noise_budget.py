@@ -17,9 +17,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from checks.drift import DEFAULT_THRESHOLDS, DriftCheck
-from monitor.profile import DatasetProfile, profile_table
-from monitor.runner import Reference, build_reference
-from monitor.sources import Source
+from core.profile import DatasetProfile, profile_table
+from core.reference import Reference, build_reference
+from core.sources import Source
 
 REFERENCE_ROWS = 200_000
 BIG_WINDOW = 100_000

@@ -11,8 +11,8 @@ import pyarrow.parquet as pq
 from typer.testing import CliRunner
 
 from monitor.cli import app
-from monitor.oneoff import feature_kinds
-from monitor.sources import Source
+from core.sources import Source
+from monitor.oneoff import drift_features
 
 
 def _logs(path, n=3000, seed=0):
@@ -37,7 +37,7 @@ def _logs(path, n=3000, seed=0):
 
 def test_ids_times_labels_and_scores_are_skipped_with_reasons(tmp_path):
     skipped = {}
-    kinds = feature_kinds(Source(str(_logs(tmp_path / "ref.parquet"))), None, skipped, only_features=True)
+    kinds = drift_features(Source(str(_logs(tmp_path / "ref.parquet"))), None, skipped)
     assert kinds == {"offer_id": "categorical", "device": "categorical", "cart_value": "numeric",
                      "conversion_rate": "numeric"}
     assert skipped["example_id"].startswith("identifier") and skipped["request_id"].startswith("identifier")
@@ -47,7 +47,7 @@ def test_ids_times_labels_and_scores_are_skipped_with_reasons(tmp_path):
 
 
 def test_named_features_are_compared_whatever_they_look_like(tmp_path):
-    kinds = feature_kinds(Source(str(_logs(tmp_path / "ref.parquet"))), ["example_id", "click"], only_features=True)
+    kinds = drift_features(Source(str(_logs(tmp_path / "ref.parquet"))), ["example_id", "click"], {})
     assert kinds == {"example_id": "categorical", "click": "numeric"}
 
 

@@ -117,3 +117,32 @@ def test_missing_label_column_in_serving_is_an_error_result_not_a_crash(demo_sto
     start = small_world.serving_start
     results = ModelRunner(broken, broken.models[0], store).run(start, start + timedelta(days=1), ["performance"])
     assert results[0].status == "error" and "'purchase'" in results[0].details["error"]
+
+
+def test_learned_tolerance_is_capped_and_shown_in_json_table_and_alert():
+    """A reference whose chunks differ wildly (every other chunk's CTR x2.5) would learn a
+    calibration tolerance no window reaches; the cap holds it at 3 x static and says so."""
+    from monitor import cli
+    from monitor.alerts.rules import alert_keys
+
+    parts = [simulate(20_000, seed=60 + i, ctr=0.03, factor=2.5 if i % 2 else 1.0) for i in range(10)]
+    varied = Rows(np.concatenate([rows(p).scores for p in parts]), np.concatenate([rows(p).labels for p in parts]))
+    uncapped = PerformanceCheck(threshold_mode="learned", learned_cap=1000).fit(varied)
+    assert uncapped.tolerances["calibration"].alert > 0.5  # what the spread asks for: a 50%+ change tolerated
+    check = PerformanceCheck(threshold_mode="learned").fit(varied)
+    tolerance = check.tolerances["calibration"]
+    assert tolerance.pair == pytest.approx((0.075, 0.15)) and tolerance.capped
+    decayed = rows(simulate(200_000, seed=70, ctr=0.03, factor=0.5))
+    result = check.evaluate(decayed)
+    assert result.status == "alert"  # uncapped, a 50% calibration decay would pass unnoticed
+    assert uncapped.evaluate(decayed).details["overall"]["statuses"]["calibration"] == "ok"
+    data = json.loads(json.dumps(result.to_dict()))
+    shown = data["details"]["tolerances"]["calibration"]
+    assert shown["capped"] and shown["widened_by"] == pytest.approx(3) and shown["uncapped_alert"] > 0.5
+    note = next(n for n in data["details"]["tolerance_notes"] if n.startswith("calibration"))
+    assert "0.05 -> 0.15 (x3.00), capped" in note
+    with cli.out.capture() as captured:
+        cli._print_result_table(result)
+    assert "calibration tolerance widened" in captured.get() and "capped" in captured.get()
+    why = next(iter(alert_keys("m", result, ("warn", "alert")).values()))["why"]
+    assert "calibration tolerance widened" in why

@@ -1,4 +1,4 @@
-"""Laws of the profile kernel (monitor.profile), checked with Hypothesis.
+"""Laws of the profile kernel (core.profile), checked with Hypothesis.
 
 - merge(profile(a), profile(b)) == profile(a ++ b): counts, histograms, categorical counts
   and sketch buckets exactly; mean, m2 and bin sums within float tolerance;
@@ -21,7 +21,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from checks.drift import CATEGORICAL_METHODS, NUMERIC_METHODS, compare_tables
-from monitor.profile import (
+from core.profile import (
     SKETCH_RELATIVE_ACCURACY,
     CategoricalProfile,
     DatasetProfile,

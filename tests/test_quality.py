@@ -12,7 +12,7 @@ import pytest
 
 from checks.expectations import load_suite, save_suite
 from checks.quality import derive_suite, read_for_suite, validate_table
-from monitor.errors import ConfigError
+from core.errors import ConfigError
 
 KINDS = {"amount": "numeric", "tenure": "numeric", "device": "categorical"}
 DEVICES = np.array(["mobile", "desktop", "tablet", "tv", "console"], dtype=object)

@@ -8,10 +8,11 @@ import stat
 
 from typer.testing import CliRunner
 
-from checks.base import CheckResult
+from core.results import CheckResult
 from explain.report import render_explain_report
 from monitor.cli import app
-from monitor.reports import window_text, write_report
+from checks.drift_report import write_report
+from core.results import window_text
 from tests.explain_fixtures import synthetic, train
 
 

@@ -12,10 +12,11 @@ from pathlib import Path
 import pytest
 
 from explain.config import AttributionDriftConfig
-from monitor.config import DriftCheckConfig, parse_config
+from checks.drift_check import DriftParams as DriftCheckConfig
+from monitor.config import parse_config
 from monitor.demo.run import demo_config, write_scored_reference
-from monitor.errors import ConfigError
-from monitor.reports import report_wanted
+from core.errors import ConfigError
+from core.results import report_wanted
 from monitor.runner import ModelRunner
 from monitor.store import ResultsStore
 

@@ -11,8 +11,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from monitor.errors import MissingDependencyError, SchemaError
-from monitor.reports import REPORT_SAMPLE_SIZE, render_drift_report, sample_for_report
+from core.errors import MissingDependencyError, SchemaError
+from checks.drift_report import REPORT_SAMPLE_SIZE, render_drift_report, sample_for_report
 
 pytest.importorskip("evidently")
 
@@ -205,7 +205,7 @@ def _run_python(code: str) -> subprocess.CompletedProcess:
 
 
 def test_importing_the_module_does_not_load_evidently():
-    done = _run_python("import monitor.reports, sys; assert 'evidently' not in sys.modules")
+    done = _run_python("import checks.drift_report, sys; assert 'evidently' not in sys.modules")
     assert done.returncode == 0, done.stderr
 
 
@@ -224,7 +224,7 @@ def test_rendering_opens_no_network_connection(tmp_path):
 
         import numpy as np, pandas as pd
         from pathlib import Path
-        from monitor.reports import render_drift_report
+        from checks.drift_report import render_drift_report
         rng = np.random.default_rng(0)
         ref = pd.DataFrame({{"x": rng.normal(size=300), "c": rng.choice(list("ab"), 300)}})
         cur = pd.DataFrame({{"x": rng.normal(1, size=300), "c": rng.choice(list("bc"), 300)}})

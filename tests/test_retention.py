@@ -11,7 +11,7 @@ import yaml
 from sqlalchemy import func, insert, select
 from typer.testing import CliRunner
 
-from checks.base import CheckResult
+from core.results import CheckResult
 from monitor.alerts.outbox import outbox
 from monitor.cli import app
 from monitor.ledger import job_events, ledger, naive

@@ -17,9 +17,9 @@ from typer.testing import CliRunner
 
 from monitor.cli import app
 from monitor.config import parse_config
-from monitor.errors import ConfigError
+from core.errors import ConfigError
 from retrain.base import Dataset, FeatureSet, TrainingError, load_model
-from retrain.demo import shuffled_labels
+from monitor.demo.retrain import shuffled_labels
 from retrain.infra_validate import infra_validate
 from retrain.lightgbm_trainer import LightGBMModel
 from retrain.pipeline import import_model, registry_for, run_retrain
@@ -245,7 +245,7 @@ def test_scores_are_probabilities(setup, retrained):
 
 def test_the_service_retrains_when_the_schedule_is_due_and_backs_off_after_a_failure(setup, tmp_path, monkeypatch):
     from monitor.store import ResultsStore
-    from retrain.scheduled import RetrainWatcher, watched_models
+    from monitor.retrain_watch import RetrainWatcher, watched_models
 
     raw = _raw_config(setup.world, setup.workdir, schedule="0 3 * * *", registry=str(tmp_path / "registry"))
     raw["store"]["url"] = f"sqlite:///{tmp_path / 'store.db'}"

@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from monitor.errors import ConfigError
+from core.errors import ConfigError
 from retrain import base
 from retrain.base import Dataset, FeatureSet, TrainingError, get_trainer, known_trainers, load_model
 from retrain.encoding import NumericScaler, Vocabulary, as_text

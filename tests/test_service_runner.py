@@ -221,7 +221,7 @@ def test_a_pending_result_waits_for_its_labels_and_does_not_resolve_alerts(setup
 
     def labels_late(model, check, start, end):
         if end == hour(11) and clock() < mature:
-            from checks.base import CheckResult
+            from core.results import CheckResult
 
             return [CheckResult(check=check, status="pending", model=model,
                                 details={"labels_mature_at": mature.isoformat()})]

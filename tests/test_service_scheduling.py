@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from monitor.config import ScheduleConfig
-from monitor.errors import ConfigError
+from core.errors import ConfigError
 from monitor.ledger import Ledger
 from monitor.scheduling import Schedule, schedules_of
 from monitor.store import ResultsStore

@@ -14,7 +14,7 @@ import pyarrow.parquet as pq
 import pytest
 from scipy.spatial.distance import jensenshannon
 
-from monitor.sources import Source
+from core.sources import Source
 from skew.check import SkewCheck
 from skew.distribution import DistributionSettings
 from skew.schema import column_issues

@@ -11,7 +11,7 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 import pytest
 
-from monitor.errors import DataSourceError
+from core.errors import DataSourceError
 from skew.prediction import LightGBMAdapter, load_adapter, prediction_skew, world_adapter
 
 

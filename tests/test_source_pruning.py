@@ -9,7 +9,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from monitor.sources import Source
+from core.sources import Source
 
 START = datetime(2026, 11, 27, tzinfo=timezone.utc)
 DAYS = 2

@@ -17,10 +17,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from checks.drift import DriftCheck
-from monitor.engines import LocalEngine
-from monitor.errors import DataSourceError, SchemaError
-from monitor.profile import FeatureError, build_spec
-from monitor.sources import Source
+from core.engines import LocalEngine
+from core.errors import DataSourceError, SchemaError
+from core.profile import FeatureError, build_spec
+from core.sources import Source
 
 T0 = datetime(2026, 3, 1, tzinfo=timezone.utc)
 
@@ -92,13 +92,13 @@ def test_profiles_match_over_random_partitionings(spark_engine, reference_table,
 
 
 def _profile_repartitioned(frame, spec, partitions):
-    from monitor.engines.spark.profile import profile_frame
+    from core.engines.spark.profile import profile_frame
 
     return profile_frame(frame.repartition(partitions), spec)[0]
 
 
 def test_window_filter_and_tree_reduce_match(spark_engine, reference_table, tmp_path, monkeypatch):
-    import monitor.engines.spark.profile as spark_profile
+    import core.engines.spark.profile as spark_profile
 
     write_parts(sample_table(8000, seed=3), tmp_path / "logs", [2000, 5000])
     spec = build_spec(reference_table, FEATURES)
@@ -128,7 +128,7 @@ def test_text_formats_match(spark_engine, reference_table, tmp_path, fmt):
 
 
 def test_reference_and_drift_statuses_match(spark_engine, reference_table, tmp_path):
-    from monitor.reference import build_reference
+    from core.reference import build_reference
 
     write_parts(reference_table, tmp_path / "ref", [1000, 4000])
     shifted = sample_table(5000, seed=5, shift=0.6)
@@ -199,8 +199,8 @@ def test_missing_location_names_it(spark_engine, tmp_path):
 def test_missing_java_or_pyspark_says_what_to_install(monkeypatch):
     import builtins
 
-    from monitor.engines.spark import session
-    from monitor.errors import MissingDependencyError
+    from core.engines.spark import session
+    from core.errors import MissingDependencyError
 
     monkeypatch.setenv("JAVA_HOME", "/nonexistent-jdk")
     with pytest.raises(MissingDependencyError, match="Java 17 or newer: apt-get install openjdk-17-jre-headless"):
@@ -232,7 +232,7 @@ def test_uris_are_listed_by_spark(spark_engine, reference_table, tmp_path):
 
 
 def test_reference_chunks_reduced_on_the_executors_match(spark_engine, reference_table, tmp_path, monkeypatch):
-    import monitor.engines.spark.profile as spark_profile
+    import core.engines.spark.profile as spark_profile
 
     write_parts(reference_table, tmp_path / "ref", [1500, 3000, 4500])
     collected = spark_engine.reference(spark_engine.source(str(tmp_path / "ref")), FEATURES, n_chunks=4)
@@ -244,8 +244,8 @@ def test_reference_chunks_reduced_on_the_executors_match(spark_engine, reference
 
 
 def test_limits_hold_on_spark(spark_engine, reference_table, tmp_path):
-    from monitor.errors import LimitExceededError
-    from monitor.sources import Limits
+    from core.errors import LimitExceededError
+    from core.sources import Limits
 
     write_parts(sample_table(2000, seed=11), tmp_path / "cur", [])
     spec = build_spec(reference_table, FEATURES)

@@ -21,7 +21,7 @@ from typer.testing import CliRunner
 from checks.expectations import save_suite
 from checks.quality import derive_suite, quality_between, read_for_suite, validate_table
 from checks.quality_spark import validate_on_spark
-from monitor.sources import Source
+from core.sources import Source
 
 T0 = datetime(2026, 3, 1, tzinfo=timezone.utc)
 ROWS = 5000

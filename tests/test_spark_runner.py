@@ -52,7 +52,7 @@ def test_runner_on_spark_matches_the_embedded_engine(spark, raw_config, small_wo
 
 
 def test_engine_is_a_validated_config_key(raw_config, small_world):
-    from monitor.errors import ConfigError
+    from core.errors import ConfigError
 
     raw_config["models"][0]["engine"] = "flink"
     with pytest.raises(ConfigError, match="engine"):

@@ -12,8 +12,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from monitor.errors import SchemaError
-from monitor.sources import Source
+from core.errors import SchemaError
+from core.sources import Source
 from skew.check import SkewCheck
 from skew.feature_values import JoinSettings, Tolerance, value_skew
 from skew.spark_values import spark_value_skew

@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import MetaData, create_engine, inspect
 from typer.testing import CliRunner
 
-from checks.base import CheckResult, FeatureDrift
+from core.results import CheckResult, FeatureDrift
 from monitor import migrations
 from monitor.database import create_store_engine, database_url, redacted
 from monitor.store import ResultsStore, metadata

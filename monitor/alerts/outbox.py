@@ -6,6 +6,12 @@ cannot queue it twice. Delivery is at least once: a row is leased while it is be
 sent (a crash mid-send leaves it to be retried), retried with exponential backoff and
 jitter (never sooner than a 429/503 `Retry-After`), and dead-lettered after the route's
 `max_attempts` or at once on a permanent error. `driftline alerts list` shows it all.
+
+Messages of one (route, dedup key) go out in the order they were queued: a message is due
+only when no earlier one of its key is still pending or being sent, so a `resolved` never
+overtakes its `firing` while that waits out a backoff (a dead-lettered one holds nothing
+back). `serve`'s worker delivers each route in a lane of its own, so a receiver that hangs
+holds up its own route only (each attempt is bounded by the sink's deadline).
 """
 
 from __future__ import annotations
@@ -36,7 +42,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import Engine
 
 from monitor.alerts.sinks import AlertMessage, DeliveryError, Sink
-from monitor.errors import ConfigError
+from core.errors import ConfigError
 from monitor.ledger import aware, naive, now_utc
 
 log = logging.getLogger("driftline.alerts")
@@ -85,6 +91,7 @@ alert_state = Table(
 )
 
 SENDING_LEASE = timedelta(minutes=2)
+REFRESH_LANE = "(alertmanager refresh)"  # not a route id: those are "<model>/<name>"
 MAX_ERROR = 500
 
 
@@ -127,18 +134,28 @@ class Outbox:
         delay = ceiling / 2 + self.rng.uniform(0, ceiling / 2)
         return max(delay, retry_after or 0.0)
 
-    def due(self, now: datetime, limit: int = 50) -> list:
+    def due(self, now: datetime, limit: int = 50, skip_routes: frozenset[str] = frozenset()) -> list:
+        """Messages to send now: the oldest unsent one of each key, if its time has come."""
+        earlier = outbox.alias("earlier")
+        blocked = select(earlier.c.id).where(
+            earlier.c.route == outbox.c.route, earlier.c.dedup_key == outbox.c.dedup_key,
+            earlier.c.id < outbox.c.id, earlier.c.state.in_(("pending", "sending"))).exists()
         query = select(outbox).where(or_(
             and_(outbox.c.state == "pending", outbox.c.next_attempt_at <= naive(now)),
             and_(outbox.c.state == "sending", outbox.c.lease_expires_at <= naive(now)),
-        )).order_by(outbox.c.next_attempt_at, outbox.c.id).limit(limit)
+        ), ~blocked).order_by(outbox.c.next_attempt_at, outbox.c.id).limit(limit)
+        if skip_routes:
+            query = query.where(outbox.c.route.not_in(sorted(skip_routes)))
         with self.engine.connect() as connection:
             return list(connection.execute(query))
 
     def deliver_due(self, limit: int = 50) -> int:
-        """One pass over due messages; returns how many were delivered."""
+        """One pass over due messages, one after the other; returns how many were delivered."""
+        return self.deliver_rows(self.due(self.clock(), limit))
+
+    def deliver_rows(self, rows) -> int:
         delivered = 0
-        for row in self.due(self.clock(), limit):
+        for row in rows:
             if self.deliver(row):
                 delivered += 1
         return delivered
@@ -228,7 +245,9 @@ def active_alerts(engine: Engine) -> list[dict]:
 
 
 class DeliveryWorker(threading.Thread):
-    """Background delivery for `serve`: wakes on `poke()` or every `interval` seconds."""
+    """Background delivery for `serve`: wakes on `poke()` or every `interval` seconds and
+    hands each route's due messages to a lane (a thread) of that route, unless the route's
+    lane is still busy; the lane pokes the worker when it is done, for what came due since."""
 
     def __init__(self, box: Outbox, interval: float = 1.0, refresh_every: float = 60.0) -> None:
         super().__init__(name="driftline-outbox", daemon=True)
@@ -238,25 +257,62 @@ class DeliveryWorker(threading.Thread):
         self._wake = threading.Event()
         self._halt = threading.Event()
         self._last_refresh = 0.0
+        self._lanes: dict[str, threading.Thread] = {}
 
     def poke(self) -> None:
         self._wake.set()
 
-    def stop(self) -> None:
+    def stop(self, wait: float = 5.0) -> None:
+        """Stop dispatching; give sends in flight up to `wait` seconds to record their outcome
+        (one cut short stays leased and is sent again after a restart: at least once)."""
+        import time
+
         self._halt.set()
         self._wake.set()
+        end = time.monotonic() + wait
+        for lane in list(self._lanes.values()):
+            lane.join(max(end - time.monotonic(), 0.0))
 
     def run(self) -> None:
         import time
 
         while not self._halt.is_set():
             try:
-                while self.box.deliver_due() and not self._halt.is_set():
-                    pass
+                self._dispatch()
                 if time.monotonic() - self._last_refresh >= self.refresh_every:
                     self._last_refresh = time.monotonic()
-                    self.box.refresh_alertmanager()
+                    self._start_lane(REFRESH_LANE, self._refresh)
             except Exception:  # keep delivering; the store may be briefly unavailable
                 log.exception("alert delivery pass failed")
             self._wake.wait(self.interval)
             self._wake.clear()
+
+    def _dispatch(self) -> None:
+        self._lanes = {route: lane for route, lane in self._lanes.items() if lane.is_alive()}
+        by_route: dict[str, list] = {}
+        for row in self.box.due(self.box.clock(), skip_routes=frozenset(self._lanes)):
+            by_route.setdefault(row.route, []).append(row)
+        for route, rows in by_route.items():
+            self._start_lane(route, self._lane, route, rows)
+
+    def _start_lane(self, name: str, target, *args) -> None:
+        lane = self._lanes.get(name)
+        if lane is not None and lane.is_alive():
+            return
+        lane = threading.Thread(target=target, args=args, name=f"driftline-outbox-{name}", daemon=True)
+        self._lanes[name] = lane
+        lane.start()
+
+    def _refresh(self) -> None:
+        try:
+            self.box.refresh_alertmanager()
+        except Exception:  # best effort; the next refresh tries again
+            log.exception("alertmanager refresh failed")
+
+    def _lane(self, route: str, rows: list) -> None:
+        try:
+            self.box.deliver_rows(rows)
+        except Exception:  # the rows stay pending or leased; the next pass retries them
+            log.exception("alert delivery via %s failed", route)
+        finally:
+            self.poke()

@@ -29,12 +29,12 @@ from pathlib import Path
 
 from sqlalchemy import select, update
 
-from checks.base import CheckResult
+from core.results import CheckResult
 from monitor.alerts.outbox import alert_state, enqueue
 from monitor.alerts.outbox import _insert_ignore as insert_ignore
 from monitor.alerts.sinks import AlertMessage, Sink, build_sink
 from monitor.config import AlertRouteConfig, ModelConfig
-from monitor.errors import ConfigError
+from core.errors import ConfigError
 from monitor.ledger import aware, naive, now_utc
 
 SEVERITY_OF = {"warn": "warn", "alert": "alert", "error": "alert"}
@@ -86,7 +86,8 @@ def alert_keys(model: str, result: CheckResult, levels: tuple[str, ...]) -> dict
     if not any(SEVERITY_OF.get(f.status) for f in result.features):
         severity = SEVERITY_OF.get(result.status)
         if severity in levels:
-            why = str(result.details.get("error", ""))[:300]
+            notes = result.details.get("tolerance_notes", [])  # a widened tolerance explains a quiet or late alert
+            why = str(result.details.get("error", "") or "; ".join(notes))[:300]
             found[dedup_key(model, result.check, "", severity)] = dict(
                 feature="", severity=severity, status=result.status, score=None, threshold=None, method=None,
                 why=why)

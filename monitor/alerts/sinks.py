@@ -29,12 +29,17 @@ from pathlib import Path
 from typing import Callable
 
 from monitor.alerts import signing, ssrf
+from monitor.alerts.deadline import Deadline
 from monitor.config import AlertRouteConfig
-from monitor.errors import ConfigError, DriftlineError
+from core.errors import ConfigError, DriftlineError
 
 log = logging.getLogger("driftline.alerts")
 ENTRY_POINT_GROUP = "driftline.alert_sinks"
 MAX_RETRY_AFTER = 3600.0
+# One attempt, connection to last byte: a receiver that drips its answer fails the attempt
+# (retried later) instead of holding `alerts test` or a delivery lane for minutes.
+ATTEMPT_DEADLINE = 30.0
+SOCKET_TIMEOUT = 10.0  # each connect, read or write
 ALERTMANAGER_HOLD = timedelta(minutes=5)  # endsAt of a firing alert; re-sent well before it
 
 
@@ -180,7 +185,7 @@ def post_json(url: str, payload, allow_private: bool, headers: dict[str, str] | 
     try:
         response = ssrf.request("POST", url, data, {"Content-Type": "application/json",
                                                      "User-Agent": "driftline", **(headers or {})},
-                                allow_private=allow_private)
+                                allow_private=allow_private, timeout=SOCKET_TIMEOUT, deadline=ATTEMPT_DEADLINE)
     except ssrf.SSRFError as exc:
         raise DeliveryError(str(exc), permanent=True) from exc
     except (OSError, http.client.HTTPException) as exc:
@@ -282,28 +287,64 @@ class EmailSink(Sink):
         mail.set_content(json.dumps(message.to_dict(), indent=2))
         password = self.secret(cfg.password_env, cfg.password_file, "email password", required=False)
         context = self._tls_context(cfg) if cfg.security != "none" else None
+        clients: list[smtplib.SMTP] = []  # the watchdog reads .sock, which STARTTLS replaces
+        watch = Deadline(ATTEMPT_DEADLINE, lambda: getattr(clients[-1], "sock", None) if clients else None)
         try:
-            if cfg.security == "ssl":
-                client = smtplib.SMTP_SSL(cfg.host, cfg.port, timeout=10, context=context)
-            else:
-                client = smtplib.SMTP(cfg.host, cfg.port, timeout=10)
-            with client:
-                if cfg.security == "starttls":
-                    client.starttls(context=context)
-                if cfg.username and password:
-                    client.login(cfg.username, password)
-                client.send_message(mail)
-        except ssl.SSLCertVerificationError as exc:  # retrying cannot fix a certificate
-            raise DeliveryError(f"smtp {cfg.host}:{cfg.port}: TLS certificate not trusted ({exc.verify_message}); "
-                                "set email.ca_file for a private CA", permanent=True) from exc
-        except (smtplib.SMTPRecipientsRefused, smtplib.SMTPSenderRefused, smtplib.SMTPAuthenticationError,
-                smtplib.SMTPNotSupportedError) as exc:
-            raise DeliveryError(f"smtp {cfg.host}:{cfg.port}: {type(exc).__name__}", permanent=True) from exc
-        except smtplib.SMTPResponseException as exc:
-            raise DeliveryError(f"smtp {cfg.host}:{cfg.port}: {exc.smtp_code}",
-                                permanent=500 <= exc.smtp_code < 600) from exc
-        except (smtplib.SMTPException, OSError, socket.timeout) as exc:
-            raise DeliveryError(f"smtp {cfg.host}:{cfg.port}: {type(exc).__name__}") from exc
+            with watch:
+                if cfg.security == "ssl":
+                    client = _SMTP_SSL(cfg.host, cfg.port, timeout=SOCKET_TIMEOUT, context=context,
+                                       on_connect=clients.append)
+                else:
+                    client = _SMTP(cfg.host, cfg.port, timeout=SOCKET_TIMEOUT, on_connect=clients.append)
+                with client:
+                    if cfg.security == "starttls":
+                        client.starttls(context=context)
+                    if cfg.username and password:
+                        client.login(cfg.username, password)
+                    client.send_message(mail)
+        except Exception as exc:
+            error = DeliveryError(f"smtp {cfg.host}:{cfg.port}: {watch.error()}") if watch.expired \
+                else _smtp_error(cfg, exc)  # when expired, what the shutdown broke is not the server's answer
+            if error is None:
+                raise
+            raise error from exc
+
+
+def _smtp_error(cfg, exc: Exception) -> DeliveryError | None:
+    """The DeliveryError for what smtplib raised (permanent where a retry cannot help), or None."""
+    where = f"smtp {cfg.host}:{cfg.port}"
+    if isinstance(exc, ssl.SSLCertVerificationError):  # retrying cannot fix a certificate
+        return DeliveryError(f"{where}: TLS certificate not trusted ({exc.verify_message}); "
+                             "set email.ca_file for a private CA", permanent=True)
+    if isinstance(exc, (smtplib.SMTPRecipientsRefused, smtplib.SMTPSenderRefused, smtplib.SMTPAuthenticationError,
+                        smtplib.SMTPNotSupportedError)):
+        return DeliveryError(f"{where}: {type(exc).__name__}", permanent=True)
+    if isinstance(exc, smtplib.SMTPResponseException):
+        return DeliveryError(f"{where}: {exc.smtp_code}", permanent=500 <= exc.smtp_code < 600)
+    if isinstance(exc, (smtplib.SMTPException, OSError, socket.timeout)):
+        return DeliveryError(f"{where}: {type(exc).__name__}")
+    return None
+
+
+class _Watched:
+    """smtplib's client that tells the deadline about itself before it connects (the
+    greeting is read inside the constructor, where a slow server could otherwise hide)."""
+
+    def __init__(self, *args, on_connect: Callable[[smtplib.SMTP], None], **kwargs) -> None:
+        self._on_connect = on_connect
+        super().__init__(*args, **kwargs)
+
+    def _get_socket(self, host, port, timeout):
+        self._on_connect(self)
+        return super()._get_socket(host, port, timeout)
+
+
+class _SMTP(_Watched, smtplib.SMTP):
+    pass
+
+
+class _SMTP_SSL(_Watched, smtplib.SMTP_SSL):
+    pass
 
 
 @register_sink("alertmanager")

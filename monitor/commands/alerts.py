@@ -28,7 +28,7 @@ def register(app: typer.Typer, check_app: typer.Typer) -> None:
         from monitor.cli import _fail, out
         from monitor.commands.jobs import _dump, _text
         from monitor.config import load_config
-        from monitor.errors import DriftlineError
+        from core.errors import DriftlineError
         from monitor.store import ResultsStore
 
         try:
@@ -72,7 +72,7 @@ def register(app: typer.Typer, check_app: typer.Typer) -> None:
         from monitor.alerts.sinks import DeliveryError
         from monitor.cli import _fail, out
         from monitor.config import load_config
-        from monitor.errors import DriftlineError
+        from core.errors import DriftlineError
 
         try:
             cfg = load_config(config)

@@ -37,7 +37,7 @@ def register(app: typer.Typer, check_app: typer.Typer) -> None:
 
         from checks.calibration import calibration_of
         from monitor.cli import _exit_code, _fail
-        from monitor.errors import DriftlineError
+        from core.errors import DriftlineError
 
         try:
             segments = [s.strip() for item in segment for s in item.split(",")]
@@ -56,6 +56,8 @@ def register(app: typer.Typer, check_app: typer.Typer) -> None:
 
 def _print(result) -> None:
     from monitor.cli import out
-    from monitor.commands.tables import render_labelled
+    from monitor.commands.tables import render_labelled, result_notes
 
     render_labelled(result, out, every=True)
+    for note in result_notes(result):
+        out.print(f"  {note}", markup=False, highlight=False, style="yellow")

@@ -8,7 +8,7 @@ from typing import Optional
 
 import typer
 
-from monitor.errors import DriftlineError
+from core.errors import DriftlineError
 
 
 class GrafanaPushError(DriftlineError):

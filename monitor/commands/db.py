@@ -19,7 +19,7 @@ def _url(config: Optional[Path], url: Optional[str]) -> str:
         return load_config(config).store_url()
     if os.environ.get("DRIFTLINE_STORE_URL"):
         return os.environ["DRIFTLINE_STORE_URL"]
-    from monitor.errors import ConfigError
+    from core.errors import ConfigError
 
     raise ConfigError("give --config FILE or --url URL (or set DRIFTLINE_STORE_URL)")
 
@@ -28,7 +28,7 @@ def _on_store(url_of, work):
     """(url, work(engine)) on the store; any failure is one line naming the (redacted) URL, exit 2."""
     from monitor.cli import _fail
     from monitor.database import create_store_engine, redacted
-    from monitor.errors import DriftlineError
+    from core.errors import DriftlineError
 
     target = "the results store"
     try:
@@ -46,7 +46,7 @@ def _on_store(url_of, work):
 
 def register(app: typer.Typer, check_app: typer.Typer) -> None:
     from monitor.cli import _fail, out
-    from monitor.errors import DriftlineError
+    from core.errors import DriftlineError
 
     db_app = typer.Typer(rich_markup_mode=None, help="The results store's schema (Alembic migrations).", no_args_is_help=True)
     app.add_typer(db_app, name="db")

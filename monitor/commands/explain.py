@@ -34,7 +34,7 @@ def register(app: typer.Typer, check_app: typer.Typer) -> None:
         import sys
 
         from explain.oneoff import explain_file
-        from monitor.errors import DriftlineError
+        from core.errors import DriftlineError
 
         try:
             groups = _groups(group)
@@ -49,7 +49,7 @@ def register(app: typer.Typer, check_app: typer.Typer) -> None:
 
 
 def _groups(items: list[str]) -> dict[str, list[str]]:
-    from monitor.errors import DriftlineError
+    from core.errors import DriftlineError
 
     groups = {}
     for item in items:

@@ -56,7 +56,7 @@ def register(app: typer.Typer, check_app: typer.Typer) -> None:
         from rich.table import Table
 
         from monitor.cli import _fail, out
-        from monitor.errors import DriftlineError
+        from core.errors import DriftlineError
         from monitor.ledger import now_utc
         from monitor.scheduling import schedules_of
 
@@ -101,7 +101,7 @@ def register(app: typer.Typer, check_app: typer.Typer) -> None:
         from rich.table import Table
 
         from monitor.cli import _fail, out
-        from monitor.errors import DriftlineError
+        from core.errors import DriftlineError
 
         try:
             _, store, ledger = _open(config)
@@ -143,11 +143,11 @@ def register(app: typer.Typer, check_app: typer.Typer) -> None:
         from monitor.alerts.outbox import Outbox
         from monitor.alerts.rules import routes_for
         from monitor.cli import _fail, out
-        from monitor.errors import DriftlineError
+        from core.errors import DriftlineError
         from monitor.ledger import now_utc
         from monitor.scheduling import schedules_of
         from monitor.service import JobRunner, heartbeat
-        from monitor.sources import parse_window
+        from core.sources import parse_window
 
         try:
             cfg, store, ledger = _open(config)

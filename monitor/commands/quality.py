@@ -29,8 +29,8 @@ def register(app: typer.Typer, check_app: typer.Typer) -> None:
         import sys
 
         from checks.quality import quality_between
+        from core.errors import DriftlineError
         from monitor.cli import _exit_code, _fail, _print_result_table, one_off_engine
-        from monitor.errors import DriftlineError
 
         try:
             result = quality_between(current, reference, str(suite) if suite else None,

@@ -32,7 +32,7 @@ def _params(items: list[str]) -> dict | None:
     """--param KEY=VALUE (VALUE parsed as YAML: numbers, booleans, lists)."""
     import yaml
 
-    from monitor.errors import ConfigError
+    from core.errors import ConfigError
 
     if not items:
         return None
@@ -72,8 +72,8 @@ def register(app: typer.Typer, check_app: typer.Typer) -> None:
 
         from monitor.cli import _fail, err, out
         from monitor.config import load_config
-        from monitor.errors import DriftlineError
-        from monitor.sources import parse_window
+        from core.errors import DriftlineError
+        from core.sources import parse_window
         from retrain.pipeline import registry_for, run_retrain
 
         trigger = "cli"
@@ -128,7 +128,7 @@ def register(app: typer.Typer, check_app: typer.Typer) -> None:
         from rich.table import Table
 
         from monitor.cli import _fail, out
-        from monitor.errors import DriftlineError
+        from core.errors import DriftlineError
 
         try:
             reg = _registry(config, registry, model if config else None)
@@ -167,7 +167,7 @@ def register(app: typer.Typer, check_app: typer.Typer) -> None:
     ) -> None:
         """A version's metadata (trainer, params, data window, metrics, gates, parent, code version) as JSON."""
         from monitor.cli import _fail
-        from monitor.errors import DriftlineError
+        from core.errors import DriftlineError
 
         try:
             reg = _registry(config, registry, model)
@@ -190,7 +190,7 @@ def register(app: typer.Typer, check_app: typer.Typer) -> None:
     ) -> None:
         """Point production at a version (atomically; runs the push hook)."""
         from monitor.cli import _fail, out
-        from monitor.errors import DriftlineError
+        from core.errors import DriftlineError
 
         try:
             pointer = _registry(config, registry, model).promote(model, version, reason or "promoted by hand", force)
@@ -206,7 +206,7 @@ def register(app: typer.Typer, check_app: typer.Typer) -> None:
     ) -> None:
         """Point production back at the previous production version."""
         from monitor.cli import _fail, out
-        from monitor.errors import DriftlineError
+        from core.errors import DriftlineError
 
         try:
             pointer = _registry(config, registry, model).rollback(model, reason)

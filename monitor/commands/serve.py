@@ -70,7 +70,7 @@ def register(app: typer.Typer, check_app: typer.Typer) -> None:
     ) -> None:
         """Run the scheduled checks, deliver alerts and serve /metrics until stopped (SIGTERM/Ctrl-C)."""
         from monitor.cli import _fail, err
-        from monitor.errors import DriftlineError
+        from core.errors import DriftlineError
 
         setup_logging(log_level)
         try:

@@ -39,7 +39,7 @@ def register(app: typer.Typer, check_app: typer.Typer) -> None:
         _fail,
         one_off_engine,
     )
-    from monitor.errors import DriftlineError
+    from core.errors import DriftlineError
 
     @check_app.command("skew")
     def check_skew(
@@ -71,7 +71,7 @@ def register(app: typer.Typer, check_app: typer.Typer) -> None:
         spark_conf: list[str] = typer.Option([], help=SPARK_CONF_HELP),
     ) -> None:
         """Compare training examples with serving logs: schema, distribution, feature-value and prediction skew."""
-        from monitor.sources import Source
+        from core.sources import Source
         from skew.check import SkewCheck
         from skew.distribution import DistributionSettings
         from skew.feature_values import JoinSettings, Tolerance
@@ -85,7 +85,7 @@ def register(app: typer.Typer, check_app: typer.Typer) -> None:
             names = _names(features)
             kinds = None
             if names:
-                from monitor.oneoff import feature_kinds
+                from core.reference import feature_kinds
 
                 kinds = feature_kinds(training_source, names)
             absent = [c for c in _names(segments) if c not in serving_source.schema.names]

@@ -54,6 +54,18 @@ def fmt(value, digits: int = 3) -> str:
     return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
 
 
+def parts_of(result) -> list[tuple[str | None, dict]]:
+    """A label check's details per prediction column: one pair as is, several under details.predictions."""
+    details = result.details or {}
+    return list(details.get("predictions", {}).items()) or [(None, details)]
+
+
+def result_notes(result) -> list[str]:
+    """Widened-tolerance lines of a result (one prediction pair, or several under details.predictions)."""
+    return [f"{name}: {note}" if name else note for name, part in parts_of(result)
+            for note in part.get("tolerance_notes", [])]
+
+
 def title_of(result) -> str:
     window = f" {result.window_start[:16]}..{result.window_end[:16]}" if result.window_start else ""
     return f"{result.check}{window}: {result.status}"
@@ -64,6 +76,8 @@ def render(result, out: Console) -> None:
     renderer = {"data_quality": _quality, "calibration": render_labelled, "performance": render_labelled,
                 "concept_drift": _concept}.get(result.check, _features)
     renderer(result, out)
+    for note in result_notes(result):
+        out.print(f"  {note}", markup=False, highlight=False, style="yellow")
     if result.details.get("error"):
         out.print(f"  why: {result.details['error']}", markup=False, highlight=False)
     if result.report_path:
@@ -127,11 +141,15 @@ def _groups(details: dict, every: bool) -> list[tuple[str, dict]]:
 
 
 def render_labelled(result, out: Console, every: bool = False) -> None:
-    """calibration and performance: overall and (non-ok, or every) segment rows."""
-    details = result.details
-    if not details.get("overall"):
+    """calibration and performance: overall and (non-ok, or every) segment rows, per prediction."""
+    parts = [(name, part) for name, part in parts_of(result) if part.get("overall")]
+    if not parts:
         out.print(title_of(result), markup=False, highlight=False)
-        return
+    for _, details in parts:
+        _labelled_part(result, details, out, every)
+
+
+def _labelled_part(result, details: dict, out: Console, every: bool) -> None:
     against = details.get("baseline") == "reference" or result.check == "performance"
     what = f" of {details.get('prediction')} vs {details.get('label')}" if details.get("prediction") else ""
     title = title_of(result).replace(f"{result.check}", f"{result.check}{what}", 1)
@@ -179,13 +197,20 @@ def _why(group: dict) -> str:
 
 
 def _concept(result, out: Console) -> None:
-    details = result.details
+    shown = False
+    for name, details in parts_of(result):
+        shown = _concept_part(result, name, details, out) or shown
+    if not shown:
+        out.print(title_of(result), markup=False, highlight=False)
+
+
+def _concept_part(result, name: str | None, details: dict, out: Console) -> bool:
     expected = details.get("expected_vs_realized") or {}
     families = details.get("residuals") or []
     if not expected and not families:
-        out.print(title_of(result), markup=False, highlight=False)
-        return
-    found = table(title_of(result), ["residuals of", "cells", "RMS log change", "cells alert", "status"])
+        return False
+    title = title_of(result).replace(result.check, f"{result.check} of {name}", 1) if name else title_of(result)
+    found = table(title, ["residuals of", "cells", "RMS log change", "cells alert", "status"])
     for family in families:
         add(found, " x ".join(family["segments"]), fmt(family.get("cells_tested")), fmt(family.get("rms_log_change")),
             fmt(family.get("cells_alert")), status(family["status"]))
@@ -200,3 +225,4 @@ def _concept(result, out: Console) -> None:
         out.print(f"  Page-Hinkley over {hinkley.get('series_length')} windows: statistic "
                   f"{fmt(hinkley.get('statistic'))} (threshold {fmt(hinkley.get('threshold'))}), "
                   f"{'detected' if hinkley.get('detected') else 'not detected'}", markup=False, highlight=False)
+    return True

@@ -16,7 +16,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Callable
 
-from checks.base import CheckResult
+from core.results import CheckResult
 from monitor.config import Config
 from monitor.runner import ModelRunner
 from monitor.store import ResultsStore

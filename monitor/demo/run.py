@@ -19,7 +19,7 @@ from monitor.config import parse_config
 from monitor.demo.world import World, ensure_world
 from monitor.runner import ModelRunner
 from monitor.store import ResultsStore
-from retrain.demo import retrain_config, retrain_demo
+from monitor.demo.retrain import retrain_config, retrain_demo
 
 MODEL_NAME = "offer-ctr"
 # Which checks can see which kind of incident; the rest are reported as not covered yet.

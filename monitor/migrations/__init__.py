@@ -22,7 +22,7 @@ from sqlalchemy import inspect
 from sqlalchemy.engine import Engine
 
 from monitor.database import create_store_engine, redacted
-from monitor.errors import DriftlineError
+from core.errors import DriftlineError
 
 SCRIPT_LOCATION = Path(__file__).resolve().parent
 VERSION_TABLE = "driftline_alembic_version"

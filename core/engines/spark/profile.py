@@ -1,4 +1,4 @@
-"""The profile kernel on Spark: `mapInArrow` runs `monitor.profile.profile_batch` on every
+"""The profile kernel on Spark: `mapInArrow` runs `core.profile.profile_batch` on every
 partition's Arrow batches and emits one serialized partial profile per partition; the
 partials are collected and merged on the driver (few partitions) or merged in a tree
 reduce on the executors (many).
@@ -14,7 +14,7 @@ import json
 import time
 from dataclasses import dataclass, field
 
-from monitor.profile import DatasetProfile, ProfileSpec, empty_profile
+from core.profile import DatasetProfile, ProfileSpec, empty_profile
 
 # Above this many partitions the partial profiles are merged in a tree on the executors
 # rather than streamed to the driver one by one.
@@ -52,7 +52,7 @@ def _kernel(spec_json: str, n_chunks: int, partitions: int, chunk_rows: int):
         import pyarrow as pa
         from pyspark import TaskContext
 
-        from monitor.profile import ProfileSpec, empty_profile, profile_batch
+        from core.profile import ProfileSpec, empty_profile, profile_batch
 
         spec = ProfileSpec.from_dict(json.loads(spec_json))
         partition = TaskContext.get().partitionId() if n_chunks > 1 else 0

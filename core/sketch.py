@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from monitor.buffers import scratch
+from core.buffers import scratch
 
 SKETCH_RELATIVE_ACCURACY = 0.005
 _SKETCH_GAMMA = (1 + SKETCH_RELATIVE_ACCURACY) / (1 - SKETCH_RELATIVE_ACCURACY)

@@ -1,4 +1,4 @@
-"""A data source read by Spark: the same locations, formats and window as `monitor.sources`.
+"""A data source read by Spark: the same locations, formats and window as `core.sources`.
 
 Files are listed first (local paths exactly as the embedded engine lists them; URIs
 through Spark's own filesystems, so anything Spark is configured for works), then read as
@@ -15,8 +15,8 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Callable, TypeVar
 
-from monitor.errors import DataSourceError, DriftlineError, LimitExceededError, SchemaError
-from monitor.sources import FORMATS, Limits, ScanReport, _format_of, _resolve
+from core.errors import DataSourceError, DriftlineError, LimitExceededError, SchemaError
+from core.sources import FORMATS, Limits, ScanReport, _format_of, _resolve
 
 T = TypeVar("T")
 _MAX_BAD_FILES = 100  # re-runs after a corrupt file; beyond this the source is hopeless
@@ -33,7 +33,7 @@ def _is_local(location: str) -> bool:
 
 
 class SparkSource:
-    """One logical table spread over files, read by Spark. Mirrors `monitor.sources.Source`."""
+    """One logical table spread over files, read by Spark. Mirrors `core.sources.Source`."""
 
     def __init__(self, spark, location: str | os.PathLike, format: str | None = None,
                  timestamp_column: str | None = None, limits: Limits = Limits()) -> None:
@@ -92,7 +92,7 @@ class SparkSource:
         if self._schema is None:
             import pyarrow as pa
 
-            from monitor.engines.spark.arrow import arrow_table
+            from core.engines.spark.arrow import arrow_table
 
             self._schema = self.run(lambda frame: pa.schema([]) if frame is None else arrow_table(frame.limit(0)).schema)
         return self._schema
@@ -161,7 +161,7 @@ class SparkSource:
         """The window's rows of `columns` brought to the driver as Arrow batches, for the checks
         that need rows rather than profiles (labels, explain samples). Spark projects and filters
         first; the rows then cost the driver what the embedded engine's batches cost it."""
-        from monitor.engines.spark.arrow import arrow_table
+        from core.engines.spark.arrow import arrow_table
 
         table = self.run(lambda frame: None if frame is None else arrow_table(frame), columns, start, end)
         if table is None:
@@ -191,7 +191,7 @@ class SparkSource:
 def sampled_rows(frame, rows: int, seed: int):
     """(about `rows` rows of `frame` as an Arrow table, the frame's row count): every row when it has
     no more, else Spark's seeded Bernoulli sample cut to `rows`."""
-    from monitor.engines.spark.arrow import arrow_table
+    from core.engines.spark.arrow import arrow_table
 
     total = frame.count()
     if total > rows:
@@ -204,7 +204,7 @@ class _ReadFailure(Exception):
 
 
 def _partition_pruning(start: datetime | None, end: datetime | None, hourly: bool):
-    """`dt=YYYY-MM-DD` (and `hour=HH` folder) bounds of [start, end), as monitor.sources prunes them."""
+    """`dt=YYYY-MM-DD` (and `hour=HH` folder) bounds of [start, end), as core.sources prunes them."""
     from pyspark.sql import functions as F
 
     day, hour, condition = F.col("dt").cast("string"), F.col("hour").cast("int"), None

@@ -1,4 +1,7 @@
-"""A structural check of LightGBM's text model format, run before LightGBM parses a file.
+"""Model files every layer loads: LightGBM text models (checked before LightGBM parses them) and
+categorical vocabularies.
+
+A structural check of LightGBM's text model format runs before LightGBM parses a file.
 
 LightGBM's own parser does not fail cleanly on a damaged file: a truncated copy makes it read
 past the buffer (`tree_sizes` gives byte offsets) and a garbled tree makes it call
@@ -10,10 +13,11 @@ DataSourceError naming the file and what is wrong.
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
-from monitor.errors import DataSourceError
+from core.errors import DataSourceError, require
 
 _TREE_KEYS = ("num_leaves", "split_feature", "threshold", "decision_type", "left_child", "right_child", "leaf_value")
 _END = "\nend of trees"
@@ -109,3 +113,29 @@ def check_text_model(path: str | Path) -> None:
     except (UnicodeDecodeError, _Damaged) as exc:
         why = "not text" if isinstance(exc, UnicodeDecodeError) else str(exc)
         raise DataSourceError(f"{path}: a damaged LightGBM text model ({why})") from None
+
+
+def load_vocabulary(path: str | Path) -> dict[str, list[str]]:
+    """`{feature: [category, ...]}`, or a manifest with one under "vocabulary" (the demo's world.json)."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise DataSourceError(f"{path}: cannot read a vocabulary ({exc})") from exc
+    if isinstance(data, dict) and isinstance(data.get("vocabulary"), dict):
+        data = data["vocabulary"]
+    if not isinstance(data, dict) or not all(isinstance(v, list) for v in data.values()):
+        raise DataSourceError(f"{path}: expected a vocabulary {{feature: [category, ...]}}")
+    return {str(k): [str(c) for c in v] for k, v in data.items()}
+
+
+def load_booster(path: str | Path):
+    lgb = require("lightgbm")
+    path = Path(path)
+    if not path.is_file():
+        raise DataSourceError(f"{path}: model file not found")
+    check_text_model(path)  # LightGBM segfaults on some damaged files instead of raising
+    try:
+        return lgb.Booster(model_file=str(path))
+    except Exception as exc:  # LightGBMError on a damaged file
+        raise DataSourceError(f"{path}: not a readable LightGBM model ({str(exc).splitlines()[0][:200]})") from exc

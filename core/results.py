@@ -7,6 +7,7 @@ notification (alert routing, elsewhere). No DataFrames, plots or models in here.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Literal
 
@@ -48,6 +49,30 @@ def worst_status(statuses) -> str:
     return "ok"
 
 
+# Which windows get a drill-down report (`report_on` of data_drift and attribution_drift):
+# "warn" (the default) renders one for windows that warn or alert, "alert" for alerts only,
+# "always" for every window. A report of a clean window says little and costs seconds each.
+ReportOn = Literal["always", "warn", "alert"]
+_REPORTED = {"always": None, "warn": {"warn", "alert"}, "alert": {"alert"}}
+
+
+def report_wanted(status: str, report_on: ReportOn = "warn") -> bool:
+    """Whether a window with this check status gets an HTML report under the `report_on` policy."""
+    wanted = _REPORTED[report_on]
+    return wanted is None or status in wanted
+
+
+def window_text(start, end) -> str:
+    """A window as every report title writes it: `2024-06-03 00:00 .. 2024-06-04 00:00` (UTC)."""
+    from datetime import datetime
+
+    def one(moment) -> str:
+        moment = datetime.fromisoformat(moment) if isinstance(moment, str) else moment
+        return f"{moment:%Y-%m-%d %H:%M}"
+
+    return f"{one(start)} .. {one(end)}"
+
+
 @dataclass(frozen=True)
 class FeatureDrift:
     feature: str
@@ -78,6 +103,40 @@ class FeatureDrift:
         return cls(**values)
 
 
+METRIC_NAME = re.compile(r"^[a-z][a-z0-9_]{0,99}$")
+RESERVED_LABELS = ("model", "check")
+
+
+@dataclass(frozen=True)
+class MetricPoint:
+    """A value a result declares for export: `driftline_<name>{model, check, **labels}`.
+
+    Names are snake_case in base units (ratios 0-1); label values must come from bounded sets
+    (features, segments from the config or a top-N), never ids. The exporter emits exactly
+    these, so a new check needs no exporter change."""
+
+    name: str
+    value: float
+    labels: tuple[tuple[str, str], ...] = ()
+    help: str = ""
+
+    def __post_init__(self) -> None:
+        if not METRIC_NAME.match(self.name):
+            raise ValueError(f"metric name {self.name!r}: expected snake_case (a-z, 0-9, _)")
+        bad = [k for k, _ in self.labels if k in RESERVED_LABELS or not METRIC_NAME.match(k)]
+        if bad:
+            raise ValueError(f"metric {self.name}: label {bad[0]!r} is reserved or not snake_case")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "value": self.value, "labels": dict(self.labels), "help": self.help}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "MetricPoint":
+        return cls(str(data["name"]), data["value"], tuple(sorted((str(k), str(v)) for k, v in
+                                                                   (data.get("labels") or {}).items())),
+                   str(data.get("help") or ""))
+
+
 @dataclass(frozen=True)
 class CheckResult:
     check: str
@@ -92,6 +151,7 @@ class CheckResult:
     bad_files: tuple[str, ...] = ()
     report_path: str | None = None
     details: dict = field(default_factory=dict)
+    metrics: tuple[MetricPoint, ...] = ()  # what the result exports (see MetricPoint)
 
     @property
     def alerting_features(self) -> list[str]:
@@ -112,6 +172,7 @@ class CheckResult:
             "report_path": self.report_path,
             "details": self.details,
             "features": [f.to_dict() for f in self.features],
+            "metrics": [m.to_dict() for m in self.metrics],
         })
 
     @classmethod
@@ -129,23 +190,10 @@ class CheckResult:
             bad_files=tuple(data.get("bad_files", ())),
             report_path=data.get("report_path"),
             details=data.get("details", {}),
+            metrics=tuple(MetricPoint.from_dict(m) for m in data.get("metrics", ())),
         )
 
     def with_updates(self, **changes) -> "CheckResult":
         from dataclasses import replace
 
         return replace(self, **changes)
-
-
-class WindowCheck:
-    """A check that reads the window's rows (labels, predictions, ids), not only profiles.
-
-    Subclasses are registered with `checks.registry.register_check(name)` on a factory
-    `factory(model_config, check_config) -> WindowCheck`; the runner calls `run` with a
-    `monitor.runner.WindowContext` and stores the returned result like any other.
-    """
-
-    name: str = "window_check"
-
-    def run(self, context) -> CheckResult:  # pragma: no cover - interface
-        raise NotImplementedError

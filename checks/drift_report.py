@@ -9,32 +9,22 @@ from __future__ import annotations
 
 import html
 import os
+import re
 import uuid
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 
-from monitor.errors import SchemaError, require
+from core.errors import DriftlineError, SchemaError, require
 
 if TYPE_CHECKING:
     import pandas as pd
 
+    from core.results import CheckResult
+
 # Rows per side handed to Evidently: its stattests and plots work on rows in memory.
 REPORT_SAMPLE_SIZE = 20_000
-
-# Which windows get a drill-down report (`report_on` of data_drift and attribution_drift):
-# "warn" (the default) renders one for windows that warn or alert, "alert" for alerts only,
-# "always" for every window. A report of a clean window says little and costs seconds each.
-ReportOn = Literal["always", "warn", "alert"]
-_REPORTED = {"always": None, "warn": {"warn", "alert"}, "alert": {"alert"}}
-
-
-def report_wanted(status: str, report_on: ReportOn = "warn") -> bool:
-    """Whether a window with this check status gets an HTML report under the `report_on` policy."""
-    wanted = _REPORTED[report_on]
-    return wanted is None or status in wanted
-
 
 # Our method names that Evidently also implements, with the same definition.
 _EVIDENTLY_METHODS = {"psi": "psi", "jensenshannon": "jensenshannon", "wasserstein": "wasserstein"}
@@ -57,6 +47,7 @@ def render_drift_report(
     *,
     methods: Mapping[str, str] | None = None,
     thresholds: Mapping[str, float] | None = None,
+    verdict: "CheckResult | None" = None,
 ) -> Path:
     """Render Evidently's data-drift report for the given columns and write it to `path` as HTML.
 
@@ -65,12 +56,17 @@ def render_drift_report(
     shown with their missing-value counts instead. `methods` / `thresholds` map a
     feature to our method name and threshold so the report uses the same test; a method
     Evidently lacks (e.g. "linf") falls back to Evidently's default choice.
+
+    With `verdict` (driftline's result for this window) the page opens with that result, and
+    Evidently adds no verdict of its own that could contradict it: each column gets
+    Evidently's drift test only where Evidently computes our very statistic (with our warn
+    threshold), and its category counts otherwise; there is no dataset-level headline.
     """
     # No report path sends telemetry in 0.7, but Evidently's logger honours this switch.
     os.environ.setdefault("DO_NOT_TRACK", "1")
     require("evidently")
     from evidently import DataDefinition, Dataset, Report
-    from evidently.metrics import MissingValueCount
+    from evidently.metrics import MissingValueCount, UniqueValueCount, ValueDrift
     from evidently.presets import DataDriftPreset
 
     path = Path(path)
@@ -94,7 +90,14 @@ def render_drift_report(
                 per_column_threshold[column] = float(thresholds[column])
 
     items = []
-    if testable:
+    if verdict is not None:
+        for column in testable:
+            if column in per_column_method:
+                items.append(ValueDrift(column=column, method=per_column_method[column],
+                                        threshold=per_column_threshold.get(column)))
+            else:
+                items.append(UniqueValueCount(column=column))
+    elif testable:
         items.append(
             DataDriftPreset(
                 columns=testable,
@@ -116,8 +119,109 @@ def render_drift_report(
         )
         page = snapshot.get_html_str(as_iframe=False)
 
-    write_report(path, _with_title(page, title))
+    page = _with_title(script_safe_data(page), title)
+    if verdict is not None:
+        page = page.replace("<body>", "<body>\n" + verdict_html(verdict), 1)
+    write_report(path, page)
     return path
+
+
+def render_result_report(result: "CheckResult", reference, current, path: Path, kinds: Mapping[str, str],
+                         title: str | None = None) -> Path:
+    """The drill-down report of one drift result: Arrow samples of both sides (`reference` a
+    uniform sample, see `uniform_rows`), the features' methods and warn thresholds as judged."""
+    columns = [c for c in kinds if c in current.schema.names and c in reference.schema.names]
+    judged = {f.feature: f for f in result.features}
+    return render_drift_report(
+        uniform_rows(reference, REPORT_SAMPLE_SIZE).select(columns).to_pandas(),
+        uniform_rows(current, REPORT_SAMPLE_SIZE).select(columns).to_pandas(),
+        path,
+        numeric=[c for c in columns if kinds[c] == "numeric"],
+        categorical=[c for c in columns if kinds[c] == "categorical"],
+        title=title,
+        methods={c: judged[c].method for c in columns if c in judged},
+        thresholds={c: _warn_threshold(judged[c]) for c in columns if c in judged and _warn_threshold(judged[c])},
+        verdict=result,
+    )
+
+
+def uniform_rows(table, n: int, seed: int = 0):
+    """A reproducible uniform sample of at most `n` rows of an Arrow table, in row order: never
+    a leading slice, which on time-ordered data would be the first days only."""
+    if table.num_rows <= n:
+        return table
+    import numpy as np
+
+    rows = np.sort(np.random.default_rng(seed).choice(table.num_rows, size=n, replace=False))
+    return table.take(rows)
+
+
+def _warn_threshold(feature) -> float | None:
+    value = feature.warn_threshold if feature.warn_threshold is not None else feature.threshold
+    return None if value is None else float(value)
+
+
+def verdict_html(result: "CheckResult") -> str:
+    """driftline's verdict for the window, as the page's first section (every value escaped)."""
+    esc = html.escape
+
+    def number(value) -> str:
+        return "-" if value is None else f"{value:.4g}"
+
+    rows = "".join(
+        "<tr>" + "".join(f"<td>{esc(str(cell))}</td>" for cell in (
+            f.feature, f.kind, f.method, number(f.score), number(f.warn_threshold), number(f.threshold),
+            f.status, f.reference_count, f.current_count, f.message or "")) + "</tr>"
+        for f in sorted(result.features, key=lambda f: (-_SEVERITY_ORDER.get(f.status, 0), f.feature)))
+    head = "".join(f"<th>{h}</th>" for h in ("feature", "kind", "method", "score", "warn", "alert", "status",
+                                            "reference n", "window n", "note"))
+    counts = {s: sum(f.status == s for f in result.features) for s in ("alert", "warn", "ok")}
+    summary = (f"driftline verdict: {esc(result.status.upper())} &mdash; {counts['alert']} alert, "
+               f"{counts['warn']} warn, {counts['ok']} ok of {len(result.features)} features "
+               f"({result.current_rows:,} window rows vs {result.reference_rows:,} reference rows)")
+    style = ("font-family: sans-serif; margin: 16px 24px; border-collapse: collapse;")
+    return (f'<section id="driftline-verdict" style="{style}"><h2>{summary}</h2>'
+            f'<p>Scores are driftline\'s, computed on every row of the window. Below, Evidently draws the '
+            f'distributions from uniform samples of both sides (at most {REPORT_SAMPLE_SIZE:,} rows each) and '
+            f'tests a column only where it computes the same statistic, with driftline\'s warn threshold.</p>'
+            f'<table border="1" cellpadding="4" style="border-collapse: collapse;"><tr>{head}</tr>{rows}</table>'
+            f'</section>')
+
+
+_SEVERITY_ORDER = {"alert": 3, "error": 3, "warn": 2, "insufficient_data": 1, "ok": 0}
+
+
+class UnsafeReportError(DriftlineError):
+    """Evidently's page is not laid out as driftline knows how to make safe; nothing is written."""
+
+
+# Evidently 0.7's standalone page (legacy/utils/dashboard.py, file_html_template) embeds the
+# report as two JSON values in one <script> in <head>. json.dumps writes no raw newline, so
+# each value is exactly one line, whatever the data holds.
+_DATA_BLOCK = re.compile(r"<script>\n    var (metric_[0-9a-f]{32}) = ([^\n]*);\n"
+                         r"    var additional_graphs_\1 = ([^\n]*);\n</script>")
+_SCRIPT_UNSAFE = {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026"}
+
+
+def json_for_script(text: str) -> str:
+    """JSON text that is the same value in JavaScript but cannot end or re-open a <script>:
+    `<`, `>` and `&` only occur inside JSON strings, where \\u escapes mean the same."""
+    return re.sub("[<>&]", lambda m: _SCRIPT_UNSAFE[m.group()], text)
+
+
+def script_safe_data(page: str) -> str:
+    """The page with its data block escaped, so a category value or column name such as
+    `</script><img src=x onerror=...>` stays data. Raises UnsafeReportError when the block is
+    not found exactly once (an Evidently that lays its page out differently)."""
+    found = list(_DATA_BLOCK.finditer(page))
+    if len(found) != 1:
+        raise UnsafeReportError(f"Evidently's report page has {len(found)} data blocks where driftline expects 1; "
+                                "the report is not written (it could not be made safe for data values)")
+    match = found[0]
+    name, info, graphs = match.groups()
+    block = (f"<script>\n    var {name} = {json_for_script(info)};\n"
+             f"    var additional_graphs_{name} = {json_for_script(graphs)};\n</script>")
+    return page[:match.start()] + block + page[match.end():]
 
 
 def _check_columns(reference, current, numeric: list[str], categorical: list[str]) -> None:
@@ -167,17 +271,6 @@ def _with_title(page: str, title: str | None) -> str:
     page = page.replace("<head>", f"<head>\n<title>{safe}</title>", 1)
     heading = f'<h1 style="font-family: sans-serif; margin: 16px 24px;">{safe}</h1>'
     return page.replace("<body>", f"<body>\n{heading}", 1)
-
-
-def window_text(start, end) -> str:
-    """A window as every report title writes it: `2024-06-03 00:00 .. 2024-06-04 00:00` (UTC)."""
-    from datetime import datetime
-
-    def one(moment) -> str:
-        moment = datetime.fromisoformat(moment) if isinstance(moment, str) else moment
-        return f"{moment:%Y-%m-%d %H:%M}"
-
-    return f"{one(start)} .. {one(end)}"
 
 
 def write_report(path: Path, text: str) -> None:

@@ -16,7 +16,7 @@ import subprocess
 import sys
 import threading
 
-from monitor.errors import MissingDependencyError
+from core.errors import MissingDependencyError
 
 DEFAULT_CONF = {
     "spark.sql.session.timeZone": "UTC",

@@ -16,15 +16,17 @@ from typing import Iterator
 
 import pyarrow as pa
 
-from monitor.profile import (
+from core.profile import (
     DatasetProfile,
     FeatureSpec,
     ProfileSpec,
     build_spec,
     empty_profile,
+    infer_kind,
     profile_batch,
 )
-from monitor.sources import Source
+from core.errors import SchemaError
+from core.sources import Source
 
 REFERENCE_SAMPLE_ROWS = 200_000
 REFERENCE_CHUNKS = 10
@@ -106,7 +108,7 @@ def combine_references(features: Reference, scores: Reference) -> Reference:
 def source_fingerprint(source) -> str:
     """What identifies a source's content for caching: its files, sizes and modification times."""
     if not hasattr(source, "dataset"):  # a SparkSource
-        from monitor.engines.spark import fingerprint
+        from core.engines.spark import fingerprint
 
         return fingerprint(source)
     files = sorted(getattr(source.dataset, "files", []))  # an in-memory (empty) dataset has none
@@ -117,3 +119,20 @@ def source_fingerprint(source) -> str:
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()
 
 
+def feature_kinds(source: Source, names: list[str] | None) -> dict[str, str]:
+    """Kinds from the reference's Arrow types; without explicit names, unsupported columns are skipped."""
+    schema = source.schema
+    if names:
+        missing = [n for n in names if n not in schema.names]
+        if missing:
+            raise SchemaError(f"{source.location}: column '{missing[0]}' is not in the reference data")
+        return {n: infer_kind(schema.field(n).type) for n in names}
+    kinds = {}
+    for field in schema:
+        try:
+            kinds[field.name] = infer_kind(field.type)
+        except SchemaError:
+            continue  # timestamps, lists and the like are not drift features
+    if not kinds:
+        raise SchemaError(f"{source.location}: no numeric or categorical columns to compare")
+    return kinds

@@ -14,12 +14,12 @@ import hashlib
 import math
 from datetime import datetime
 
-from monitor.engines import SparkSettings
-from monitor.engines.spark.profile import SparkTimings, profile_frame
-from monitor.engines.spark.session import spark_session
-from monitor.engines.spark.source import SparkSource, sampled_rows
-from monitor.profile import DatasetProfile, FeatureSpec, ProfileSpec, build_spec, empty_profile
-from monitor.sources import Limits
+from core.engines import SparkSettings
+from core.engines.spark.profile import SparkTimings, profile_frame
+from core.engines.spark.session import spark_session
+from core.engines.spark.source import SparkSource, sampled_rows
+from core.profile import DatasetProfile, FeatureSpec, ProfileSpec, build_spec, empty_profile
+from core.sources import Limits
 
 __all__ = ["SparkEngine", "SparkSource", "SparkTimings"]
 
@@ -48,12 +48,12 @@ class SparkEngine:
 
     def reference(self, source: SparkSource, features: dict[str, str], n_chunks: int = 10,
                   sample_rows: int = 200_000, max_categories: int = 10_000):
-        """As `monitor.reference.build_reference`: the spec from a sample, then the profile in chunks.
+        """As `core.reference.build_reference`: the spec from a sample, then the profile in chunks.
 
         The sample is the whole reference when it has at most `sample_rows` rows (then the
         bin edges equal the embedded engine's exactly), else Spark's seeded Bernoulli sample.
         """
-        from monitor.reference import Reference
+        from core.reference import Reference
 
         def job(frame):
             if frame is None:

@@ -24,9 +24,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from monitor.buffers import scratch
-from monitor.errors import SchemaError
-from monitor.sketch import SKETCH_RELATIVE_ACCURACY, QuantileSketch  # noqa: F401  (re-exported)
+from core.buffers import scratch
+from core.errors import SchemaError
+from core.sketch import SKETCH_RELATIVE_ACCURACY, QuantileSketch  # noqa: F401  (re-exported)
 
 PROFILE_SCHEMA_VERSION = 1
 Kind = Literal["numeric", "categorical"]

@@ -22,7 +22,7 @@ import pyarrow.csv  # noqa: F401  (pa.csv.ParseOptions)
 import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 
-from monitor.errors import DataSourceError, LimitExceededError, SchemaError
+from core.errors import DataSourceError, LimitExceededError, SchemaError
 
 FORMATS = {
     ".parquet": "parquet",

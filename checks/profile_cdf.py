@@ -1,0 +1,82 @@
+"""A numeric profile's distribution function, rebuilt from its mergeable state (for Wasserstein).
+
+A numeric profile knows its distribution function exactly at many points: at every fine-bin
+edge (counts below the edge), at every quantile-sketch bucket boundary (the sketch counts
+values in (gamma**(k-1), gamma**k], buckets 1% wide), and at its min and max. Between
+those points we assume the mass is spread evenly, except inside a fine bin whose values all
+fall in one sketch bucket: there the bin is one point mass at its exact mean (so a discrete
+feature, one value per bin, is exact). All of this state merges exactly, so the CDF of a
+merged profile is the CDF of the union.
+
+The CDF is returned as knots (x, F) sorted by x; equal x with rising F is a jump (a point
+mass). Wasserstein-1 between two such CDFs is `stats.wasserstein_between_cdfs`. The error is
+bounded by the mass that moves *inside* one cell (a fine bin cut at the sketch's 1%-wide
+buckets): the extreme bins of a heavy tail, which span orders of magnitude, are cut into
+cells 1% wide, where the old bin-mean approximation treated each as one point.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from core.sketch import _SKETCH_GAMMA, _SKETCH_MIN_MAGNITUDE, QuantileSketch
+
+
+def sketch_knots(sketch: QuantileSketch) -> tuple[np.ndarray, np.ndarray]:
+    """(x, count of values <= x) at the sketch's bucket boundaries, ascending."""
+    parts = []  # (lower bound, upper bound, count) per bucket, in ascending order of values
+    if sketch.negative:  # bucket k holds -x in (g**(k-1), g**k]
+        keys = np.array(sorted(sketch.negative, reverse=True), np.float64)
+        parts.append((-(_SKETCH_GAMMA**keys), -(_SKETCH_GAMMA ** (keys - 1)),
+                      np.array([sketch.negative[k] for k in sorted(sketch.negative, reverse=True)], np.float64)))
+    if sketch.zero:
+        parts.append((np.array([-_SKETCH_MIN_MAGNITUDE]), np.array([_SKETCH_MIN_MAGNITUDE]),
+                      np.array([float(sketch.zero)])))
+    if sketch.positive:
+        keys = np.array(sorted(sketch.positive), np.float64)
+        parts.append((_SKETCH_GAMMA ** (keys - 1), _SKETCH_GAMMA**keys,
+                      np.array([sketch.positive[k] for k in sorted(sketch.positive)], np.float64)))
+    if not parts:
+        return np.zeros(0), np.zeros(0)
+    lower, upper, counts = (np.concatenate(p) for p in zip(*parts))
+    ends = np.cumsum(counts)
+    x = np.column_stack([lower, upper]).ravel()
+    f = np.column_stack([ends - counts, ends]).ravel()
+    return x, f
+
+
+def profile_cdf(profile) -> tuple[np.ndarray, np.ndarray]:
+    """Knots (x, F) of a NumericProfile's distribution function over its finite values."""
+    counts = np.asarray(profile.bin_counts, np.float64)
+    total = counts.sum()
+    if total <= 0:
+        raise ValueError("cannot build the distribution of an empty profile")
+    edges = np.asarray(profile.edges, np.float64)
+    lows = np.r_[profile.min, np.maximum(edges, profile.min)]
+    highs = np.r_[np.minimum(edges, profile.max), profile.max]
+    starts = np.r_[0.0, np.cumsum(counts)[:-1]]
+    ends = starts + counts
+    # Sketch knots strictly inside a bin refine it; their counts are clipped to the bin's exact ones.
+    sketch_x, sketch_f = sketch_knots(profile.sketch)
+    bin_of = np.searchsorted(edges, sketch_x, side="right")
+    inside = (sketch_x > lows[bin_of]) & (sketch_x < highs[bin_of]) & (counts[bin_of] > 0)
+    bin_of, sketch_x = bin_of[inside], sketch_x[inside]
+    sketch_f = np.clip(sketch_f[inside], starts[bin_of], ends[bin_of])
+    filled = np.flatnonzero(counts)
+    bins = np.concatenate([filled, bin_of, filled])
+    x = np.concatenate([lows[filled], sketch_x, highs[filled]])
+    f = np.concatenate([starts[filled], sketch_f, ends[filled]])
+    order = np.lexsort((f, x, bins))
+    bins, x, f = bins[order], x[order], f[order]
+    # A bin whose mass rises in one cell only (all its values in one sketch bucket, e.g. one
+    # distinct value) is a point mass at its exact mean.
+    rises = np.bincount(bins[1:][(np.diff(f) > 0) & (bins[1:] == bins[:-1])], minlength=len(counts))
+    atom = (rises <= 1) | (highs <= lows)
+    means = np.asarray(profile.bin_sums, np.float64) / np.maximum(counts, 1)
+    means = np.clip(means, lows, np.maximum(lows, highs))
+    spread = ~atom[bins]
+    atoms = filled[atom[filled]]
+    x = np.concatenate([x[spread], means[atoms], means[atoms]])
+    f = np.concatenate([f[spread], starts[atoms], ends[atoms]]) / total
+    order = np.lexsort((f, x))
+    return x[order], np.maximum.accumulate(f[order])

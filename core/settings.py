@@ -1,0 +1,59 @@
+"""Configuration pieces shared by every layer: strict pydantic models, durations, data sources.
+
+The application's YAML (monitor.config) is assembled from these and from each check's own
+parameter model (core.checks.CheckParams), so a check that needs a data source (skew's
+training examples, say) declares it with the same `SourceConfig` as the model's reference.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+
+Pair = tuple[float, float]
+
+_DURATION = re.compile(r"^\s*(\d+)\s*(s|m|h|d|w)\s*$")
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+
+
+def parse_duration(value) -> timedelta:
+    """'30m', '6h', '1d', '2w' (or a number of seconds) to a timedelta."""
+    if isinstance(value, timedelta):
+        return value
+    if isinstance(value, (int, float)):
+        return timedelta(seconds=value)
+    match = _DURATION.match(str(value))
+    if not match:
+        raise ValueError(f"expected a duration such as 30m, 6h, 1d, got {value!r}")
+    return timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
+
+
+Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
+
+
+class StrictModel(BaseModel):
+    """Unknown keys are errors that name the key; values are frozen."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class LimitsConfig(StrictModel):
+    max_bytes: int | None = Field(default=None, gt=0)
+    max_rows: int | None = Field(default=None, gt=0)
+    max_categories: int = Field(default=10_000, gt=0)
+
+
+class SourceConfig(StrictModel):
+    path: str = Field(description="file, directory, glob or object-store URI")
+    format: Literal["parquet", "csv", "json", "jsonl"] | None = None
+    limits: LimitsConfig = LimitsConfig()
+
+    def resolved(self, base: Path) -> str:
+        if "://" in self.path or os.path.isabs(self.path):
+            return self.path
+        return str((base / self.path).resolve())
