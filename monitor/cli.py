@@ -174,17 +174,18 @@ def init(
 
 def print_demo_summary(summary: dict, workdir: Path, serve: bool = False) -> None:
     """The demo's closing summary: incidents caught, false alarms, ledger, alerts, retraining."""
-    from rich.table import Table
+    from rich.text import Text
+
+    from monitor.commands.tables import add, table
 
     config = workdir / "driftline.yaml"
-    table = Table(title="driftline demo: planted incidents", title_justify="left")
-    for column in ("incident", "day", "features", "caught by", "status"):
-        table.add_column(column)
+    found = table("driftline demo: planted incidents", ["incident", "day", "features", "caught by", "status"])
     for incident in summary["incidents"]:
-        status = "[green]caught[/]" if incident["detected"] else f"[yellow]{incident.get('note', 'missed')}[/]"
-        table.add_row(incident["name"], incident["day"], ", ".join(incident["features"]) or "-",
-                      ", ".join(incident["detected_by"]) or "-", status)
-    out.print(table)
+        status = Text("caught", style="green") if incident["detected"] else Text(incident.get("note", "missed"),
+                                                                                  style="yellow")
+        add(found, incident["name"], incident["day"], ", ".join(incident["features"]) or "-",
+            ", ".join(incident["detected_by"]) or "-", status)
+    out.print(found)
     alarms = summary["false_alarms"]
     out.print(f"false alarms on clean days: {len(alarms)}" + (
         "" if not alarms else " (" + "; ".join(f"{a['day']} {a['check']} {','.join(a['features'])}" for a in alarms) + ")"
