@@ -126,3 +126,20 @@ def test_the_demo_summary_prints_the_ledger_the_alerts_and_where_they_went(tmp_p
     assert f"alerts delivered through the log sink: 18 firing, 18 resolved; lines in {tmp_path / 'alerts.log'}" in text
     assert "registry registry kept as it is (versions 1, 2, production v1)" in text
     assert "driftline demo --serve" in text and "…" not in text
+
+
+def test_a_store_from_a_demo_before_the_ledger_starts_afresh(tmp_path):
+    """Its windows would only be adopted: no alerts, ledger rows saying "adopted"."""
+    import json
+
+    from monitor.demo.run import _forget_unledgered_results
+
+    (tmp_path / "driftline.db").write_text("old")
+    (tmp_path / "summary.json").write_text(json.dumps({"incidents": [], "false_alarms": []}))
+    said = []
+    _forget_unledgered_results(tmp_path, said.append)
+    assert not (tmp_path / "driftline.db").exists() and "starting it afresh" in said[0]
+    (tmp_path / "driftline.db").write_text("new")
+    (tmp_path / "summary.json").write_text(json.dumps({"jobs": {"windows_run": 0}}))
+    _forget_unledgered_results(tmp_path, said.append)
+    assert (tmp_path / "driftline.db").read_text() == "new" and len(said) == 1

@@ -141,6 +141,7 @@ def run_demo(workdir: Path, seed: int = 7, rows_per_day: int = 20_000,
     world = ensure_world(workdir / "world", seed=seed, rows_per_day=rows_per_day)
     if before is not None and manifest.read_text() != before:
         _forget_old_world(workdir, progress)
+    _forget_unledgered_results(workdir, progress)
     write_scored_reference(world)
     config_path = workdir / "driftline.yaml"
     raw = demo_config(world, workdir)
@@ -168,6 +169,16 @@ def _previous_summary(workdir: Path) -> dict:
         return json.loads((workdir / "summary.json").read_text())
     except (OSError, ValueError):
         return {}
+
+
+def _forget_unledgered_results(workdir: Path, progress: Callable[[str], None]) -> None:
+    """A store written by a demo from before the run ledger: its windows would only be adopted
+    (no alerts delivered), so the demo's store starts afresh; reports and the registry stay."""
+    previous = _previous_summary(workdir)
+    if previous and "jobs" not in previous and (workdir / "driftline.db").exists():
+        (workdir / "driftline.db").unlink()
+        progress("the results store came from an earlier demo that did not run through the ledger: "
+                 "starting it afresh")
 
 
 def _forget_old_world(workdir: Path, progress: Callable[[str], None]) -> None:
