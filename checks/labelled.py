@@ -23,6 +23,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from core.checks import WindowCheck
+from core.metric_points import with_points
 from core.results import CheckResult
 from core.errors import ConfigError, SchemaError
 
@@ -224,7 +225,7 @@ class LabelledWindowCheck(WindowCheck):
                                 where=f"{source.location} (window)")
             results.append(self.evaluate_pair(prediction, label, reference, current, context))
         bad = tuple(f"{path}: {why}" for path, why in source.report.bad_files)
-        result = combine(self.name, results, context.result_context)
+        result = with_points(combine(self.name, results, context.result_context))
         return result.with_updates(partial=bool(bad), bad_files=bad) if bad else result
 
     def evaluate_pair(self, prediction, label, reference: Rows, current: Rows, context) -> CheckResult:

@@ -22,6 +22,7 @@ from datetime import datetime, timezone
 import numpy as np
 
 from core.checks import WindowCheck, register_check
+from core.metric_points import with_points
 from core.results import CheckResult, worst_status
 from explain.config import AttributionDriftConfig
 from explain.drift import Attribution, AttributionThresholds, compare, profile_values
@@ -182,7 +183,7 @@ class AttributionDriftCheck(WindowCheck):
         DriftlineErrors into results, and a model that fails to load or explain (a LightGBMError,
         a torch error, a bug) must not abort the other checks of the run."""
         try:
-            return self._run(context)
+            return with_points(self._run(context))
         except Exception as exc:
             path = self.config.model_path
             try:
@@ -243,6 +244,7 @@ class AttributionDriftCheck(WindowCheck):
 
 
 @register_check("attribution_drift", params=AttributionDriftConfig, needs=("rows", "model"), preload=("lightgbm", "shap", "matplotlib"),
+                exports=("feature_importance",),
                 summary="what drives the model (SHAP, permutation importance) vs a baseline")
 def attribution_drift_check(model_config, check_config) -> AttributionDriftCheck:
     return AttributionDriftCheck(model_config, check_config)

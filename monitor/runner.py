@@ -35,6 +35,7 @@ from core.results import CheckResult, window_text
 from core.sources import Limits, Source
 from monitor.catalog import get_check
 from monitor.config import Config, ModelConfig
+from monitor.database import is_transient
 from monitor.store import ResultsStore
 
 log = logging.getLogger("driftline.runner")
@@ -259,6 +260,8 @@ class ModelRunner:
             result = CheckResult(check=spec.name, status="error", details={"error": str(exc)},
                                  **window.result_context)
         except Exception as exc:  # a bug or an outside library's failure costs this check only
+            if is_transient(exc):
+                raise  # the store or the filesystem failed: the run ledger retries the window
             log.exception("check %s of %s failed", spec.name, self.model.name)
             result = CheckResult(check=spec.name, status="error",
                                  details={"error": f"{type(exc).__name__}: {exc}"[:500]}, **window.result_context)

@@ -35,7 +35,7 @@ from typing import Callable
 
 from core.results import CheckResult, worst_status
 from monitor.config import Config
-from core.errors import DriftlineError
+from monitor.database import is_transient
 from monitor.ledger import Claim, Ledger, Owner, now_utc
 from monitor.scheduling import Schedule, schedules_of, utc
 from monitor.store import ResultsStore
@@ -48,19 +48,6 @@ Executor = Callable[[str, str, datetime, datetime], list[CheckResult]]
 
 class RunTimeout(Exception):
     pass
-
-
-def is_transient(exc: BaseException) -> bool:
-    """Worth retrying: the store or the filesystem failed, not our input or our code."""
-    if isinstance(exc, DriftlineError):
-        return False
-    from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
-
-    if isinstance(exc, (OperationalError, InterfaceError)):
-        return True
-    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
-        return True
-    return isinstance(exc, (OSError, TimeoutError, ConnectionError))
 
 
 class RunInterrupted(Exception):

@@ -94,8 +94,11 @@ def test_result_survives_the_json_round_trip(name, clean_day_results):
 def test_status_and_declared_metrics_are_exported(name, clean_day_results):
     results, metrics = clean_day_results
     assert f'driftline_check_status{{check="{name}",model="offer-ctr"}}' in metrics
+    declared = set(get_check(name).exports)
+    assert {p.name for p in results[name].metrics} <= declared, "a result exports only what its check declares"
     for point in results[name].metrics:
-        labels = ",".join([f'check="{name}"', 'model="offer-ctr"'] + [f'{k}="{v}"' for k, v in point.labels])
+        pairs = sorted([("check", name), ("model", "offer-ctr"), *point.labels])  # exposition sorts label names
+        labels = ",".join(f'{k}="{v}"' for k, v in pairs)
         assert f"driftline_{point.name}{{{labels}}}" in metrics
 
 

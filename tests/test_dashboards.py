@@ -39,7 +39,10 @@ def exported_metrics() -> set[str]:
     for name in re.findall(r'HistogramMetricFamily\(\s*"(driftline_[a-z_]+)"', source):
         names |= {name + "_bucket", name + "_sum", name + "_count"}
     names |= set(re.findall(r'out\.add\(\s*"(driftline_[a-z_]+)"', source))
-    names |= {f"driftline_{metric}" for metric in exporter.VALUE_METRICS}
+    from monitor.catalog import load_checks
+
+    # Beyond the exporter's own families: the metric points registered checks declare.
+    names |= {f"driftline_{metric}" for spec in load_checks().specs.values() for metric in spec.exports}
     return names
 
 
