@@ -160,9 +160,17 @@ def _reference_rows(context, prediction: str, label: str, segments: list[str]) -
         columns = [c for c in dict.fromkeys([prediction, label, *segments]) if c in source.schema.names]
         table = source.sample(REFERENCE_MAX_ROWS, columns, seed=0)
         return read_rows(table.to_batches(), source.schema, prediction, label, segments,
-                         where=f"{source.location} (scored reference)")
+                         where=f"{source.location} ({_scored_reference_key(context.model)})")
 
     return context.state.get_or_create(key, read)
+
+
+def _scored_reference_key(model) -> str:
+    """Which config key holds the scored reference, so an error says what to set."""
+    if model.prediction_reference is not None:
+        return f"scored reference: models.{model.name}.prediction_reference"
+    return (f"scored reference: models.{model.name}.reference, as models.{model.name}.prediction_reference "
+            "is not set; set it to the model's scores and labels on held-out data")
 
 
 def fit_cached(context, check, reference: Rows):

@@ -108,12 +108,32 @@ def _utc(moment: datetime) -> datetime:
 
 
 def resolve_window(model: ModelConfig, window: tuple[datetime, datetime] | None,
-                   now: datetime | None = None) -> tuple[datetime, datetime]:
-    """An explicit START/END, or the sliding `training_window` ending at the current hour."""
+                   now: datetime | None = None, latest: datetime | None = None) -> tuple[datetime, datetime]:
+    """An explicit START/END, or the sliding `training_window` ending at the current hour, or at
+    the hour after the data's `latest` timestamp when the data ends earlier (logs copied from
+    elsewhere, a replayed world: a window relative to now would hold no rows)."""
     if window is not None:
         return _utc(window[0]), _utc(window[1])
     end = _utc(now or datetime.now(timezone.utc)).replace(minute=0, second=0, microsecond=0)
+    if latest is not None and _utc(latest) < end:
+        end = (_utc(latest) + timedelta(hours=1)).replace(minute=0, second=0, microsecond=0)
     return end - model.retrain.training_window, end
+
+
+def latest_timestamp(config: Config, model: ModelConfig) -> datetime | None:
+    """The newest timestamp in the retraining sources (one pass over the timestamp column)."""
+    ts = model.model_schema.timestamp
+    newest = None
+    for role in model.retrain.sources:
+        cfg = getattr(model, role)
+        source = Source(cfg.resolved(config.base_dir), cfg.format, ts)
+        if ts not in source.schema.names:
+            continue
+        for batch in source.batches([ts]):
+            value = pc.max(pc.cast(batch.column(ts), pa.timestamp("us", tz="UTC"))).as_py()
+            if value is not None and (newest is None or value > newest):
+                newest = value
+    return newest
 
 
 def read_window(config: Config, model: ModelConfig, columns: list[str], start: datetime, end: datetime,
@@ -245,7 +265,11 @@ def run_retrain(config: Config, model_name: str | None = None, trainer: str | No
     segments = list(dict.fromkeys([*schema.segments, *gates.segment_columns()]))
     ts = schema.timestamp
 
-    start, end = resolve_window(model, window, now)
+    latest = latest_timestamp(config, model) if window is None else None
+    start, end = resolve_window(model, window, now, latest)
+    if latest is not None and end <= _utc(now or datetime.now(timezone.utc)) - timedelta(hours=1):
+        log(f"the data ends at {latest:%Y-%m-%d %H:%M} UTC, so the sliding training window ends there, not now "
+            f"({start:%Y-%m-%d %H:%M} – {end:%Y-%m-%d %H:%M}); --window START/END sets another")
     excluded_windows(model)  # bad entries fail before any reading
     delays = {l.name: l.delay for l in schema.labels}
     labelled_end = min(end, _utc(now or datetime.now(timezone.utc)) - max(delays.get(l, timedelta(0)) for l in labels))

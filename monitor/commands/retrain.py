@@ -48,7 +48,7 @@ def _params(items: list[str]) -> dict | None:
 def register(app: typer.Typer, check_app: typer.Typer) -> None:
     from monitor.cli import OutputFormat
 
-    models_app = typer.Typer(help="The model registry: versions, production pointer, rollback.", no_args_is_help=True)
+    models_app = typer.Typer(rich_markup_mode=None, help="The model registry: versions, production pointer, rollback.", no_args_is_help=True)
     app.add_typer(models_app, name="models")
     config_opt = typer.Option(None, "--config", help="The driftline YAML config (locates the registry).")
     registry_opt = typer.Option(None, "--registry", help="Registry directory (instead of --config).")
@@ -92,7 +92,8 @@ def register(app: typer.Typer, check_app: typer.Typer) -> None:
                 finally:
                     store.close()
                 if not decision.due:
-                    out.print(f"retrain not due: {decision.reason}")
+                    reason = decision.reason if decision.reason.startswith("not due") else f"not due: {decision.reason}"
+                    out.print(f"retrain {reason}", markup=False, highlight=False)
                     raise typer.Exit(0)
                 trigger = f"{decision.trigger}: {decision.reason}"
             with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
