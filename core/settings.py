@@ -57,3 +57,38 @@ class SourceConfig(StrictModel):
         if "://" in self.path or os.path.isabs(self.path):
             return self.path
         return str((base / self.path).resolve())
+
+
+_CRON_DAYS = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
+
+
+def _crontab_days(field: str) -> str:
+    """A crontab day-of-week field (Sunday = 0 or 7) as APScheduler day names. APScheduler 3 reads
+    day numbers from Monday = 0, so `0 3 * * 1` would fire on Tuesdays if passed through."""
+    if any(c.isalpha() for c in field) or field == "*":
+        return field
+    days: set[int] = set()
+    for part in field.split(","):
+        span, _, step = part.partition("/")
+        if span == "*":
+            low, high = 0, 6
+        elif "-" in span:
+            low, high = (int(x) for x in span.split("-", 1))
+        else:
+            low = high = int(span)
+        if not (0 <= low <= 7 and 0 <= high <= 7 and low <= high) or (step and int(step) < 1):
+            raise ValueError(f"day of week {part!r}: expected 0-7 (Sunday is 0 or 7)")
+        days.update(d % 7 for d in range(low, high + 1, int(step) if step else 1))
+    return ",".join(_CRON_DAYS[d] for d in sorted(days))
+
+
+def cron_trigger(expression: str, timezone: str = "UTC"):
+    """APScheduler's CronTrigger for a standard five-field crontab line, read as cron reads it."""
+    from apscheduler.triggers.cron import CronTrigger
+
+    fields = str(expression).split()
+    if len(fields) != 5:
+        raise ValueError(f"expected 5 crontab fields (minute hour day month day-of-week), got {len(fields)}")
+    minute, hour, day, month, day_of_week = fields
+    return CronTrigger(minute=minute, hour=hour, day=day, month=month, day_of_week=_crontab_days(day_of_week),
+                       timezone=timezone)

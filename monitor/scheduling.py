@@ -27,6 +27,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from monitor.config import Config, ScheduleConfig
 from core.errors import ConfigError
+from core.settings import cron_trigger
 
 UTC = timezone.utc
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -77,13 +78,12 @@ class Schedule:
         return f"{trigger} {c.timezone}, window {_short(c.window)}"
 
     def trigger(self):
-        from apscheduler.triggers.cron import CronTrigger
         from apscheduler.triggers.interval import IntervalTrigger
 
         c = self.config
         if c.cron is not None:
             try:
-                return CronTrigger.from_crontab(c.cron, timezone=self.tz)
+                return cron_trigger(c.cron, timezone=self.tz)
             except ValueError as exc:
                 raise ConfigError(f"models.{self.model}.schedules.{self.check}.cron: {exc}") from exc
         return IntervalTrigger(seconds=_seconds(c.interval), start_date=self.anchor, timezone=self.tz)

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from core.settings import cron_trigger
+
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -62,7 +64,5 @@ def check_cron(expression: str | None) -> str | None:
         return None
     if len(expression.split()) != 5:
         raise ValueError(f"expected a 5-field cron expression such as '0 3 * * 1', got {expression!r}")
-    from apscheduler.triggers.cron import CronTrigger
-
-    CronTrigger.from_crontab(expression, timezone="UTC")
+    cron_trigger(expression)
     return expression

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING
 
+from core.settings import cron_trigger
 from retrain.registry import ModelRegistry
 
 if TYPE_CHECKING:  # annotations only: the application passes its config in
@@ -44,12 +45,10 @@ def last_retrain(registry: ModelRegistry, model: str) -> datetime | None:
 
 
 def schedule_due(cron: str, last: datetime | None, now: datetime) -> bool:
-    from apscheduler.triggers.cron import CronTrigger
-
     if last is None:
         return True
     # The first fire time strictly after the last retrain (apscheduler returns one >= its `now`).
-    fire = CronTrigger.from_crontab(cron, timezone="UTC").get_next_fire_time(None, _utc(last) + timedelta(seconds=1))
+    fire = cron_trigger(cron).get_next_fire_time(None, _utc(last) + timedelta(seconds=1))
     return fire is not None and fire <= _utc(now)
 
 
@@ -95,7 +94,5 @@ def decide(model: ModelConfig, registry: ModelRegistry, store=None, now: datetim
 
 def next_due(cron: str, last: datetime | None, now: datetime) -> datetime | None:
     """The schedule's first fire time after the last retrain (and after now, when that one passed)."""
-    from apscheduler.triggers.cron import CronTrigger
-
     after = max(_utc(now), _utc(last) + timedelta(seconds=1)) if last else _utc(now)
-    return CronTrigger.from_crontab(cron, timezone="UTC").get_next_fire_time(None, after)
+    return cron_trigger(cron).get_next_fire_time(None, after)
