@@ -81,24 +81,33 @@ def avazu() -> tuple[int, dict]:
 def test_avazu_train_head_vs_test_day_runs_and_reports_every_column(avazu):
     code, payload = avazu
     assert code == 0
-    # Every reference column, in order; the test file's unnamed index column is not compared.
-    assert [f["feature"] for f in payload["features"]] == AVAZU_COLUMNS
+    # Every reference column in order, but what reads as a label or id (named so, values agree:
+    # `label` is 0/1) is listed as skipped instead; the test file's unnamed index is not compared.
+    skipped = payload["details"]["skipped_columns"]
+    assert "label" in skipped
+    assert [f["feature"] for f in payload["features"]] == [c for c in AVAZU_COLUMNS if c not in skipped]
     assert payload["reference_rows"] == 1_999
     assert payload["current_rows"] == 4_000
     assert not payload["partial"]
     features = _by_name(payload)
-    assert all(features[c]["reference_count"] == 1_999 for c in AVAZU_COLUMNS)
-    assert all(features[c]["current_count"] == 4_000 for c in AVAZU_COLUMNS if c != "label")
+    assert all(f["reference_count"] == 1_999 for f in features.values())
+    assert all(f["current_count"] == 4_000 for f in features.values())
     kinds = {name: f["kind"] for name, f in features.items()}
     assert kinds["site_id"] == kinds["device_ip"] == "categorical"
     assert kinds["hour"] == kinds["C1"] == "numeric"
 
 
-def test_avazu_label_missing_from_the_test_set_is_an_error_for_that_feature_only(avazu):
+def test_avazu_label_missing_from_the_test_set_is_skipped_not_an_error(avazu):
     _, payload = avazu
+    assert "label" not in _by_name(payload)  # a label is not a feature: not compared, so no error
+    assert "label" in payload["details"]["skipped_columns"]
+    assert not [name for name, f in _by_name(payload).items() if f["status"] == "error"]
+
+
+def test_avazu_label_named_explicitly_is_an_error_for_that_feature_only():
+    code, payload = check_drift(AVAZU_TRAIN, AVAZU_TEST, "--features", "label,hour,C1")
     features = _by_name(payload)
-    assert features["label"]["status"] == "error"
-    assert "'label'" in features["label"]["message"]
+    assert features["label"]["status"] == "error" and "'label'" in features["label"]["message"]
     assert [name for name, f in features.items() if f["status"] == "error"] == ["label"]
 
 
@@ -147,7 +156,7 @@ def test_avazu_morning_vs_afternoon_of_the_test_day(tmp_path):
     code, payload = check_drift(tmp_path / "morning.parquet", tmp_path / "afternoon.parquet", "--min-samples", "500")
     assert code == 0
     features = _by_name(payload)
-    assert features["id"]["kind"] == "categorical"  # read as text, as SOURCE.md advises
+    assert "id" in payload["details"]["skipped_columns"]  # unique per row: an identifier, not a feature
     assert features["hour"]["status"] == "alert"  # disjoint hours
     for name in ("C1", "banner_pos", "device_type", "device_conn_type"):
         assert features[name]["status"] == "ok", features[name]
@@ -215,14 +224,13 @@ def test_criteo_hashed_categoricals_alert_through_unseen_values(criteo):
             assert any("unseen" in r for r in f["reasons"]), f
 
 
-def test_criteo_without_features_reports_the_label_and_id(tmp_path):
+def test_criteo_without_features_skips_the_label_and_id(tmp_path):
     code, payload = check_drift(CRITEO_TRAIN, CRITEO_TEST)
     assert code == 0
     features = _by_name(payload)
-    assert list(features)[:2] == ["Id", "label"]
+    assert {"Id", "label"} <= set(payload["details"]["skipped_columns"])  # would alert on fresh ids
+    assert list(features)[:2] == ["I1", "I2"]
     assert "Label" not in features  # the reference decides what is compared
-    assert features["label"]["status"] == "error" and "'label'" in features["label"]["message"]
-    assert features["Id"]["status"] == "alert"  # Ids 10,000,000+ vs 60,000,000+
     assert features["I2"]["status"] != "error"
 
 
