@@ -309,12 +309,15 @@ class IdSketch:
         return self.heavy.nbytes + self.distinct.nbytes + (self.counts.nbytes if self.counts is not None else 0)
 
     def update(self, values: pa.Array | pa.ChunkedArray) -> "IdSketch":
-        nulls = values.null_count
         keys, counts = batch_counts(values)
-        hashes = hash_ids(keys)
+        return self.add_counted(keys, counts, hash_ids(keys), len(values), values.null_count)
+
+    def add_counted(self, keys: pa.Array, counts: np.ndarray, hashes: np.ndarray, rows: int,
+                    nulls: int) -> "IdSketch":
+        """Fold in one batch already counted (`batch_counts`) and hashed (`hash_ids(keys)`)."""
         return IdSketch(self.heavy.add_counts(keys, counts), self.distinct.add_hashes(hashes),
                         None if self.counts is None else self.counts.add_hashes(hashes, counts),
-                        self.rows + len(values), self.nulls + nulls)
+                        self.rows + rows, self.nulls + nulls)
 
     def merge(self, other: "IdSketch") -> "IdSketch":
         if (self.counts is None) != (other.counts is None):

@@ -20,6 +20,7 @@ BUILTIN_CHECK_MODULES = (
     "checks.concept",       # concept_drift
     "explain.check",        # attribution_drift
     "skew.scheduled",       # train_serve_skew
+    "checks.id_drift",      # id_drift
 )
 _loaded = threading.Lock()
 _done = False
