@@ -21,6 +21,7 @@ BUILTIN_CHECK_MODULES = (
     "explain.check",        # attribution_drift
     "skew.scheduled",       # train_serve_skew
     "checks.id_drift",      # id_drift
+    "checks.label_maturity",  # label_maturity
 )
 _loaded = threading.Lock()
 _done = False

@@ -136,3 +136,76 @@ def test_too_few_positives_is_insufficient_data(curve):
     assert curve_shift(np.ones(3), np.full(3, 12.0), curve)["status"] == "insufficient_data"
     with pytest.raises(ValueError, match="no matured positives"):
         MaturityCurve.learn(np.array([]))
+
+
+# ------------------------------------------------------------------ through the runner
+
+
+@pytest.fixture(scope="module")
+def maturity_runs(tmp_path_factory):
+    """22 serving days (20k rows each; the judged days 19-21 60k) with conversion arrival times; day 20 decays 20%, day 21's
+    conversions are tracked a day late. Windows are judged 12 hours after they close."""
+    from datetime import datetime, timedelta, timezone
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from monitor.config import parse_config
+    from monitor.runner import ModelRunner
+    from monitor.store import ResultsStore
+
+    root = tmp_path_factory.mktemp("maturity")
+    serving = root / "serving"
+    serving.mkdir()
+    first = datetime(2024, 5, 1, tzinfo=timezone.utc)
+    rng = np.random.default_rng(77)
+    faults = {20: dict(decay=0.8), 21: dict(extra_delay=24.0)}
+    for d in range(22):
+        scores, segment, labels, delay = world(rng, 60_000 if d >= 19 else 20_000, **faults.get(d, {}))
+        labels &= delay <= HORIZON
+        base = np.datetime64(first.replace(tzinfo=None) + timedelta(days=d), "us")
+        ts = base + np.sort(rng.integers(0, 86_399_000_000, len(scores))).astype("timedelta64[us]")
+        arrival = ts + (delay * 3.6e9).astype("timedelta64[us]")
+        utc = pa.timestamp("us", tz="UTC")
+        pq.write_table(pa.table({
+            "ts": pa.array(ts, utc), "score": scores, "conversion": labels.astype(np.int8),
+            "device": segment.astype(str), "conversion_at": pa.array(arrival, utc, mask=~labels),
+        }), serving / f"day-{d:02d}.parquet")
+    pq.write_table(pq.read_table(serving / "day-00.parquet"), root / "reference.parquet")
+    raw = {"version": 1, "store": {"url": f"sqlite:///{root / 'store.db'}", "reports_dir": str(root / "r")},
+           "models": [{"name": "conv", "reference": {"path": str(root / "reference.parquet")},
+                       "serving": {"path": str(serving)},
+                       "schema": {"timestamp": "ts", "features": [{"name": "score", "kind": "numeric"}],
+                                  "predictions": ["score"], "labels": [{"name": "conversion", "delay": "7d"}]},
+                       "checks": {"label_maturity": {"enabled": True, "arrival_column": "conversion_at",
+                                                     "segment": "device"}}}]}
+    config = parse_config(raw, "maturity", root)
+    store = ResultsStore(config.store_url())
+    results = {}
+    for d in (19, 20, 21):
+        start = first + timedelta(days=d)
+        end = start + timedelta(days=1)
+        runner = ModelRunner(config, config.models[0], store, clock=lambda end=end: end + timedelta(hours=12))
+        results[d] = runner.run(start, end, ["label_maturity"])[0]
+    store.close()
+    return results
+
+
+def test_runner_judges_immature_windows_instead_of_waiting(maturity_runs):
+    clean, decayed = maturity_runs[19], maturity_runs[20]
+    assert clean.status == "ok", clean.details
+    calibration = decayed.details["calibration"]
+    assert decayed.status == "alert"
+    assert calibration["trusted"] and 0.3 < calibration["maturity"] < 0.9
+    assert calibration["relative_ratio"] == pytest.approx(1.25, rel=0.12)
+    names = {m.name for m in decayed.metrics}
+    assert {"label_maturity_share", "label_expected_eventual_positives", "label_immature_ratio_change",
+            "label_curve_ks_distance"} <= names
+
+
+def test_runner_flags_a_tracking_delay_as_a_curve_shift(maturity_runs):
+    delayed = maturity_runs[21]
+    assert delayed.status == "alert"
+    assert delayed.details["curve_shift"]["status"] == "alert"
+    assert not delayed.details["calibration"]["trusted"]
+    assert "tracking or attribution break" in delayed.details["reason"]
