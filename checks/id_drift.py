@@ -32,7 +32,7 @@ from pydantic import Field, model_validator
 from core.checks import Check, CheckParams, FittedCheck, register_check
 from core.errors import ConfigError
 from core.idsketch import HyperLogLog, IdSketch, batch_counts, expected_collisions, hash_ids
-from core.results import CheckResult, FeatureDrift, MetricPoint, worst_status
+from core.results import SEVERITY, CheckResult, FeatureDrift, MetricPoint, worst_status
 from core.settings import Pair
 
 Signal = Literal["unseen_traffic", "cold_start", "topk_coverage", "topk_churn", "collision_rate"]
@@ -258,16 +258,26 @@ class FittedIdDrift(FittedCheck):
             stats = measures[column].stats()
             rows = stats.rows - stats.nulls
             moves = excesses(stats, reference.baseline)
+            signals = {}
             for signal, move in moves.items():
                 warn, alert = self.params.threshold(signal)
                 status = ("insufficient_data" if rows < self.params.min_rows
                           else "alert" if move > alert else "warn" if move > warn else "ok")
-                features.append(FeatureDrift(column, "id", signal, move, alert, status,
-                                             reference.sketch.rows, stats.rows, warn_threshold=warn,
-                                             unseen_share=stats.unseen_traffic_rate))
+                signals[signal] = {"excess": move, "warn": warn, "alert": alert, "status": status}
+                metrics.append(MetricPoint("id_signal_excess", float(move), (("feature", column), ("signal", signal)),
+                                           "An ID signal's move in its bad direction beyond the reference's baseline."))
+            # One feature row per column (its status is the column's): the signal nearest its alert level.
+            worst = max(signals, key=lambda k: (SEVERITY[signals[k]["status"]],
+                                                signals[k]["excess"] / max(signals[k]["alert"], 1e-12)))
+            top = signals[worst]
+            features.append(FeatureDrift(column, "id", worst, top["excess"], top["alert"],
+                                         worst_status(v["status"] for v in signals.values()),
+                                         reference.sketch.rows, stats.rows, warn_threshold=top["warn"],
+                                         unseen_share=stats.unseen_traffic_rate,
+                                         reasons=tuple(k for k, v in signals.items() if v["status"] in ("warn", "alert"))))
             columns[column] = {"window": stats.to_dict(),
                                "baseline": None if reference.baseline is None else reference.baseline.to_dict(),
-                               "excess": moves}
+                               "signals": signals}
             metrics.extend(_points(column, stats))
         bad = tuple(f"{path}: {why}" for path, why in source.report.bad_files)
         return CheckResult(
@@ -281,7 +291,7 @@ class FittedIdDrift(FittedCheck):
             **window.result_context)
 
 
-_HELP = {
+_HELP = {  # the per-column values exported (driftline_id_<name>), with id_distinct_estimate and id_signal_excess
     "unseen_value_rate": "Share of the window's distinct IDs absent from the reference.",
     "unseen_traffic_rate": "Share of the window's rows on IDs absent from the reference.",
     "cold_start_exposure": "Share of the window's rows on IDs the reference holds fewer than N times.",
@@ -290,6 +300,9 @@ _HELP = {
     "collision_rate": "Expected share of IDs sharing a hash bucket (reference plus window IDs).",
     "bucket_occupancy": "Expected share of hash buckets used (reference plus window IDs).",
 }
+
+
+DECLARED_METRICS = tuple(f"id_{name}" for name in _HELP) + ("id_distinct_estimate", "id_signal_excess")
 
 
 def _points(column: str, stats: IdStats) -> list[MetricPoint]:

@@ -24,7 +24,7 @@ CHECKS = known_checks()
 
 def test_every_builtin_is_registered():
     assert {"data_drift", "prediction_drift", "data_quality", "calibration", "performance", "concept_drift",
-            "attribution_drift", "train_serve_skew"} <= set(CHECKS)
+            "attribution_drift", "train_serve_skew", "id_drift", "label_maturity"} <= set(CHECKS)
 
 
 @pytest.mark.parametrize("name", CHECKS)
@@ -70,7 +70,7 @@ def clean_day_results(small_world, tmp_path_factory):
 
 
 BUILTIN = ["data_drift", "prediction_drift", "data_quality", "calibration", "performance", "concept_drift",
-           "attribution_drift", "train_serve_skew"]
+           "attribution_drift", "train_serve_skew", "id_drift"]
 
 
 @pytest.mark.parametrize("name", BUILTIN)
@@ -94,9 +94,13 @@ def test_result_survives_the_json_round_trip(name, clean_day_results):
 def test_status_and_declared_metrics_are_exported(name, clean_day_results):
     results, metrics = clean_day_results
     assert f'driftline_check_status{{check="{name}",model="offer-ctr"}}' in metrics
-    for point in results[name].metrics:
-        labels = ",".join([f'check="{name}"', 'model="offer-ctr"'] + [f'{k}="{v}"' for k, v in point.labels])
-        assert f"driftline_{point.name}{{{labels}}}" in metrics
+    from prometheus_client.parser import text_string_to_metric_families
+
+    series = {(s.name, tuple(sorted(s.labels.items()))) for family in text_string_to_metric_families(metrics)
+              for s in family.samples}
+    for point in results[name].metrics:  # label order is the exporter's (sorted), so compare as sets
+        labels = tuple(sorted({"check": name, "model": "offer-ctr", **dict(point.labels)}.items()))
+        assert (f"driftline_{point.name}", labels) in series
 
 
 def _plain(value):

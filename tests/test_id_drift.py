@@ -89,12 +89,14 @@ def id_world(tmp_path_factory):
 
 
 def _signals(result, status=("alert",)) -> set[tuple[str, str]]:
-    return {(f.feature, f.method) for f in result.features if f.status in status}
+    return {(column, signal) for column, block in result.details["columns"].items()
+            for signal, judged in block["signals"].items() if judged["status"] in status}
 
 
 def test_clean_windows_are_quiet_and_the_rate_is_measured(id_world):
     results, _ = id_world
-    decisions = [f.status for d in range(CLEAN_DAYS) for f in results[d].features]
+    decisions = [judged["status"] for d in range(CLEAN_DAYS) for block in results[d].details["columns"].values()
+                 for judged in block["signals"].values()]
     alerts = sum(s == "alert" for s in decisions) / len(decisions)
     warns = sum(s == "warn" for s in decisions) / len(decisions)
     print(f"id_drift on {CLEAN_DAYS} clean windows: {len(decisions)} decisions, "
@@ -126,12 +128,15 @@ def test_hash_collision_blowup_is_caught(id_world):
     results, _ = id_world
     result = results[FAULTS["collision_blowup"]]
     assert ("user_id", "collision_rate") in _signals(result)
+    user_row = next(f for f in result.features if f.feature == "user_id")
+    assert user_row.status == "alert" and "collision_rate" in user_row.reasons
     assert not any(f == "offer_id" for f, _ in _signals(result, ("alert", "warn")))
     user = result.details["columns"]["user_id"]["window"]
     assert user["collision_rate"] > user["reference_collision_rate"] + 0.05
     exported = {(m.name, dict(m.labels)["feature"]) for m in result.metrics}
     assert {("id_collision_rate", "user_id"), ("id_cold_start_exposure", "offer_id"),
-            ("id_topk_jaccard", "offer_id"), ("id_unseen_traffic_rate", "user_id")} <= exported
+            ("id_topk_jaccard", "offer_id"), ("id_unseen_traffic_rate", "user_id"),
+            ("id_signal_excess", "user_id")} <= exported
 
 
 def test_measure_agrees_with_exact_computation():

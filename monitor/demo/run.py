@@ -70,6 +70,8 @@ def demo_config(world: World, workdir: Path) -> dict:
                                          "training": {"path": str(world.training_examples_path.relative_to(workdir))},
                                          "model_path": str(world.model_path.relative_to(workdir)),
                                          "vocabulary_path": str((world.root / "world.json").relative_to(workdir))},
+                    # Offer and partner IDs: unseen / cold-start traffic, top-k churn (sketches).
+                    "id_drift": {"enabled": True, "columns": ["offer_id", "partner"], "top_k": 20},
                 },
                 # Bounded to the world's serving days: `demo --serve` adopts the backfilled windows
                 # instead of scheduling empty windows after the world ends.
