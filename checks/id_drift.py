@@ -6,7 +6,8 @@ turning over, or a hashed ID's table filling up with collisions. Per declared ID
 bounded-memory sketches (core/idsketch.py) of the reference and the window:
 
 - unseen_traffic_rate / unseen_value_rate: window rows / distinct window IDs absent from the
-  reference (count-min estimate 0: a lower bound, see the sketch's notes);
+  reference (its Bloom filter: proven unseen; a fresh ID passes for seen with the filter's
+  false-positive rate, so these are lower bounds by that much);
 - cold_start_exposure: window rows on IDs the reference holds fewer than `cold_start_min_count`
   times (unseen included) - the traffic the model serves from barely trained embeddings;
 - topk_coverage: window rows on the reference's top-k IDs; topk_jaccard: overlap of the two
@@ -54,6 +55,8 @@ class IdDriftParams(CheckParams):
     heavy_hitters: int = Field(default=2000, ge=10, description="heavy-hitter counters per column (>= top_k)")
     count_width: int = Field(default=1 << 20, ge=1024, description="count-min columns for the reference's counts")
     count_depth: int = Field(default=4, ge=1, le=8)
+    membership_bits: int = Field(default=1 << 27, ge=1 << 10, multiple_of=8,
+                                 description="Bloom filter bits of the reference's IDs (unseen); 2**27 = 16 MiB")
     hll_precision: int = Field(default=14, ge=8, le=18, description="HyperLogLog registers: 2**p")
     holdout_chunks: int = Field(default=5, ge=2, description="the reference's last 1/n rows give the baseline")
     min_rows: int = Field(default=1000, ge=1, description="fewer non-null rows: insufficient_data")
@@ -76,7 +79,7 @@ class IdDriftParams(CheckParams):
 
     def empty_sketch(self, with_counts: bool) -> IdSketch:
         return IdSketch.empty(self.heavy_hitters, self.hll_precision, self.count_width if with_counts else None,
-                              self.count_depth)
+                              self.count_depth, self.membership_bits)
 
 
 @dataclass(frozen=True)
@@ -121,8 +124,7 @@ class Measure:
     def add(self, values: pa.Array) -> None:
         keys, counts = batch_counts(values)
         hashes = hash_ids(keys)
-        held = self.reference.counts.estimate_hashes(hashes)
-        new = held == 0
+        new, held = self.reference.held(hashes)
         self.unseen += int(counts[new].sum())
         self.cold += int(counts[held < self.params.cold_start_min_count].sum())
         self.covered += int(counts[pc.is_in(keys, value_set=self._top_set).to_numpy(zero_copy_only=False)].sum())

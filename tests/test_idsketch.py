@@ -10,6 +10,7 @@ import pyarrow as pa
 import pytest
 
 from core.idsketch import (
+    BloomFilter,
     CountMin,
     HeavyHitters,
     HyperLogLog,
@@ -29,6 +30,12 @@ def traffic() -> np.ndarray:
     ids = np.concatenate([np.arange(DISTINCT), head])
     rng.shuffle(ids)
     return ids
+
+
+@pytest.fixture(scope="module")
+def reference(traffic) -> IdSketch:
+    """The traffic as a reference: heavy hitters, distinct count, count-min 2^18 x 4, Bloom filter."""
+    return sketch_of(traffic, capacity=200, count_width=1 << 18, count_depth=4)
 
 
 def sketch_of(ids: np.ndarray, batch: int = 400_000, **params) -> IdSketch:
@@ -108,8 +115,8 @@ def test_heavy_hitters_merge_keeps_the_bound_and_commutes(traffic):
         left.merge(HeavyHitters(10))
 
 
-def test_count_min_never_undercounts_and_overcounts_within_bound(traffic):
-    sketch = sketch_of(traffic, capacity=10, count_width=1 << 18, count_depth=4).counts
+def test_count_min_never_undercounts_and_overcounts_within_bound(traffic, reference):
+    sketch = reference.counts
     keys, counts = exact(traffic)
     estimates = sketch.estimate(pa.array(keys))
     assert (estimates >= counts).all()
@@ -130,17 +137,44 @@ def test_count_min_merge_is_exact_and_zero_proves_unseen():
         left.merge(CountMin(1 << 11, 3))
 
 
-def test_memory_is_fixed_by_parameters_not_by_distinct_values(traffic):
-    small = sketch_of(traffic[:10_000], capacity=200, count_width=1 << 16)
-    large = sketch_of(traffic, capacity=200, count_width=1 << 16)
+def test_memory_is_fixed_by_parameters_not_by_distinct_values(traffic, reference):
+    small, large = sketch_of(traffic[:10_000], capacity=200, count_width=1 << 18), reference
     assert large.distinct.nbytes == small.distinct.nbytes and large.counts.nbytes == small.counts.nbytes
     assert len(large.heavy.counts) <= 200
-    assert large.nbytes <= (1 << 14) + 4 * 4 * (1 << 16) + 200 * (8 + 4 + 16)
+    assert large.seen.nbytes == small.seen.nbytes == (1 << 27) // 8
+    assert large.nbytes <= (1 << 14) + 4 * 4 * (1 << 18) + (1 << 24) + 200 * (8 + 4 + 16)
+
+
+def test_bloom_filter_has_no_false_negatives_and_its_stated_false_positive_rate(traffic, reference):
+    sketch = reference
+    keys = np.unique(traffic)
+    hashes = hash_ids(pa.array(keys))
+    assert sketch.seen.contains_hashes(hashes).all()
+    unseen, held = sketch.held(hashes)
+    assert not unseen.any() and (held >= 1).all()
+    fresh = hash_ids(pa.array(np.arange(10**9, 10**9 + 200_000)))
+    looks_seen = sketch.seen.contains_hashes(fresh).mean()
+    n, m, k = len(keys), sketch.seen.bits, sketch.seen.hashes
+    theory = (1 - np.exp(-k * n / m)) ** k
+    assert looks_seen <= 3 * theory + 1e-4
+    assert sketch.seen.false_positive_rate == pytest.approx(theory, rel=0.2)
+    # The count-min alone (estimate 0) would miss many unseen IDs at this load: the filter is why.
+    assert (sketch.counts.estimate_hashes(fresh) == 0).mean() < 0.9
+    assert sketch.held(fresh)[0].mean() > 0.999
+
+
+def test_bloom_filter_merge_is_exact():
+    left = BloomFilter(1 << 16).add_hashes(hash_ids(pa.array(np.arange(3000))))
+    right = BloomFilter(1 << 16).add_hashes(hash_ids(pa.array(np.arange(2000, 6000))))
+    whole = BloomFilter(1 << 16).add_hashes(hash_ids(pa.array(np.arange(6000))))
+    assert np.array_equal(left.merge(right).array, whole.array)
+    with pytest.raises(ValueError, match="merge"):
+        left.merge(BloomFilter(1 << 15))
 
 
 def test_id_sketch_round_trips_through_json_and_counts_nulls():
     values = pa.array(["a", None, "b", "a", None, "c"])
-    sketch = IdSketch.empty(capacity=5, count_width=64).update(values)
+    sketch = IdSketch.empty(capacity=5, count_width=64, seen_bits=1024).update(values)
     assert (sketch.rows, sketch.nulls) == (6, 2)
     again = IdSketch.from_dict(json.loads(json.dumps(sketch.to_dict())))
     assert again.to_dict() == sketch.to_dict()
