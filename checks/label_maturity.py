@@ -12,7 +12,8 @@ negative). Per window, at the run's `now`:
 3. the arrivals of the window's positives are tested against the curve; a shift alerts on its
    own and marks the calibration reading as not trusted (late arrivals look like a decay).
 
-The baseline ratio (observed / predicted positives) is that of the matured history.
+The baseline ratio (observed / predicted positives) is the scored reference's (as for
+`calibration`), else the matured history's (`details.baseline` says which).
 """
 
 from __future__ import annotations
@@ -92,6 +93,19 @@ class LabelMaturityCheck(WindowCheck):
                                      .to_numpy(zero_copy_only=False), dtype=object)[valid])
         return out
 
+    def _baseline(self, window, history_ratio: float, history_positives: float) -> tuple[float, float, str]:
+        """(observed / predicted positives, positives it rests on, where from): the scored reference
+        (held-out, matured), else the matured history."""
+        from checks.labelled import _reference_rows
+
+        try:
+            rows = _reference_rows(window, self.prediction, self.label, [])
+        except SchemaError:
+            return history_ratio, history_positives, "history"
+        if rows.positives < self.params.min_positives or rows.scores.sum() <= 0:
+            return history_ratio, history_positives, "history"
+        return rows.positives / float(rows.scores.sum()), rows.positives, "reference"
+
     def run(self, window) -> CheckResult:
         p = self.params
         now = getattr(window, "now", None) or datetime.now(timezone.utc)
@@ -118,12 +132,13 @@ class LabelMaturityCheck(WindowCheck):
                                **window.result_context)
         curve = MaturityCurve.learn(delay[hit], self.grid, None if p.segment is None else history["segment"][hit],
                                     p.min_curve_positives)
-        reference_ratio = float(hit.sum() / history["score"].sum())
+        reference_ratio, reference_positives, base["baseline"] = self._baseline(
+            window, float(hit.sum() / history["score"].sum()), float(hit.sum()))
         hit, delay = arrived(current)
         ages = (now_us - current["ts"]) / _HOUR_US
         segments = current["segment"]
         calibration = immature_calibration(current["score"], hit, ages, curve, segments, reference_ratio,
-                                           tuple(p.thresholds), p.alpha, p.min_positives)
+                                           tuple(p.thresholds), p.alpha, p.min_positives, reference_positives)
         shift = curve_shift(delay[hit], ages[hit], curve, None if segments is None else segments[hit],
                             p.shift_alpha, p.shift_min_distance)
         trusted = shift["status"] != "alert"
@@ -137,6 +152,10 @@ class LabelMaturityCheck(WindowCheck):
         return CheckResult(check=self.name, status=status, current_rows=calibration["rows"],
                            reference_rows=base["history_rows"], details=details,
                            metrics=_points(self.label, calibration, shift), **window.result_context)
+
+
+DECLARED_METRICS = ("label_maturity_share", "label_expected_eventual_positives", "label_immature_ratio_change",
+                    "label_curve_ks_distance")
 
 
 def _points(label: str, calibration: dict, shift: dict) -> tuple[MetricPoint, ...]:

@@ -109,11 +109,13 @@ def _z(alpha: float) -> float:
 
 def immature_calibration(scores: np.ndarray, observed: np.ndarray, ages_hours: np.ndarray, curve: MaturityCurve,
                          segments=None, reference_ratio: float = 1.0, tolerance: tuple[float, float] = (0.025, 0.05),
-                         alpha: float = 0.05, min_positives: float = 20) -> dict:
+                         alpha: float = 0.05, min_positives: float = 20,
+                         reference_positives: float | None = None) -> dict:
     """Calibration change on a window whose labels are still arriving (see the module notes).
 
     `observed`: 1 where a positive has arrived by now; `ages_hours`: now - event time per row;
-    `reference_ratio`: observed / predicted positives on the (matured) reference.
+    `reference_ratio`: observed / predicted positives on the (matured) reference, measured on
+    `reference_positives` positives (its Poisson error joins the interval; None: taken as exact).
     """
     scores = np.asarray(scores, dtype=np.float64)
     share = curve.at(ages_hours, segments)
@@ -130,7 +132,8 @@ def immature_calibration(scores: np.ndarray, observed: np.ndarray, ages_hours: n
         return {**out, "status": "insufficient_data"}
     z = _z(alpha)
     log_change = math.log(positives / (reference_ratio * expected_so_far))
-    sd = math.sqrt(1 / positives + (maturity_sd / maturity) ** 2)
+    reference_var = 1 / reference_positives if reference_positives else 0.0
+    sd = math.sqrt(1 / positives + (maturity_sd / maturity) ** 2 + reference_var)
     eventual = positives / maturity
     eventual_sd = eventual * sd
     # The calibration ratio sum(p)/sum(y) moves by the inverse of observed/expected.

@@ -198,6 +198,19 @@ def calibration() -> Dashboard:
                                 " 1 is no better than predicting the average CTR.",
                                 _query(overall("driftline_normalized_entropy"), legend),
                                 steps=_steps((None, "green"), (1, "red"))))
+        .with_panel(_timeseries("Calibration change before labels mature",
+                                "label_maturity: the change of sum(p)/sum(y) vs the reference, on windows whose "
+                                "labels are still arriving, corrected by the learned maturity curve.",
+                                _query(f"max by (model, label) (driftline_label_immature_ratio_change{{{M}}})",
+                                       "{{model}} {{label}}"),
+                                steps=_steps((None, "red"), (0.95, "green"), (1.05, "red"))))
+        .with_panel(_timeseries("Label maturity and arrivals", "Share of the window's eventual positives expected "
+                                "by now, and the KS distance of their arrivals from the maturity curve (a jump: "
+                                "a tracking or attribution break).",
+                                _query(f"max by (model, label) (driftline_label_maturity_share{{{M}}})",
+                                       "maturity {{model}} {{label}}"),
+                                _query(f"max by (model, label) (driftline_label_curve_ks_distance{{{M}}})",
+                                       "arrival KS {{model}} {{label}}", ref="B"), min_value=0))
         .with_panel(_status_timeline("Labelled check status", "Checks other than drift (calibration, "
                                      "performance, concept drift, skew ...).",
                                      f'max by (model, check) ({STATUS_CHECK}{{{M}, check!~".*drift.*"}})'))

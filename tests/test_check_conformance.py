@@ -70,7 +70,7 @@ def clean_day_results(small_world, tmp_path_factory):
 
 
 BUILTIN = ["data_drift", "prediction_drift", "data_quality", "calibration", "performance", "concept_drift",
-           "attribution_drift", "train_serve_skew", "id_drift"]
+           "attribution_drift", "train_serve_skew", "id_drift", "label_maturity"]
 
 
 @pytest.mark.parametrize("name", BUILTIN)

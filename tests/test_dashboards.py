@@ -41,9 +41,9 @@ def exported_metrics() -> set[str]:
     names |= set(re.findall(r'out\.add\(\s*"(driftline_[a-z_]+)"', source))
     names |= {f"driftline_{metric}" for metric in exporter.VALUE_METRICS}
     # What checks declare as MetricPoints (exported generically) and list in DECLARED_METRICS.
-    from checks import id_drift
+    from checks import id_drift, label_maturity
 
-    names |= {f"driftline_{metric}" for metric in id_drift.DECLARED_METRICS}
+    names |= {f"driftline_{metric}" for metric in id_drift.DECLARED_METRICS + label_maturity.DECLARED_METRICS}
     return names
 
 

@@ -171,7 +171,9 @@ def maturity_runs(tmp_path_factory):
             "ts": pa.array(ts, utc), "score": scores, "conversion": labels.astype(np.int8),
             "device": segment.astype(str), "conversion_at": pa.array(arrival, utc, mask=~labels),
         }), serving / f"day-{d:02d}.parquet")
-    pq.write_table(pq.read_table(serving / "day-00.parquet"), root / "reference.parquet")
+    # The scored reference (the calibration baseline): the first two weeks.
+    pq.write_table(pa.concat_tables(pq.read_table(serving / f"day-{d:02d}.parquet") for d in range(14)),
+                   root / "reference.parquet")
     raw = {"version": 1, "store": {"url": f"sqlite:///{root / 'store.db'}", "reports_dir": str(root / "r")},
            "models": [{"name": "conv", "reference": {"path": str(root / "reference.parquet")},
                        "serving": {"path": str(serving)},
@@ -197,6 +199,7 @@ def test_runner_judges_immature_windows_instead_of_waiting(maturity_runs):
     calibration = decayed.details["calibration"]
     assert decayed.status == "alert"
     assert calibration["trusted"] and 0.3 < calibration["maturity"] < 0.9
+    assert decayed.details["baseline"] == "reference"
     assert calibration["relative_ratio"] == pytest.approx(1.25, rel=0.12)
     names = {m.name for m in decayed.metrics}
     assert {"label_maturity_share", "label_expected_eventual_positives", "label_immature_ratio_change",

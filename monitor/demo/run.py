@@ -26,7 +26,8 @@ MODEL_NAME = "offer-ctr"
 COVERED_KINDS = {"data_drift", "skew", "concept_drift", "calibration"}
 # Incident kinds a label check's alert stands for even when it names no incident feature
 # (concept_drift names the segments whose residuals moved, e.g. offer_id, os).
-LABEL_CHECK_KINDS = {"calibration": ("calibration",), "performance": ("calibration", "concept_drift")}
+LABEL_CHECK_KINDS = {"calibration": ("calibration",), "performance": ("calibration", "concept_drift"),
+                     "label_maturity": ("calibration",)}
 
 
 def demo_config(world: World, workdir: Path) -> dict:
@@ -72,6 +73,9 @@ def demo_config(world: World, workdir: Path) -> dict:
                                          "vocabulary_path": str((world.root / "world.json").relative_to(workdir))},
                     # Offer and partner IDs: unseen / cold-start traffic, top-k churn (sketches).
                     "id_drift": {"enabled": True, "columns": ["offer_id", "partner"], "top_k": 20},
+                    # Clicks on windows whose labels are still arriving (label_ts: when each arrived).
+                    "label_maturity": {"enabled": True, "label": "click", "arrival_column": "label_ts",
+                                       "horizon_hours": 48, "segment": "device", "min_curve_positives": 100},
                 },
                 # Bounded to the world's serving days: `demo --serve` adopts the backfilled windows
                 # instead of scheduling empty windows after the world ends.
