@@ -22,6 +22,7 @@ BUILTIN_CHECK_MODULES = (
     "skew.scheduled",       # train_serve_skew
     "checks.id_drift",      # id_drift
     "checks.label_maturity",  # label_maturity
+    "explain.embedding_check",  # embedding_drift
 )
 _loaded = threading.Lock()
 _done = False

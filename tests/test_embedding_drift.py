@@ -132,3 +132,58 @@ def test_x0_window_drift_names_the_moved_block(torch_versions):
     assert all(v["status"] == "ok" for v in clean.values()), clean
     assert shifted["device"]["status"] == "alert"
     assert shifted["offer_id"]["status"] == "ok"
+
+
+def _run(root, frames, model_dir, baseline_dir, tmp_name):
+    from datetime import datetime, timedelta, timezone
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from monitor.config import parse_config
+    from monitor.runner import ModelRunner
+    from monitor.store import ResultsStore
+
+    start = datetime(2024, 6, 1, tzinfo=timezone.utc)
+    for name, frame in frames.items():
+        table = pa.Table.from_pandas(frame, preserve_index=False)
+        ts = pa.array([start + timedelta(seconds=i) for i in range(len(frame))], pa.timestamp("us", tz="UTC"))
+        pq.write_table(table.append_column("ts", ts), root / f"{tmp_name}-{name}.parquet")
+    raw = {"version": 1, "store": {"url": f"sqlite:///{root / tmp_name}.db", "reports_dir": str(root / "r")},
+           "models": [{"name": "dcn", "reference": {"path": str(root / f"{tmp_name}-reference.parquet")},
+                       "serving": {"path": str(root / f"{tmp_name}-serving.parquet")},
+                       "schema": {"timestamp": "ts", "features": [
+                           {"name": "price", "kind": "numeric"}, {"name": "offer_id", "kind": "categorical"},
+                           {"name": "device", "kind": "categorical"}]},
+                       "checks": {"embedding_drift": {"enabled": True, "model_path": str(model_dir),
+                                                      "baseline_model_path": str(baseline_dir),
+                                                      "sample_rows": 5000}}}]}
+    config = parse_config(raw, "dcn", root)
+    store = ResultsStore(config.store_url())
+    try:
+        return ModelRunner(config, config.models[0], store).run(start, start + timedelta(days=1),
+                                                               ["embedding_drift"])[0]
+    finally:
+        store.close()
+
+
+def test_embedding_drift_check_through_the_runner(torch_versions, tmp_path):
+    old, new, frame, _ = torch_versions
+    old.save(tmp_path / "v1")
+    new.save(tmp_path / "v2")
+    clean = {"reference": frame(10_000, [0.45, 0.4, 0.15]), "serving": frame(5000, [0.45, 0.4, 0.15])}
+    shifted = _run(tmp_path, clean, tmp_path / "v2", tmp_path / "v1", "shifted")
+    assert shifted.status == "alert", shifted.details
+    offer = shifted.details["fields"]["offer_id"]
+    assert {m["id"] for m in offer["versions"]["top_movers"]} <= set(PLANTED)
+    assert offer["x0"]["status"] == "ok"  # the same model's x0 on the same traffic: no window drift
+    row = next(f for f in shifted.features if f.feature == "offer_id")
+    assert row.status == "alert" and set(row.reasons) <= set(PLANTED)
+    assert {("embedding_moved_traffic_share", "offer_id"), ("embedding_x0_centroid_shift", "device")} <= {
+        (m.name, dict(m.labels)["feature"]) for m in shifted.metrics}
+    same = _run(tmp_path, clean, tmp_path / "v1", tmp_path / "v1", "same")
+    assert same.status == "ok", same.details
+    mix = {"reference": clean["reference"], "serving": frame(5000, [0.8, 0.13, 0.07])}
+    moved = _run(tmp_path, mix, tmp_path / "v1", tmp_path / "v1", "mix")
+    assert moved.details["fields"]["device"]["x0"]["status"] == "alert"
+    assert moved.details["fields"]["offer_id"]["x0"]["status"] == "ok"
