@@ -24,7 +24,7 @@ CHECKS = known_checks()
 
 def test_every_builtin_is_registered():
     assert {"data_drift", "prediction_drift", "data_quality", "calibration", "performance", "concept_drift",
-            "attribution_drift", "train_serve_skew", "id_drift", "label_maturity"} <= set(CHECKS)
+            "attribution_drift", "train_serve_skew", "id_drift", "label_maturity", "embedding_drift"} <= set(CHECKS)
 
 
 @pytest.mark.parametrize("name", CHECKS)
