@@ -279,6 +279,7 @@ class CalibrationWindowCheck(LabelledWindowCheck):
 
 
 @register_check("calibration", params=CalibrationCheckConfig, needs=("rows", "labels"),
+                exports=("calibration_ratio", "ece"),
                 summary="predicted vs observed positives per segment, and its change vs the reference")
 def calibration_check(model_config, check_config=None) -> CalibrationWindowCheck:
     return CalibrationWindowCheck(model_config, check_config)

@@ -424,7 +424,8 @@ class ConceptWindowCheck(LabelledWindowCheck):
         return fit_cached(context, check, reference).evaluate(current, history=history, prediction=prediction, label=label)
 
 
-@register_check("concept_drift", params=ConceptCheckConfig, needs=("rows", "labels"), preload=("sklearn.isotonic",),
+@register_check("concept_drift", params=ConceptCheckConfig, needs=("rows", "labels"),
+                exports=("auc", "calibration_ratio"), preload=("sklearn.isotonic",),
                 summary="realized vs expected performance, and residual shifts per segment")
 def concept_check(model_config, check_config=None) -> ConceptWindowCheck:
     return ConceptWindowCheck(model_config, check_config)

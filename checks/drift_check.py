@@ -12,7 +12,7 @@ from pydantic import Field
 
 from checks.drift import DriftCheck, FittedDriftCheck
 from core.checks import Check, CheckParams, FittedCheck, register_check
-from core.errors import DriftlineError
+from core.errors import ConfigError, DriftlineError
 from core.results import CheckResult, ReportOn, report_wanted
 from core.settings import Pair
 
@@ -58,6 +58,12 @@ class ProfileDriftCheck(Check):
         self.statistic = DriftCheck(name=name, **{**params.check_params(), "features": features})
 
     def fit(self, reference) -> "FittedProfileDrift":
+        missing = [f for f in self.statistic.features or () if f not in reference.profile.features]
+        if missing and self.name == "prediction_drift":  # say which key provides the scores
+            model = self.model_config.name
+            raise ConfigError(f"prediction_drift: '{missing[0]}' is in neither the reference nor a prediction "
+                              f"reference; set models.{model}.prediction_reference to the model's scores on "
+                              "held-out data")
         return FittedProfileDrift(self, self.statistic.fit(reference.profile, reference.chunks))
 
 

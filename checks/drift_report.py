@@ -10,7 +10,7 @@ from __future__ import annotations
 import html
 import os
 import re
-import tempfile
+import uuid
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
@@ -122,7 +122,7 @@ def render_drift_report(
     page = _with_title(script_safe_data(page), title)
     if verdict is not None:
         page = page.replace("<body>", "<body>\n" + verdict_html(verdict), 1)
-    _write_atomically(path, page)
+    write_report(path, page)
     return path
 
 
@@ -273,9 +273,13 @@ def _with_title(page: str, title: str | None) -> str:
     return page.replace("<body>", f"<body>\n{heading}", 1)
 
 
-def _write_atomically(path: Path, text: str) -> None:
+def write_report(path: Path, text: str) -> None:
+    """Write a report atomically, readable like any file this process creates (0666 less the
+    umask: usually 0644): drift and explain reports alike, served under /reports/."""
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    tmp = path.parent / f".{path.name}.{uuid.uuid4().hex[:12]}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # the umask applies (mkstemp: 0600)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(text)

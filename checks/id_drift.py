@@ -317,7 +317,7 @@ def _points(column: str, stats: IdStats) -> list[MetricPoint]:
     return points
 
 
-@register_check("id_drift", params=IdDriftParams, needs=("rows",),
+@register_check("id_drift", params=IdDriftParams, needs=("rows",), exports=DECLARED_METRICS,
                 summary="ID columns: unseen and cold-start traffic, top-k churn, hash collisions (sketches)")
 def id_drift_check(model_config, params: IdDriftParams) -> IdDriftCheck:
     return IdDriftCheck(model_config, params)

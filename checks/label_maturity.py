@@ -175,6 +175,7 @@ def _points(label: str, calibration: dict, shift: dict) -> tuple[MetricPoint, ..
 
 
 @register_check("label_maturity", params=LabelMaturityParams, needs=("rows", "labels"),
+                exports=DECLARED_METRICS,
                 summary="calibration on immature windows via the learned label-maturity curve; curve shifts")
 def label_maturity_check(model_config, params: LabelMaturityParams) -> LabelMaturityCheck:
     return LabelMaturityCheck(model_config, params)

@@ -23,6 +23,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from core.checks import WindowCheck
+from core.metric_points import with_points
 from core.results import CheckResult
 from core.errors import ConfigError, SchemaError
 
@@ -75,7 +76,17 @@ def _encode(column: pa.ChunkedArray) -> Segment:
                    tuple(encoded.dictionary.to_pylist()))
 
 
-def _numeric(table: pa.Table, name: str, where: str, role: str) -> np.ndarray:
+def window_table(source, columns: list[str], start, end, where: str, role: str = "") -> pa.Table:
+    """The rows of `columns` in [start, end) as one table; a missing column raises naming it."""
+    missing = [c for c in columns if c not in source.schema.names]
+    if missing:
+        raise SchemaError(f"{where}: {role + ' ' if role else ''}column '{missing[0]}' is missing")
+    batches = list(source.batches(columns, start, end))
+    return pa.Table.from_batches(batches) if batches else pa.schema([source.schema.field(c) for c in columns]).empty_table()
+
+
+def numeric(table: pa.Table, name: str, where: str, role: str) -> np.ndarray:
+    """A numeric or boolean column as float64 (nulls: NaN); another type raises naming it."""
     column = table.column(name)
     kind = column.type
     if pa.types.is_boolean(kind):
@@ -100,8 +111,8 @@ def read_rows(batches: Iterable[pa.RecordBatch], schema: pa.Schema, prediction: 
     batches = list(batches)
     table = pa.Table.from_batches(batches) if batches else schema.empty_table()
     table = table.select(columns)
-    scores = _numeric(table, prediction, where, "prediction")
-    labels = _numeric(table, label, where, "label")
+    scores = numeric(table, prediction, where, "prediction")
+    labels = numeric(table, label, where, "label")
     valid = np.isfinite(scores) & np.isfinite(labels)
     bad_labels = np.setdiff1d(np.unique(labels[valid]), [0.0, 1.0])
     if len(bad_labels):
@@ -149,9 +160,17 @@ def _reference_rows(context, prediction: str, label: str, segments: list[str]) -
         columns = [c for c in dict.fromkeys([prediction, label, *segments]) if c in source.schema.names]
         table = source.sample(REFERENCE_MAX_ROWS, columns, seed=0)
         return read_rows(table.to_batches(), source.schema, prediction, label, segments,
-                         where=f"{source.location} (scored reference)")
+                         where=f"{source.location} ({_scored_reference_key(context.model)})")
 
     return context.state.get_or_create(key, read)
+
+
+def _scored_reference_key(model) -> str:
+    """Which config key holds the scored reference, so an error says what to set."""
+    if model.prediction_reference is not None:
+        return f"scored reference: models.{model.name}.prediction_reference"
+    return (f"scored reference: models.{model.name}.reference, as models.{model.name}.prediction_reference "
+            "is not set; set it to the model's scores and labels on held-out data")
 
 
 def fit_cached(context, check, reference: Rows):
@@ -177,6 +196,17 @@ def prediction_pairs(model, mapping: dict[str, str]) -> list[tuple[str, str, tim
     return [(p, lab, delays[lab]) for p, lab in pairs.items()]
 
 
+def label_maturity(name: str, context, mature: datetime, delays: dict[str, str],
+                   now: datetime | None = None) -> CheckResult | None:
+    """A `pending` result while the window's labels mature (at `mature`), else None."""
+    now = getattr(context, "now", None) or now or datetime.now(timezone.utc)
+    now = now.replace(tzinfo=timezone.utc) if now.tzinfo is None else now  # naive means UTC, as in the store
+    if mature <= now:
+        return None
+    return CheckResult(check=name, status="pending", details={
+        "labels_mature_at": mature.isoformat(), "label_delays": delays}, **context.result_context)
+
+
 class LabelledWindowCheck(WindowCheck):
     """Shell for checks on (prediction, label) rows: maturity, reading, one result per window.
 
@@ -199,14 +229,10 @@ class LabelledWindowCheck(WindowCheck):
         return end + max(delay for _, _, delay in self.pairs)
 
     def run(self, context) -> CheckResult:
-        now = getattr(context, "now", None) or self.now or datetime.now(timezone.utc)
-        now = now.replace(tzinfo=timezone.utc) if now.tzinfo is None else now  # naive means UTC, as in the store
-        mature = self.mature_at(context.end)
-        if mature > now:
-            return CheckResult(check=self.name, status="pending", details={
-                "labels_mature_at": mature.isoformat(),
-                "label_delays": {lab: str(delay) for _, lab, delay in self.pairs},
-            }, **context.result_context)
+        pending = label_maturity(self.name, context, self.mature_at(context.end),
+                                 {lab: str(delay) for _, lab, delay in self.pairs}, self.now)
+        if pending is not None:
+            return pending
         source = context.serving_source()
         results = []
         for prediction, label, _ in self.pairs:
@@ -216,7 +242,7 @@ class LabelledWindowCheck(WindowCheck):
                                 where=f"{source.location} (window)")
             results.append(self.evaluate_pair(prediction, label, reference, current, context))
         bad = tuple(f"{path}: {why}" for path, why in source.report.bad_files)
-        result = combine(self.name, results, context.result_context)
+        result = with_points(combine(self.name, results, context.result_context))
         return result.with_updates(partial=bool(bad), bad_files=bad) if bad else result
 
     def evaluate_pair(self, prediction, label, reference: Rows, current: Rows, context) -> CheckResult:

@@ -276,6 +276,7 @@ class PerformanceWindowCheck(LabelledWindowCheck):
 
 
 @register_check("performance", params=PerformanceCheckConfig, needs=("rows", "labels"),
+                exports=("auc", "normalized_entropy", "calibration_ratio"),
                 summary="AUC, log loss, NE and calibration ratio vs the scored reference")
 def performance_check(model_config, check_config=None) -> PerformanceWindowCheck:
     return PerformanceWindowCheck(model_config, check_config)

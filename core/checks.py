@@ -95,6 +95,10 @@ class CheckSpec:
     # them once on its main thread before any worker starts, since two worker threads importing
     # the same large package at once can hit the import system's deadlock detection.
     preload: tuple[str, ...] = ()
+    # Names of the metric points (core.results.MetricPoint) its results declare, beyond the
+    # status, rows and per-feature scores every result exports; dashboards and alert rules may
+    # query only declared names (tests/test_dashboards.py).
+    exports: tuple[str, ...] = ()
 
     def build(self, model_config, params: CheckParams | None = None) -> Check:
         return self.factory(model_config, params if params is not None else self.params())
@@ -134,7 +138,7 @@ class CheckRegistry:
                                         "register_check")
                     if spec.name != entry.name:
                         spec = CheckSpec(entry.name, spec.params, spec.factory, spec.needs, spec.summary,
-                                         spec.preload)
+                                         spec.preload, spec.exports)
                     self.add(spec)
                 except Exception as exc:  # a broken plug-in must not take the built-ins down with it
                     self.broken[entry.name] = f"{type(exc).__name__}: {exc}"
@@ -156,11 +160,12 @@ REGISTRY = CheckRegistry()
 
 
 def register_check(name: str, params: type[CheckParams], needs: tuple[str, ...] = ("profile",),
-                   summary: str = "", preload: tuple[str, ...] = (), registry: CheckRegistry | None = None):
+                   summary: str = "", preload: tuple[str, ...] = (), exports: tuple[str, ...] = (),
+                   registry: CheckRegistry | None = None):
     """Decorate a factory `factory(model_config, params) -> Check` to register it under `name`."""
 
     def decorator(factory: Callable) -> Callable:
-        spec = CheckSpec(name, params, factory, frozenset(needs), summary, tuple(preload))
+        spec = CheckSpec(name, params, factory, frozenset(needs), summary, tuple(preload), tuple(exports))
         (registry or REGISTRY).add(spec)
         factory.check_spec = spec
         return factory

@@ -62,6 +62,17 @@ def report_wanted(status: str, report_on: ReportOn = "warn") -> bool:
     return wanted is None or status in wanted
 
 
+def window_text(start, end) -> str:
+    """A window as every report title writes it: `2024-06-03 00:00 .. 2024-06-04 00:00` (UTC)."""
+    from datetime import datetime
+
+    def one(moment) -> str:
+        moment = datetime.fromisoformat(moment) if isinstance(moment, str) else moment
+        return f"{moment:%Y-%m-%d %H:%M}"
+
+    return f"{one(start)} .. {one(end)}"
+
+
 @dataclass(frozen=True)
 class FeatureDrift:
     feature: str

@@ -340,6 +340,82 @@ def job_health() -> Dashboard:
     )
 
 
+DECISION_MAPPING = ValueMap({
+    "-1": ValueMappingResult(text="stop", color="red", index=0),
+    "0": ValueMappingResult(text="continue", color="yellow", index=1),
+    "1": ValueMappingResult(text="promote", color="green", index=2),
+})
+
+
+def ranking() -> Dashboard:
+    """Rollouts (one series per stage: the `stage` label from the rollout check's config), slots, exploration."""
+    arm = "{{model}} {{control}} -> {{candidate}} {{stage}}"
+    lift = "driftline_rollout_lift"
+
+    def band(metric: str) -> list[Dataquery]:
+        return [_query(f'{lift}{suffix}{{{M}, metric="{metric}"}}', f"{arm} {name}", ref)
+                for suffix, name, ref in (("", "estimate", "A"), ("_low", "low", "B"), ("_high", "high", "C"))]
+
+    decision = (statetimeline.Panel().title("Decision per stage").description(
+        "The always-valid sequential test at every look: stop (alert), continue or promote.")
+        .datasource(DATASOURCE).span(24).height(6).mappings([DECISION_MAPPING]).show_value("never")
+        .merge_values(True).thresholds(_steps((None, "red"), (0, "yellow"), (1, "green")))
+        .with_target(_query(f"min by (model, control, candidate, stage) (driftline_rollout_decision{{{M}}})", arm)))
+    return (
+        _base("driftline-ranking", "driftline / Ranking: rollouts and exploration",
+              "Control vs candidate model versions on a traffic split: decision, candidate share, and the "
+              "candidate's CTR and revenue-per-impression lift with intervals valid at every look; then "
+              "exploration: explored share against epsilon, catalogue coverage and logged propensities.")
+        .with_row(Row("Rollouts"))
+        .with_panel(decision)
+        .with_panel(_timeseries("Candidate traffic share", "Candidate impressions over both arms' since the "
+                                "rollout started (shadow, 5%, 50%, 100%).",
+                                _query(f"driftline_rollout_candidate_share{{{M}}}", arm), unit="percentunit",
+                                width=8, min_value=0))
+        .with_panel(_timeseries("CTR lift", "Candidate minus control CTR, relative to the control; low and high "
+                                "bound an interval that holds at every look.", *band("ctr"), unit="percentunit",
+                                width=8))
+        .with_panel(_timeseries("Revenue per impression lift", "Candidate minus control price x click per "
+                                "impression, relative to the control.", *band("revenue"), unit="percentunit",
+                                width=8))
+        .with_panel(_timeseries("Candidate calibration ratio", "Candidate sum(p)/sum(y) with its always-valid "
+                                "interval; the rollout stops when the interval leaves the configured band.",
+                                *[_query(f"driftline_rollout_calibration_ratio{suffix}{{{M}}}", f"{arm} {name}", ref)
+                                  for suffix, name, ref in (("", "ratio", "A"), ("_low", "low", "B"),
+                                                            ("_high", "high", "C"))],
+                                width=24, steps=_steps((None, "red"), (0.9, "green"), (1.1, "red"))))
+        .with_row(Row("Slots"))
+        .with_panel(_timeseries("Calibration ratio per slot and version", "Predicted over observed clicks in each "
+                                "slot (position) x model version; 1 is calibrated, so a slot a version over-predicts "
+                                "is one series off the band.",
+                                _query(f'driftline_slot_calibration_ratio{{{M}, version!=""}}',
+                                       "{{model}} slot {{slot}} {{version}}"),
+                                width=12, steps=_steps((None, "red"), (0.9, "green"), (1.1, "red"))))
+        .with_panel(_timeseries("Observed and predicted CTR per slot", "Position bias: each slot's observed CTR "
+                                "against the mean prediction there (all versions).",
+                                _query(f'driftline_slot_ctr_observed{{{M}, version=""}}', "{{model}} slot {{slot}} observed"),
+                                _query(f'driftline_slot_ctr_predicted{{{M}, version=""}}',
+                                       "{{model}} slot {{slot}} predicted", "B"),
+                                unit="percentunit", width=12, min_value=0))
+        .with_row(Row("Exploration"))
+        .with_panel(_timeseries("Explored share vs epsilon", "Share of decisions that explored, overall and per "
+                                "segment value, against the configured epsilon (dashed: exploration_epsilon).",
+                                _query(f"driftline_exploration_share{{{M}}}", "{{model}} {{segment}}"),
+                                _query(f"driftline_exploration_epsilon{{{M}}}", "{{model}} epsilon", "B"),
+                                unit="percentunit", width=12, min_value=0))
+        .with_panel(_timeseries("Catalogue coverage and impression Gini", "Share of catalogue items with at least N "
+                                "impressions in the window; Gini of impressions across items (1: all on one).",
+                                _query(f"driftline_catalogue_coverage{{{M}}}", "{{model}} coverage"),
+                                _query(f"driftline_impressions_gini{{{M}}}", "{{model}} gini", "B"),
+                                unit="percentunit", width=6, min_value=0))
+        .with_panel(_timeseries("Bad logged propensities", "Rows without a propensity, or with one outside (0, 1]: "
+                                "off-policy estimates need them.",
+                                _query(f"driftline_propensity_missing_ratio{{{M}}}", "{{model}} missing"),
+                                _query(f"driftline_propensity_out_of_range_ratio{{{M}}}", "{{model}} out of range",
+                                       "B"), unit="percentunit", width=6, min_value=0))
+    )
+
+
 def _table_format():
     from grafana_foundation_sdk.models.prometheus import PromQueryFormat
 
@@ -355,6 +431,7 @@ DASHBOARDS = {
     "explainability": explainability,
     "ids": id_features,
     "job-health": job_health,
+    "ranking": ranking,
 }
 
 

@@ -22,11 +22,12 @@ from datetime import datetime, timezone
 import numpy as np
 
 from core.checks import WindowCheck, register_check
+from core.metric_points import with_points
 from core.results import CheckResult, worst_status
 from explain.config import AttributionDriftConfig
 from explain.drift import Attribution, AttributionThresholds, compare, profile_values
 from core.errors import ConfigError, DriftlineError, SchemaError
-from core.results import report_wanted
+from core.results import report_wanted, window_text
 
 log = logging.getLogger("driftline.explain")
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
@@ -182,7 +183,7 @@ class AttributionDriftCheck(WindowCheck):
         DriftlineErrors into results, and a model that fails to load or explain (a LightGBMError,
         a torch error, a bug) must not abort the other checks of the run."""
         try:
-            return self._run(context)
+            return with_points(self._run(context))
         except Exception as exc:
             path = self.config.model_path
             try:
@@ -234,8 +235,8 @@ class AttributionDriftCheck(WindowCheck):
         path = context.report_path(self.name)
         try:
             history = history_from_results(context.store.results(self.model_config.name, self.name), result)
-            render_explain_report(path, f"{self.model_config.name} attribution drift "
-                                  f"{result.window_start} .. {result.window_end}", result, values, history)
+            title = f"{self.model_config.name} attribution_drift {window_text(result.window_start, result.window_end)}"
+            render_explain_report(path, title, result, values, history)
             return result.with_updates(report_path=str(path))
         except Exception as exc:  # a report is a convenience: never lose the result over it
             log.warning("explain report for %s failed: %s", self.model_config.name, exc)
@@ -243,6 +244,7 @@ class AttributionDriftCheck(WindowCheck):
 
 
 @register_check("attribution_drift", params=AttributionDriftConfig, needs=("rows", "model"), preload=("lightgbm", "shap", "matplotlib"),
+                exports=("feature_importance",),
                 summary="what drives the model (SHAP, permutation importance) vs a baseline")
 def attribution_drift_check(model_config, check_config) -> AttributionDriftCheck:
     return AttributionDriftCheck(model_config, check_config)

@@ -122,7 +122,11 @@ class EmbeddingDriftCheck(WindowCheck):
         return {f: {k: float(c) for k, c in heavy[f].top(capacity)} for f in fields}
 
 
+DECLARED_METRICS = ("embedding_moved_traffic_share", "embedding_weighted_cosine_shift", "embedding_x0_centroid_shift")
+
+
 @register_check("embedding_drift", params=EmbeddingDriftParams, needs=("rows", "model"), preload=("torch",),
+                exports=DECLARED_METRICS,
                 summary="a deep ranker's ID embeddings vs the previous version, and its x0 on serving windows")
 def embedding_drift_check(model_config, params: EmbeddingDriftParams) -> EmbeddingDriftCheck:
     return EmbeddingDriftCheck(model_config, params)

@@ -71,7 +71,7 @@ def explain_file(model_path: str | Path, data: str, method: str = "shap", label:
                                details={**result.details, "unlabelled_rows_dropped": len(frame) - len(labelled)})
         values = None
     if report is not None:
-        _report(report, result, model, frame, values, seed)
+        _report(report, result, model, frame, values, seed, str(model_path), str(data))
     return result
 
 
@@ -91,7 +91,7 @@ def _explain_deep(model, frame, background_source, origin: str, rows: int, seed:
     return result, shap_values_of(attribution, frame, getattr(model, "categorical", ()))
 
 
-def _report(path: Path, result: ExplainResult, model, frame, values, seed: int) -> None:
+def _report(path: Path, result: ExplainResult, model, frame, values, seed: int, model_path: str, data: str) -> None:
     from core.results import CheckResult
     from explain.models import TreeModel
     from explain.report import render_explain_report
@@ -105,5 +105,5 @@ def _report(path: Path, result: ExplainResult, model, frame, values, seed: int) 
     details = {"importance": rows, "base_value": result.base_value, "additivity_error": result.additivity_error,
                "explainer": result.details.get("explainer"), "background": result.details.get("background")}
     summary = CheckResult(check="explain", status="ok", model=result.model, details=details)
-    render_explain_report(path, f"{result.model}: {result.method} importance on {result.rows} rows",
+    render_explain_report(path, f"{model_path}: {result.method} importance on {result.rows} rows of {data}",
                           summary, values, [])

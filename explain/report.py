@@ -26,7 +26,7 @@ def _figure(width: float, height: float):
 
 def _png(figure) -> str:
     buffer = io.BytesIO()
-    figure.savefig(buffer, format="png")
+    figure.savefig(buffer, format="png", bbox_inches="tight", pad_inches=0.1)  # labels never clipped
     return base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
@@ -156,19 +156,26 @@ def render_explain_report(path: str | Path, title: str, result: CheckResult, val
     if any(over_time):
         sections.append("<h2>Importance over time</h2>")
         sections.extend(_img(image, "importance over time") for image in over_time)
-    sections.append("<h2>Features</h2><table><tr><th>feature</th><th>status</th><th>SHAP wasserstein</th>"
-                    "<th>why</th></tr>")
-    for f in result.features:
-        why = "; ".join(f.reasons) or (f.message or "")
-        sections.append(f"<tr><td>{_fmt(f.feature)}</td><td>{_fmt(f.status)}</td><td>{_fmt(f.score)}</td>"
-                        f"<td>{_fmt(why)}</td></tr>")
-    sections.append("</table>")
+    if result.features:  # attribution drift: each feature's SHAP-distribution change
+        sections.append("<h2>Features</h2><table><tr><th>feature</th><th>status</th><th>SHAP wasserstein</th>"
+                        "<th>why</th></tr>")
+        for f in result.features:
+            why = "; ".join(f.reasons) or (f.message or "")
+            sections.append(f"<tr><td>{_fmt(f.feature)}</td><td>{_fmt(f.status)}</td><td>{_fmt(f.score)}</td>"
+                            f"<td>{_fmt(why)}</td></tr>")
+        sections.append("</table>")
+    elif rows:  # a one-off explanation: the importances themselves
+        sections.append("<h2>Features</h2><table><tr><th>feature</th><th>method</th><th>importance</th>"
+                        "<th>std</th></tr>")
+        for r in sorted(rows, key=lambda r: -(r.get("importance") or 0)):
+            sections.append(f"<tr><td>{_fmt(r['feature'])}</td><td>{_fmt(r['method'])}</td>"
+                            f"<td>{_fmt(r.get('importance'))}</td><td>{_fmt(r.get('std'))}</td></tr>")
+        sections.append("</table>")
     page = ("<!doctype html><html><head><meta charset='utf-8'><title>" + html.escape(title) + "</title>"
             "<style>body{font-family:sans-serif;max-width:1000px;margin:auto}table{border-collapse:collapse}"
             "td,th{border:1px solid #ccc;padding:2px 6px;font-size:13px}img{max-width:100%}</style></head><body>"
             + "\n".join(sections) + "</body></html>")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_suffix(".tmp")
-    temporary.write_text(page)
-    temporary.replace(path)
+    from checks.drift_report import write_report
+
+    write_report(path, page)
     return path

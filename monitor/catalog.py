@@ -20,6 +20,9 @@ BUILTIN_CHECK_MODULES = (
     "checks.concept",       # concept_drift
     "explain.check",        # attribution_drift
     "skew.scheduled",       # train_serve_skew
+    "checks.rollout",       # rollout
+    "checks.exploration",   # exploration
+    "checks.slots",         # slot_calibration
     "checks.id_drift",      # id_drift
     "checks.label_maturity",  # label_maturity
     "explain.embedding_check",  # embedding_drift

@@ -11,17 +11,24 @@ from typing import Optional
 
 import typer
 from rich.console import Console
-from rich.table import Table
 
 from core.errors import DriftlineError
 
-app = typer.Typer(help="Drift, skew and calibration monitoring for ranking and CTR models.", no_args_is_help=True,
-                  pretty_exceptions_enable=False)
-check_app = typer.Typer(help="One-off checks that need no config file.", no_args_is_help=True)
+# rich_markup_mode=None everywhere: help is plain text, so `{feature: [category, ...]}` keeps its
+# brackets (rich markup would read them as tags) and flags show no `<bool>` type.
+app = typer.Typer(rich_markup_mode=None, help="Drift, skew and calibration monitoring for ranking and CTR models.",
+                  no_args_is_help=True, pretty_exceptions_enable=False)
+check_app = typer.Typer(rich_markup_mode=None, help="One-off checks that need no config file.", no_args_is_help=True)
 app.add_typer(check_app, name="check")
 
-out = Console(width=None if sys.stdout.isatty() else 120)
-err = Console(stderr=True)
+
+def _consoles() -> tuple[Console, Console]:
+    from monitor.commands.tables import console
+
+    return console(), console(stderr=True)
+
+
+out, err = _consoles()
 
 
 class OutputFormat(str, Enum):
@@ -71,41 +78,19 @@ def _exit_code(statuses: list[str], fail_on: FailOn | None) -> int:
     return 1 if any(s in levels for s in statuses) else 0
 
 
-def result_notes(result) -> list[str]:
-    """Widened-tolerance lines of a result (one prediction pair, or several under details.predictions)."""
-    details = result.details or {}
-    parts = list(details.get("predictions", {}).items()) or [(None, details)]
-    return [f"{name}: {note}" if name else note for name, part in parts for note in part.get("tolerance_notes", [])]
-
-
 def _print_result_table(result) -> None:
-    table = Table(title=f"{result.check}: {result.status}", title_justify="left")
-    for column in ("feature", "kind", "method", "score", "threshold", "status", "ref n", "cur n", "why"):
-        table.add_column(column, justify="right" if column in ("score", "threshold", "ref n", "cur n") else "left")
-    colours = {"ok": "green", "warn": "yellow", "alert": "red", "error": "red", "insufficient_data": "blue"}
-    for f in result.features:
-        why = "; ".join(f.reasons) if f.reasons else (f.message or "")
-        table.add_row(
-            f.feature, f.kind, f.method,
-            "-" if f.score is None else f"{f.score:.4f}",
-            "-" if f.threshold is None else f"{f.threshold:.4f}",
-            f"[{colours.get(f.status, 'white')}]{f.status}[/]",
-            str(f.reference_count), str(f.current_count), why,
-        )
-    out.print(table)
-    for note in result_notes(result):
-        out.print(f"[yellow]{note}[/]", highlight=False)
-    if result.report_path:
-        out.print(f"report: {result.report_path}")
-    if result.bad_files:
-        out.print(f"[yellow]partial: {len(result.bad_files)} unreadable file(s)[/]")
+    from monitor.commands.tables import render
+
+    render(result, out)
 
 
 @check_app.command("drift")
 def check_drift(
     reference: str = typer.Option(..., help="Reference (training) data: file, directory, glob or URI."),
     current: str = typer.Option(..., help="Current (serving) data: file, directory, glob or URI."),
-    features: Optional[str] = typer.Option(None, help="Comma-separated features; default: every reference column."),
+    features: Optional[str] = typer.Option(None, help="Comma-separated features; default: every reference column "
+                                                       "that is a feature (identifiers, timestamps, labels and scores "
+                                                       "are inferred from names and values, skipped and listed)."),
     output_format: OutputFormat = typer.Option(OutputFormat.table, "--format", help="table or json."),
     report: Optional[Path] = typer.Option(None, help="Write an Evidently drill-down report (HTML) here."),
     fail_on: Optional[FailOn] = typer.Option(None, help="Exit 1 when any feature reaches this status."),
@@ -169,10 +154,7 @@ def run(
         sys.stdout.write(json.dumps([r.to_dict() for r in results], indent=2) + "\n")
     else:
         for result in results:
-            if result.features:
-                _print_result_table(result)
-            else:
-                out.print(f"{result.check}: {result.status} {result.details.get('error', '')}")
+            _print_result_table(result)
     raise typer.Exit(_exit_code([r.status for r in results], fail_on))
 
 
@@ -188,6 +170,48 @@ def init(
         _fail(f"{path}: already exists (use --force to overwrite)")
     path.write_text(example_config_text())
     out.print(f"wrote {path}")
+
+
+def print_demo_summary(summary: dict, workdir: Path, serve: bool = False) -> None:
+    """The demo's closing summary: incidents caught, false alarms, ledger, alerts, retraining."""
+    from rich.text import Text
+
+    from monitor.commands.tables import add, table
+
+    config = workdir / "driftline.yaml"
+    found = table("driftline demo: planted incidents", ["incident", "day", "features", "caught by", "status"])
+    for incident in summary["incidents"]:
+        status = Text("caught", style="green") if incident["detected"] else Text(incident.get("note", "missed"),
+                                                                                  style="yellow")
+        add(found, incident["name"], incident["day"], ", ".join(incident["features"]) or "-",
+            ", ".join(incident["detected_by"]) or "-", status)
+    out.print(found)
+    alarms = summary["false_alarms"]
+    out.print(f"false alarms on clean days: {len(alarms)}" + (
+        "" if not alarms else " (" + "; ".join(f"{a['day']} {a['check']} {','.join(a['features'])}" for a in alarms) + ")"
+    ))
+    jobs, alerts = summary.get("jobs", {}), summary.get("alerts", {})
+    if jobs:
+        ran = jobs["windows_run"]
+        out.print(f"run ledger: {jobs['windows']} (check, day) windows " + (
+            f"run now ({', '.join(f'{n} {k}' for k, n in sorted(jobs['outcomes'].items()))})" if ran
+            else "already done by an earlier run (nothing re-run)") + f"; `driftline jobs history --config {config}`",
+            markup=False, highlight=False)
+    if alerts:
+        counts = ", ".join(f"{n} {kind}" for kind, n in sorted(alerts["delivered"].items())) or "none new"
+        out.print(f"alerts delivered through the {alerts['sink']} sink: {counts}; lines in "
+                  f"{workdir / alerts['log']}; `driftline alerts list --config {config}`", markup=False, highlight=False)
+    if summary.get("ranking"):
+        _print_ranking_demo(summary["ranking"])
+    if summary.get("retrain"):
+        from monitor.demo.retrain import summary_line
+
+        out.print(summary_line(summary["retrain"]), highlight=False)
+    out.print(f"summary: {workdir / 'summary.json'}")
+    if not serve:
+        out.print(f"next: `driftline demo --serve --workdir {workdir}` serves /metrics and the reports; "
+                  f"your own model: `driftline init` (README, \"Monitor your own model\")", markup=False,
+                  highlight=False)
 
 
 @app.command("demo")
@@ -207,23 +231,7 @@ def demo(
                            progress=lambda m: err.print(m, style="dim"))
     except DriftlineError as exc:
         _fail(str(exc))
-    table = Table(title="driftline demo: planted incidents", title_justify="left")
-    for column in ("incident", "day", "features", "caught by", "status"):
-        table.add_column(column)
-    for incident in summary["incidents"]:
-        status = "[green]caught[/]" if incident["detected"] else f"[yellow]{incident.get('note', 'missed')}[/]"
-        table.add_row(incident["name"], incident["day"], ", ".join(incident["features"]) or "-",
-                      ", ".join(incident["detected_by"]) or "-", status)
-    out.print(table)
-    alarms = summary["false_alarms"]
-    out.print(f"false alarms on clean days: {len(alarms)}" + (
-        "" if not alarms else " (" + "; ".join(f"{a['day']} {a['check']} {','.join(a['features'])}" for a in alarms) + ")"
-    ))
-    if summary.get("retrain"):
-        from monitor.demo.retrain import summary_line
-
-        out.print(summary_line(summary["retrain"]), highlight=False)
-    out.print(f"summary: {workdir / 'summary.json'}")
+    print_demo_summary(summary, workdir, serve)
     if serve:
         from monitor.commands.serve import run_service, setup_logging
 
@@ -235,10 +243,27 @@ def demo(
             _fail(str(exc))
 
 
+def _print_ranking_demo(ranking: dict) -> None:
+    from rich.text import Text
+
+    from monitor.commands.tables import add, table
+
+    found = table(f"driftline demo: ranking incidents ({ranking['model']})",
+                  ["incident", "days", "caught by", "first caught", "what it named"])
+    for incident in ranking["incidents"]:
+        caught = Text(incident["check"], style="green") if incident["detected"] else Text("missed", style="yellow")
+        add(found, incident["name"], f"{incident['days'][0]}..{incident['days'][-1]}", caught,
+            incident["first_detected"] or "-", incident["what"] or "-")
+    out.print(found)
+    alarms = ranking["false_alarms"]
+    out.print(f"ranking false alarms: {len(alarms)}" + (
+        "" if not alarms else " (" + "; ".join(f"{a['day']} {a['check']}" for a in alarms) + ")"))
+
+
 # Command groups living in their own modules (monitor/commands/<name>.py, each with
 # `register(app, check_app)`). Their imports stay inside the commands, keeping startup light.
 COMMAND_MODULES: list[str] = ["db", "dashboards", "serve", "jobs", "alerts", "quality", "calibration", "explain",
-                               "skew", "retrain"]
+                               "skew", "retrain", "rollout"]
 
 
 def _register_command_modules() -> None:

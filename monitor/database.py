@@ -9,7 +9,7 @@ from __future__ import annotations
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine, make_url
 
-from core.errors import ConfigError
+from core.errors import ConfigError, DriftlineError
 
 
 def database_url(url: str) -> str:
@@ -49,3 +49,16 @@ def sqlite_pragmas(dbapi_connection, _record) -> None:
     cursor.execute("PRAGMA busy_timeout=30000")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Worth retrying: the store or the filesystem failed, not our input or our code."""
+    if isinstance(exc, DriftlineError):
+        return False
+    from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+
+    if isinstance(exc, (OperationalError, InterfaceError)):
+        return True
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return True
+    return isinstance(exc, (OSError, TimeoutError, ConnectionError))

@@ -11,9 +11,9 @@ generic CheckResult JSON, so a new check is exported without changes here:
 | `driftline_check_rows` | model, check | `current_rows` of the latest window |
 | `driftline_feature_drift_score` | model, check, feature, method | `features[].score` |
 | `driftline_feature_status` | model, check, feature | `features[].status`, same values as check_status |
-| `driftline_calibration_ratio`, `driftline_ece`, `driftline_auc`, `driftline_normalized_entropy`, `driftline_prediction_skew_ratio` | model, check, prediction, segment | `details` keys, below |
-| `driftline_skew_mismatch_ratio` | model, check, feature | `details` keys, below |
-| `driftline_feature_importance` | model, check, feature, method | `details` keys, below |
+| `driftline_calibration_ratio`, `driftline_ece`, `driftline_auc`, `driftline_normalized_entropy`, `driftline_prediction_skew_ratio` | model, check, prediction, segment | declared points, below |
+| `driftline_skew_mismatch_ratio` | model, check, feature | declared points, below |
+| `driftline_feature_importance` | model, check, feature, method | declared points, below |
 | `driftline_<name>` | model, check, the point's own labels | `metrics`: the points a result declares (core.results.MetricPoint); any check, plug-ins included |
 | `driftline_job_duration_seconds` (histogram) | model, check | run ledger: finished runs |
 | `driftline_job_last_success_timestamp_seconds` | model, check | run ledger |
@@ -25,23 +25,11 @@ generic CheckResult JSON, so a new check is exported without changes here:
 | `driftline_alerts_active` | model, check, severity | alert keys currently active (any route) |
 | `driftline_store_up` | | 1 when the store could be read at this scrape |
 
-`details` keys read (the contract for checks; anything else is ignored):
-
-- a metric value `M` (`calibration_ratio`, `ece`, `auc`, `normalized_entropy` — also read
-  as `ne` —, `prediction_skew_ratio`) may sit at `details[M]` or `details["overall"][M]`
-  (segment=""), in `details["segments"]` as a list of `{"segment": NAME, M: value, ...}` or
-  `{"segment": COLUMN, "value": VALUE, ...}` (segment=NAME or COLUMN=VALUE), and per
-  prediction column under `details["predictions"][COLUMN]` with the same shapes
-  (prediction=COLUMN). A string `details["prediction"]` names the prediction column of the
-  top-level values (checks/calibration.py, checks/performance.py). A dict
-  `details["prediction"]` with `mismatch_rate` (and `score_column`) gives
-  `prediction_skew_ratio` (skew/results.py).
-- skew: `details["value_skew"]` as `{feature: {"value_mismatch_rate": r, ...}}`
-  (skew/results.py), `details["skew_mismatch_ratio"]` / `details["value_mismatch_rate"]` as
-  `{feature: ratio}`, or `details["features"]` as a list of `{"feature", "value_mismatch_rate"}`.
-- importance: `details["importance"]` as a list of `{"feature", "method", "importance"}`
-  (explain/drift.py); also `details["feature_importance"]` / `"importances"` as `{feature:
-  value}` (method from `details["method"]`), `{method: {feature: value}}` or such a list.
+The `driftline_<name>` value families (calibration ratio, ECE, AUC, NE, skew ratios,
+importances, and any plug-in's) are the metric points each result declares
+(`CheckResult.metrics`); for a row stored before results declared points, the same points are
+derived from its `details` by the same code (core/metric_points.py), so old and new rows
+export alike.
 
 Label values come from the config (models, features, checks) and from the checks' own
 bounded outputs (methods, top-N segments); each family is capped at MAX_SERIES series.
@@ -51,7 +39,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 from datetime import datetime, timezone
 from typing import Iterable
 
@@ -60,6 +47,7 @@ from sqlalchemy import and_, case, func, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
+from core.metric_points import number as _number, points_from_details
 from core.results import METRIC_NAME
 
 log = logging.getLogger("driftline.exporter")
@@ -68,26 +56,12 @@ STATUS_VALUE = {"ok": 0, "warn": 1, "alert": 2, "error": 2, "insufficient_data":
 PENDING_VALUE = -2
 DURATION_BUCKETS = (1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0, 7200.0)
 MAX_SERIES = 10_000
-VALUE_METRICS = {
-    "calibration_ratio": "Predicted over observed positives (sum p / sum y) of the latest window.",
-    "ece": "Expected calibration error of the latest window.",
-    "auc": "ROC AUC of the latest window.",
-    "normalized_entropy": "Log loss over the entropy of the base rate, latest window.",
-    "prediction_skew_ratio": "Share of replayed predictions that differ from the logged score.",
-}
-ALIASES = {"ne": "normalized_entropy"}  # the key checks/performance.py uses
 
 
 def _epoch(moment: datetime | None) -> float | None:
     if moment is None:
         return None
     return (moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment).timestamp()
-
-
-def _number(value) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    return float(value) if math.isfinite(value) else None
 
 
 class _Families:
@@ -113,81 +87,6 @@ class _Families:
             return
         self.seen[name].add(key)
         family.add_metric([str(v) for v in key], value)
-
-
-def extract_values(details: dict) -> Iterable[tuple[str, str, str, float]]:
-    """(metric, prediction, segment, value) from a result's details (see the module docstring)."""
-
-    def values(source: dict):
-        for key, value in source.items():
-            metric = ALIASES.get(key, key)
-            if metric in VALUE_METRICS and _number(value) is not None:
-                yield metric, float(value)
-
-    def from_block(block: dict, prediction: str):
-        for source in (block, block.get("overall") if isinstance(block.get("overall"), dict) else {}):
-            for metric, value in values(source):
-                yield metric, prediction, "", value
-        segments = block.get("segments")
-        if isinstance(segments, list):
-            for item in segments:
-                if isinstance(item, dict) and item.get("segment") is not None:
-                    name = str(item["segment"])
-                    if item.get("value") is not None:  # {"segment": "os", "value": "ios"}
-                        name = f"{name}={item['value']}"
-                    for metric, value in values(item):
-                        yield metric, prediction, name, value
-
-    if not isinstance(details, dict):
-        return
-    prediction = details.get("prediction")
-    yield from from_block(details, prediction if isinstance(prediction, str) else "")
-    if isinstance(prediction, dict) and _number(prediction.get("mismatch_rate")) is not None:
-        yield "prediction_skew_ratio", str(prediction.get("score_column") or ""), "", float(prediction["mismatch_rate"])
-    per_column = details.get("predictions")
-    if isinstance(per_column, dict):
-        for column, block in per_column.items():
-            if isinstance(block, dict):
-                yield from from_block(block, str(column))
-
-
-def extract_skew(details: dict) -> Iterable[tuple[str, float]]:
-    for key in ("skew_mismatch_ratio", "value_mismatch_rate"):
-        mapping = details.get(key)
-        if isinstance(mapping, dict):
-            for feature, value in mapping.items():
-                if _number(value) is not None:
-                    yield str(feature), float(value)
-    per_feature = details.get("value_skew")  # skew/results.py: {feature: {"value_mismatch_rate", ...}}
-    if isinstance(per_feature, dict):
-        for feature, block in per_feature.items():
-            if isinstance(block, dict) and _number(block.get("value_mismatch_rate")) is not None:
-                yield str(feature), float(block["value_mismatch_rate"])
-    items = details.get("features")
-    if isinstance(items, list):
-        for item in items:
-            if isinstance(item, dict) and "feature" in item:
-                value = item.get("value_mismatch_rate", item.get("mismatch_ratio"))
-                if _number(value) is not None:
-                    yield str(item["feature"]), float(value)
-
-
-def extract_importance(details: dict) -> Iterable[tuple[str, str, float]]:
-    default_method = str(details.get("importance_method") or details.get("method") or "importance")
-    for key in ("feature_importance", "importances", "importance"):
-        block = details.get(key)
-        if isinstance(block, dict):
-            for name, value in block.items():
-                if isinstance(value, dict):  # {method: {feature: value}}
-                    for feature, inner in value.items():
-                        if _number(inner) is not None:
-                            yield str(feature), str(name), float(inner)
-                elif _number(value) is not None:
-                    yield str(name), default_method, float(value)
-        elif isinstance(block, list):
-            for item in block:
-                if isinstance(item, dict) and "feature" in item and _number(item.get("importance")) is not None:
-                    yield str(item["feature"]), str(item.get("method") or default_method), float(item["importance"])
 
 
 class DriftlineCollector:
@@ -270,23 +169,18 @@ class DriftlineCollector:
                         {**labels, "method": str(feature.get("method") or "")}, feature.get("score"))
                 out.add("driftline_feature_status", "Feature status, same values as driftline_check_status.",
                         labels, STATUS_VALUE.get(feature.get("status"), 2))
-            details = data.get("details") or {}
-            for metric, prediction, segment, value in extract_values(details):
-                out.add(f"driftline_{metric}", VALUE_METRICS[metric],
-                        {**base, "prediction": prediction, "segment": segment}, value)
-            for feature, value in extract_skew(details):
-                out.add("driftline_skew_mismatch_ratio", "Share of joined examples whose feature value differs.",
-                        {**base, "feature": feature}, value)
-            for point in data.get("metrics") or []:  # what the result declares (core.results.MetricPoint)
+            # What the result declares (core.results.MetricPoint); a row stored before results
+            # declared points gets the same points from its details (core.metric_points).
+            points = data.get("metrics")
+            if not points:
+                points = [p.to_dict() for p in points_from_details(data.get("details") or {})]
+            for point in points:
                 if isinstance(point, dict) and isinstance(point.get("labels", {}), dict) \
                         and METRIC_NAME.match(str(point.get("name", ""))):
                     labels = {k: str(v) for k, v in sorted(point.get("labels", {}).items())
                               if k not in base}
                     out.add(f"driftline_{point['name']}", str(point.get("help") or point["name"]),
                             {**base, **labels}, point.get("value"))
-            for feature, method, value in extract_importance(details):
-                out.add("driftline_feature_importance", "Global feature importance in the latest window.",
-                        {**base, "feature": feature, "method": method}, value)
         for model, check in self.scheduled:
             if (model, check) not in seen_pairs and self._wanted(model):
                 out.add("driftline_check_status", status_doc, {"model": model, "check": check}, PENDING_VALUE)

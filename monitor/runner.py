@@ -22,7 +22,7 @@ import pyarrow as pa
 
 from core.checks import CheckSpec, FittedCheck, StateCache
 from core.engines import get_engine
-from core.errors import DriftlineError
+from core.errors import ConfigError, DriftlineError
 from core.profile import DatasetProfile, ProfileSpec, empty_profile
 from core.reference import (
     REPORT_SAMPLE_ROWS,
@@ -31,10 +31,11 @@ from core.reference import (
     source_fingerprint,
     spec_key,
 )
-from core.results import CheckResult
+from core.results import CheckResult, window_text
 from core.sources import Limits, Source
 from monitor.catalog import get_check
 from monitor.config import Config, ModelConfig
+from monitor.database import is_transient
 from monitor.store import ResultsStore
 
 log = logging.getLogger("driftline.runner")
@@ -108,7 +109,7 @@ class WindowContext:
         return self.reference_source().sample(rows, columns)
 
     def title(self, check: str) -> str:
-        return f"{self.model.name} {check} {self.start:%Y-%m-%d %H:%M} .. {self.end:%Y-%m-%d %H:%M}"
+        return f"{self.model.name} {check} {window_text(self.start, self.end)}"
 
     def serving_source(self) -> Source:
         """The serving logs as the model's engine reads them (a SparkSource on Spark)."""
@@ -161,10 +162,17 @@ class ModelRunner:
 
     def reference(self) -> Reference:
         """Profile of the reference (features) joined with that of the prediction reference (scores);
-        built or loaded once per runner, under a lock (windows of one model may run in parallel)."""
+        built or loaded once per runner, under a lock (windows of one model may run in parallel).
+        A reference that cannot be read is a config error naming the key that fixes it (the run stops)."""
         with self._reference_lock:
             if self._reference is None:
-                self._reference = self._load_reference()
+                self._reading = "reference"  # the config key being read, for the error
+                try:
+                    self._reference = self._load_reference()
+                except ConfigError:
+                    raise
+                except DriftlineError as exc:
+                    raise ConfigError(f"models.{self.model.name}.{self._reading}.path: {exc}") from exc
             return self._reference
 
     def _load_reference(self) -> Reference:
@@ -173,6 +181,7 @@ class ModelRunner:
         predictions = [p for p in self.model.model_schema.predictions if p not in source.schema.names]
         parts = [(source, {k: v for k, v in kinds.items() if k not in predictions})]
         if predictions and self.model.prediction_reference is not None:
+            self._reading = "prediction_reference"
             parts.append((self.engine_source("prediction_reference"), {p: "numeric" for p in predictions}))
         fingerprint = "".join(source_fingerprint(s) for s, _ in parts)
         key = hashlib.sha256((fingerprint + json.dumps(kinds, sort_keys=True)).encode()).hexdigest()[:32]
@@ -185,7 +194,8 @@ class ModelRunner:
             )
             return self._reference
         built = []
-        for part_source, part_kinds in parts:
+        for (part_source, part_kinds), role in zip(parts, ("reference", "prediction_reference")):
+            self._reading = role
             self.progress(f"profiling reference {part_source.location}")
             built.append(self.engine.reference(part_source, part_kinds, max_categories=self.model.reference.limits.max_categories))
         self._reference = built[0] if len(built) == 1 else combine_references(built[0], built[1])
@@ -232,6 +242,7 @@ class ModelRunner:
         result_context = dict(model=self.model.name, window_start=start.isoformat(), window_end=end.isoformat())
         now = self.clock() if self.clock is not None else None
         window = WindowContext(self, start, end, result_context, now, reports_wanted=report)
+        self.reference()  # an unreadable reference fails the run (ConfigError naming the key), not the window
         try:
             window.profile()  # read once; stored slices are what later windows and checks reuse
         except DriftlineError as exc:
@@ -249,6 +260,8 @@ class ModelRunner:
             result = CheckResult(check=spec.name, status="error", details={"error": str(exc)},
                                  **window.result_context)
         except Exception as exc:  # a bug or an outside library's failure costs this check only
+            if is_transient(exc):
+                raise  # the store or the filesystem failed: the run ledger retries the window
             log.exception("check %s of %s failed", spec.name, self.model.name)
             result = CheckResult(check=spec.name, status="error",
                                  details={"error": f"{type(exc).__name__}: {exc}"[:500]}, **window.result_context)

@@ -35,7 +35,7 @@ from typing import Callable
 
 from core.results import CheckResult, worst_status
 from monitor.config import Config
-from core.errors import DriftlineError
+from monitor.database import is_transient
 from monitor.ledger import Claim, Ledger, Owner, now_utc
 from monitor.scheduling import Schedule, schedules_of, utc
 from monitor.store import ResultsStore
@@ -50,20 +50,11 @@ class RunTimeout(Exception):
     pass
 
 
-def is_transient(exc: BaseException) -> bool:
-    """Worth retrying: the store or the filesystem failed, not our input or our code."""
-    if isinstance(exc, DriftlineError):
-        return False
-    from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
-
-    if isinstance(exc, (OperationalError, InterfaceError)):
-        return True
-    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
-        return True
-    return isinstance(exc, (OSError, TimeoutError, ConnectionError))
+class RunInterrupted(Exception):
+    """The service is stopping: the run's thread is abandoned and its window re-runs at the next start."""
 
 
-def call_with_timeout(fn: Callable, timeout: float, name: str):
+def call_with_timeout(fn: Callable, timeout: float, name: str, stopping: threading.Event | None = None):
     box: dict = {}
 
     def target() -> None:
@@ -74,7 +65,13 @@ def call_with_timeout(fn: Callable, timeout: float, name: str):
 
     thread = threading.Thread(target=target, name=name, daemon=True)
     thread.start()
-    thread.join(timeout)
+    deadline = time.monotonic() + timeout
+    # Wait in short steps, so a stopping service does not wait for the check (a scheduler worker
+    # blocked here would hold the process's exit until the check finished).
+    while thread.is_alive() and time.monotonic() < deadline:
+        if stopping is not None and stopping.is_set():
+            raise RunInterrupted("the service is stopping")
+        thread.join(min(0.2, max(0.0, deadline - time.monotonic())))
     if thread.is_alive():
         raise RunTimeout(f"still running after {timeout:.0f}s")
     if "error" in box:
@@ -230,8 +227,12 @@ class JobRunner:
         while True:
             try:
                 results = call_with_timeout(lambda: self.execute(model, check, start, end), timeout,
-                                            f"driftline-run {model}/{check}")
+                                            f"driftline-run {model}/{check}", self.stopping)
                 break
+            except RunInterrupted:
+                log.warning("%s/%s %s: left running as the service stops; it re-runs at the next start",
+                            model, check, _window(start, end))
+                return "interrupted"
             except RunTimeout as exc:
                 self.ledger.event(model, check, "timeout", str(exc), (start, end), now=self.clock())
                 self.ledger.finish(claim, "failed", reason=f"timeout: {exc}", duration=time.monotonic() - began,

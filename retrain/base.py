@@ -111,8 +111,12 @@ class TrainedModel(abc.ABC):
         """Probability of the primary label (pCTR) per row, float64 in [0, 1]."""
 
     def predict_tasks(self, frame: pd.DataFrame) -> dict[str, np.ndarray]:
-        """Every task's probability; single-task models return the primary one."""
+        """Every head's probability, the primary one first; single-task models return it alone."""
         return {self.labels[0]: self.predict(frame)}
+
+    def on_cpu(self) -> "TrainedModel":
+        """This model scoring on the CPU, as a serving process loads it (itself if it does)."""
+        return self
 
     @abc.abstractmethod
     def _save_files(self, directory: Path) -> None:
@@ -189,23 +193,70 @@ def _load_builtins() -> None:
     import retrain.recalibrate  # noqa: F401  (recalibrate)
 
 
-def _load_entry_points() -> None:
+class PluginError(ConfigError):
+    """An outside trainer (entry point) cannot be loaded or used; the message names it."""
+
+
+def _entry_points(name: str | None = None) -> list:
     from importlib.metadata import entry_points
 
-    for entry in entry_points(group=_ENTRY_POINT_GROUP):
-        if entry.name not in _TRAINERS:
-            _TRAINERS[entry.name] = entry.load()
-            _TRAINERS[entry.name].name = entry.name
+    found = entry_points(group=_ENTRY_POINT_GROUP)
+    return [e for e in found if name is None or e.name == name]
+
+
+def _describe(entry) -> str:
+    dist = getattr(getattr(entry, "dist", None), "name", None)
+    return f"trainer plugin {entry.name!r} ({entry.value}{f', from {dist}' if dist else ''})"
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+
+
+def _load_plugin(entry) -> type["Trainer"]:
+    """Import one entry point; a failure is a PluginError naming it, other trainers unaffected."""
+    what = _describe(entry)
+    try:
+        cls = entry.load()
+    except Exception as exc:  # an outside package's import can raise anything
+        raise PluginError(f"{what} failed to load: {_one_line(exc)}") from exc
+    if not (isinstance(cls, type) and issubclass(cls, Trainer)):
+        raise PluginError(f"{what} is not a retrain.base.Trainer subclass (got {cls!r})")
+    missing = sorted(getattr(cls, "__abstractmethods__", ()))
+    if missing:
+        raise PluginError(f"{what} does not implement {', '.join(missing)}")
+    cls.name = entry.name
+    return cls
 
 
 def known_trainers() -> list[str]:
+    """Built-in and outside trainer names; outside plugins are listed, not imported."""
     _load_builtins()
-    _load_entry_points()
-    return sorted(_TRAINERS)
+    return sorted(set(_TRAINERS) | {e.name for e in _entry_points()})
 
 
 def get_trainer(name: str) -> Trainer:
-    names = known_trainers()
+    """The named trainer. Only that trainer's plugin is imported, so a broken plugin breaks
+    only itself."""
+    _load_builtins()
     if name not in _TRAINERS:
-        raise ConfigError(f"unknown trainer {name!r} (known: {', '.join(names)})")
+        entries = _entry_points(name)
+        if not entries:
+            raise ConfigError(f"unknown trainer {name!r} (known: {', '.join(known_trainers())})")
+        _TRAINERS[name] = _load_plugin(entries[0])
     return _TRAINERS[name]()
+
+
+def run_fit(trainer: Trainer, *args, **kwargs) -> TrainedModel:
+    """trainer.fit, with an unexpected exception turned into one line naming the trainer
+    (driftline's own errors pass through as they are)."""
+    try:
+        model = trainer.fit(*args, **kwargs)
+    except DriftlineError:
+        raise
+    except Exception as exc:
+        raise TrainingError(f"trainer {trainer.name!r} failed in fit: {_one_line(exc)}") from exc
+    if not isinstance(model, TrainedModel):
+        raise TrainingError(f"trainer {trainer.name!r}: fit returned {type(model).__name__}, not a TrainedModel")
+    return model

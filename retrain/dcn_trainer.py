@@ -1,9 +1,11 @@
 """Torch trainers: `dcn_v2`, and the multi-task `esmm` and `mmoe` (all in the `deep` extra).
 
-One training loop for all three. On CUDA: the training tensors go to the device once
-(pinned host memory when they do not fit), bf16 autocast, large batches, optional
-`torch.compile`. On the CPU the same code runs in float32. Early stopping on the
-validation loss keeps the best epoch's weights. Weights are saved as a state dict in
+One training loop for all three (retrain/torch_loop.py). On CUDA: the training tensors
+go to the device once (pinned host memory when they do not fit), bf16 autocast, large
+batches, optional `torch.compile`; under torchrun, DistributedDataParallel. On the CPU the
+same code runs in float32 with as many threads as cores are free. The batch size defaults
+to ~64 steps per epoch. Early stopping on the validation loss keeps the best epoch's
+weights; the holdout is then scored on the training device. Weights are saved as a state dict in
 safetensors (or `torch.save`, loaded back with `weights_only=True`); the vocabulary,
 numeric statistics and architecture as JSON. torch is imported inside functions, so
 registering these trainers costs nothing when the extra is not installed.
@@ -12,6 +14,7 @@ registering these trainers costs nothing when the extra is not installed.
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 from typing import Literal
@@ -23,8 +26,8 @@ from pydantic import Field
 from core.errors import ConfigError, require
 from retrain.base import Dataset, FeatureSet, ProgressFn, StrictParams, Trainer, TrainedModel, register_trainer
 from retrain.encoding import NumericScaler, Vocabulary
+from retrain.torch_loop import PREDICT_BATCH
 
-PREDICT_BATCH = 65_536
 
 
 class TorchParams(StrictParams):
@@ -36,13 +39,13 @@ class TorchParams(StrictParams):
     dropout: float = Field(0.0, ge=0, lt=1)
     learning_rate: float = Field(2e-3, gt=0, le=1)
     weight_decay: float = Field(0.0, ge=0)
-    batch_size: int = Field(4096, ge=1)
+    batch_size: int | None = Field(None, ge=1, description="global batch; None: ~64 steps per epoch")
     epochs: int = Field(5, ge=1, le=1000)
     patience: int = Field(2, ge=1, description="epochs without validation improvement before stopping")
     device: Literal["auto", "cpu", "cuda"] = "auto"
     bf16: bool = Field(True, description="bf16 autocast on CUDA (the CPU always runs float32)")
     compile: bool = Field(False, description="torch.compile the module for training")
-    num_threads: int | None = Field(None, ge=1, description="CPU threads (torch.set_num_threads)")
+    num_threads: int | None = Field(None, ge=1, description="CPU threads; None: the cores free now")
     seed: int = 0
 
 
@@ -64,6 +67,8 @@ class MMoEParams(TorchParams):
     deep_layers: tuple[int, ...] = (64,)
     experts: int = Field(4, ge=1, le=64)
     expert_layers: tuple[int, ...] = (128,)
+    tasks: Literal["click_conversion", "independent"] = Field(
+        "click_conversion", description="click + click×conversion heads, or one head per label column")
 
 
 class Preprocessor:
@@ -82,11 +87,9 @@ class Preprocessor:
         return [self.vocab.size(f) + 1 for f in self.features.categorical]
 
     def arrays(self, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-        if self.features.categorical:
-            cat = np.column_stack([self.vocab.codes(frame, f) + 1 for f in self.features.categorical])
-        else:
-            cat = np.zeros((len(frame), 0), dtype=np.int64)
-        return cat.astype(np.int64), self.scaler.transform(frame, self.features.numeric)
+        """(categorical codes + 1, int64) and (scaled numerics, float32), columns on parallel threads."""
+        return (self.vocab.encode(frame, self.features.categorical, offset=1),
+                self.scaler.transform(frame, self.features.numeric))
 
     def to_dict(self) -> dict:
         return {"vocabulary": self.vocab.to_dict(), "scaler": self.scaler.to_dict()}
@@ -115,27 +118,43 @@ def _load_state(directory: Path, name: str) -> dict:
 
 
 class TorchModel(TrainedModel):
+    """Scores on the device its module is on (the training device after fit; the CPU when
+    loaded), in float32."""
+
     def __init__(self, trainer: str, module, arch: dict, prep: Preprocessor, labels: tuple[str, ...],
                  params: dict, info: dict | None = None) -> None:
         self.trainer, self.module, self.arch, self.prep = trainer, module.eval(), arch, prep
         self.features, self.labels, self.params, self.info = prep.features, tuple(labels), params, info or {}
 
+    def on_cpu(self) -> "TorchModel":
+        if next(self.module.parameters()).device.type == "cpu":
+            return self
+        import copy
+
+        return TorchModel(self.trainer, copy.deepcopy(self.module).cpu(), self.arch, self.prep, self.labels,
+                          self.params, self.info)
+
     def predict_tasks(self, frame: pd.DataFrame) -> dict[str, np.ndarray]:
         torch = require("torch", "deep")
         if len(frame) == 0:
             return {name: np.zeros(0) for name in self.module.tasks}
+        device = next(self.module.parameters()).device
         cat, num = self.prep.arrays(frame)
-        outputs: dict[str, list[np.ndarray]] = {}
+        cat_t, num_t = torch.from_numpy(cat), torch.from_numpy(num)
+        if device.type == "cuda":
+            cat_t, num_t = cat_t.pin_memory(), num_t.pin_memory()
+        outputs: dict[str, list] = {}
         with torch.no_grad():
             for lo in range(0, len(frame), PREDICT_BATCH):
-                logits = self.module(torch.from_numpy(cat[lo:lo + PREDICT_BATCH]),
-                                     torch.from_numpy(num[lo:lo + PREDICT_BATCH])).float()
+                sl = slice(lo, lo + PREDICT_BATCH)
+                logits = self.module(cat_t[sl].to(device, non_blocking=True),
+                                     num_t[sl].to(device, non_blocking=True)).float()
                 for name, p in self.module.probabilities(logits).items():
-                    outputs.setdefault(name, []).append(p.numpy().astype(np.float64))
-        return {name: np.concatenate(parts) for name, parts in outputs.items()}
+                    outputs.setdefault(name, []).append(p)
+        return {name: torch.cat(parts).cpu().numpy().astype(np.float64) for name, parts in outputs.items()}
 
     def predict(self, frame: pd.DataFrame) -> np.ndarray:
-        return self.predict_tasks(frame)["ctr"]
+        return next(iter(self.predict_tasks(frame).values()))  # the first head is the primary one
 
     # -- what explain/ needs to attribute at x0 (explain.models.DeepModel) ---------------
     def inputs(self, frame: pd.DataFrame) -> tuple:
@@ -172,7 +191,18 @@ def resolve_device(name: str):
 class TorchTrainer(Trainer):
     kind: str = "dcn_v2"
 
-    def architecture(self, prep: Preprocessor, params: TorchParams) -> dict:
+    def targets(self, params: TorchParams, labels: tuple[str, ...]) -> list[str]:
+        """The label columns the training targets come from."""
+        if not self.multitask:
+            return list(labels[:1])
+        if len(labels) < 2:
+            raise ConfigError(f"trainer {self.name} needs 2 label columns (click, conversion, or two tasks); "
+                              f"got {list(labels)} (set retrain.labels)")
+        if getattr(params, "tasks", "click_conversion") == "independent":
+            return list(labels)  # one head per label
+        return list(labels[:2])  # click, conversion
+
+    def architecture(self, prep: Preprocessor, params: TorchParams, labels: tuple[str, ...] = ()) -> dict:
         arch = {"kind": self.kind, "cardinalities": prep.cardinalities(), "n_numeric": len(prep.features.numeric),
                 "embedding_dim": params.embedding_dim, "deep_layers": list(params.deep_layers),
                 "dropout": params.dropout}
@@ -180,108 +210,54 @@ class TorchTrainer(Trainer):
             if key in type(params).model_fields:
                 value = getattr(params, key)
                 arch[key] = list(value) if isinstance(value, tuple) else value
+        if getattr(params, "tasks", "click_conversion") == "independent":
+            arch["task_names"], arch["independent"] = list(labels), True
         return arch
-
-    def _labels(self, data: Dataset) -> np.ndarray:
-        need = 2 if self.multitask else 1
-        if len(data.labels) < need:
-            raise ConfigError(f"trainer {self.name} needs {need} label columns (click, conversion); "
-                              f"got {list(data.labels)} (set retrain.labels)")
-        return np.column_stack([data.label(i) for i in range(need)]).astype(np.float32)
 
     def fit(self, train: Dataset, valid: Dataset, params: TorchParams,
             progress: ProgressFn | None = None, base: TrainedModel | None = None) -> TorchModel:
         torch = require("torch", "deep")
         from retrain.dcn import build_module
+        from retrain.resources import Distributed, auto_batch_size, free_cores
+        from retrain.torch_loop import train_loop
 
         train.check_trainable("training set")
-        y_train, y_valid = self._labels(train), self._labels(valid)
-        if params.num_threads:
-            torch.set_num_threads(params.num_threads)
+        targets = self.targets(params, train.labels)
+        columns = lambda data: np.column_stack([data.frame[c].to_numpy(dtype=np.float32)  # noqa: E731
+                                                for c in targets])
+        y_train, y_valid = columns(train), columns(valid)
+        dist = Distributed.from_env()
         device = resolve_device(params.device)
-        prep = Preprocessor.fit(train.frame, train.features, params)
-        arch = self.architecture(prep, params)
-        torch.manual_seed(params.seed)
-        module = build_module(arch).to(device)
-        step_fn = torch.compile(module) if params.compile else module
-        autocast = dict(device_type=device.type, dtype=torch.bfloat16, enabled=device.type == "cuda" and params.bf16)
-
-        def tensors(frame: pd.DataFrame, labels: np.ndarray):
-            cat, num = prep.arrays(frame)
-            out = [torch.from_numpy(cat), torch.from_numpy(num), torch.from_numpy(labels)]
-            if device.type == "cuda":
-                try:  # the whole set on the device: no host->device copy per batch
-                    return [t.to(device) for t in out]
-                except torch.OutOfMemoryError:
-                    return [t.pin_memory() for t in out]
-            return out
-
-        cat, num, y = tensors(train.frame, y_train)
-        vcat, vnum, vy = tensors(valid.frame, y_valid)
-        optimiser = torch.optim.Adam(module.parameters(), lr=params.learning_rate, weight_decay=params.weight_decay,
-                                     fused=device.type == "cuda")
-        generator = torch.Generator().manual_seed(params.seed)
-        n, batch = len(train), params.batch_size
-        steps_per_epoch = (n + batch - 1) // batch
-        total_steps = steps_per_epoch * params.epochs
-
-        def validation_loss() -> float:
-            if len(valid) == 0:
-                return float("nan")
-            module.eval()
-            total = 0.0
-            with torch.no_grad(), torch.autocast(**autocast):
-                for lo in range(0, len(valid), PREDICT_BATCH):
-                    sl = slice(lo, lo + PREDICT_BATCH)
-                    logits = module(vcat[sl].to(device), vnum[sl].to(device)).float()
-                    total += float(module.loss(logits, vy[sl].to(device))) * len(vy[sl])
-            module.train()
-            return total / len(valid)
-
-        best_loss, best_state, best_epoch, stale = float("inf"), None, 0, 0
-        trained_samples, train_seconds, history = 0, 0.0, []
-        module.train()
-        for epoch in range(1, params.epochs + 1):
-            order = torch.randperm(n, generator=generator).to(cat.device)
+        if dist.active:
+            device = _join_process_group(torch, device, dist)
+        threads_before = torch.get_num_threads()
+        local_procs = int(os.environ.get("LOCAL_WORLD_SIZE", dist.world_size))
+        threads = params.num_threads or max(1, free_cores() // local_procs)
+        torch.set_num_threads(threads)
+        try:
             started = time.perf_counter()
-            running = 0.0
-            for step in range(steps_per_epoch):
-                idx = order[step * batch:(step + 1) * batch]
-                b_cat, b_num, b_y = (t[idx].to(device, non_blocking=True) for t in (cat, num, y))
-                with torch.autocast(**autocast):
-                    logits = step_fn(b_cat, b_num)
-                loss = module.loss(logits.float(), b_y)
-                optimiser.zero_grad(set_to_none=True)
-                loss.backward()
-                optimiser.step()
-                if step % 50 == 0 or step == steps_per_epoch - 1:
-                    running = loss.item()
-                    if progress is not None:
-                        progress((epoch - 1) * steps_per_epoch + step + 1, total_steps,
-                                 f"epoch {epoch}/{params.epochs}, train loss {running:.5f}")
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            train_seconds += time.perf_counter() - started
-            trained_samples += n
-            loss_valid = validation_loss()
-            history.append({"epoch": epoch, "train_loss": running, "valid_loss": loss_valid})
-            if progress is not None:
-                progress(epoch * steps_per_epoch, total_steps,
-                         f"epoch {epoch}/{params.epochs}, valid loss {loss_valid:.5f}")
-            if not loss_valid < best_loss and len(valid):
-                stale += 1
-                if stale >= params.patience:
-                    break
-                continue
-            best_loss, best_epoch, stale = loss_valid, epoch, 0
-            best_state = {k: v.detach().clone() for k, v in module.state_dict().items()}
-        if best_state is not None:
-            module.load_state_dict(best_state)
-        info = {"device": device.type, "best_epoch": best_epoch, "epochs_run": len(history), "history": history,
-                "samples_per_second": trained_samples / train_seconds if train_seconds else None,
-                "bf16": autocast["enabled"], "compiled": params.compile}
-        return TorchModel(self.name, module.cpu().float(), arch, prep, train.labels, params.model_dump(mode="json"),
-                          info)
+            prep = Preprocessor.fit(train.frame, train.features, params)
+            train_arrays = [*prep.arrays(train.frame), y_train]
+            valid_arrays = [*prep.arrays(valid.frame), y_valid]
+            encode_seconds = time.perf_counter() - started
+            arch = self.architecture(prep, params, train.labels)
+            torch.manual_seed(params.seed)
+            module = build_module(arch).to(device)
+            batch = params.batch_size or auto_batch_size(len(train), device.type, dist.world_size)
+            loop = train_loop(torch, module, train_arrays, valid_arrays, device, batch=batch, epochs=params.epochs,
+                              patience=params.patience, learning_rate=params.learning_rate,
+                              weight_decay=params.weight_decay, seed=params.seed, bf16=params.bf16,
+                              compile=params.compile, dist=dist, progress=progress)
+        finally:
+            torch.set_num_threads(threads_before)
+        if loop.best_state is not None:
+            module.load_state_dict(loop.best_state)
+        info = {"device": device.type, "best_epoch": loop.best_epoch, "epochs_run": len(loop.history),
+                "history": loop.history, "batch_size": batch, "threads": threads, "processes": dist.world_size,
+                "samples_per_second": loop.trained_samples / loop.train_seconds if loop.train_seconds else None,
+                "encode_seconds": encode_seconds, "train_seconds": loop.train_seconds,
+                "bf16": device.type == "cuda" and params.bf16, "compiled": params.compile}
+        return TorchModel(self.name, module.float(), arch, prep, train.labels, params.model_dump(mode="json"), info)
 
     def load(self, directory: Path, header: dict) -> TorchModel:
         require("torch", "deep")
@@ -294,6 +270,18 @@ class TorchTrainer(Trainer):
         features = FeatureSet.from_dict(header["features"])
         prep = Preprocessor.from_dict(features, json.loads((directory / "preprocess.json").read_text()))
         return TorchModel(header["trainer"], module, arch, prep, tuple(header["labels"]), header["params"])
+
+
+def _join_process_group(torch, device, dist):
+    """Join torchrun's process group (gloo on the CPU, NCCL on CUDA); this process's device."""
+    import torch.distributed as td
+
+    if device.type == "cuda":
+        torch.cuda.set_device(dist.local_rank)
+        device = torch.device("cuda", dist.local_rank)
+    if not td.is_initialized():
+        td.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return device
 
 
 @register_trainer("dcn_v2")

@@ -5,6 +5,12 @@ the entropy of the base rate, He et al. 2014) and the calibration ratio (Σp / �
 1 is perfect). Gates compare the candidate with production under configurable
 tolerances; being worse overall or on a protected segment means not promoted, with the
 reasons spelt out. Results are small frozen records with a versioned to_dict().
+
+Every head of a model is evaluated and gated, each on its own target (`head_targets`):
+the primary label (CTR), CVR on the clicked rows only (where it is defined), CTCVR =
+click × conversion on all rows, and any other head on the label column it is named
+after. A head production also has is compared with production's; a new head meets the
+absolute floors.
 """
 
 from __future__ import annotations
@@ -84,10 +90,11 @@ class Evaluation:
                 "segments": {c: {v: m.to_dict() for v, m in vs.items()} for c, vs in self.segments.items()}}
 
 
-def evaluate(frame: pd.DataFrame, label: str, scores: np.ndarray, segments: list[str] = (),
+def evaluate(frame: pd.DataFrame, label: str | np.ndarray, scores: np.ndarray, segments: list[str] = (),
              min_segment_rows: int = 1) -> Evaluation:
-    """Metrics overall and for every value of every segment column with enough rows."""
-    y = frame[label].to_numpy(dtype=np.float64)
+    """Metrics overall and for every value of every segment column with enough rows
+    (label: a column of frame, or the target values themselves)."""
+    y = (frame[label] if isinstance(label, str) else pd.Series(label)).to_numpy(dtype=np.float64)
     scores = np.asarray(scores, dtype=np.float64)
     by_segment: dict[str, dict[str, Metrics]] = {}
     for column in segments:
@@ -100,6 +107,44 @@ def evaluate(frame: pd.DataFrame, label: str, scores: np.ndarray, segments: list
     return Evaluation(Metrics.of(y, scores), by_segment)
 
 
+def head_name(head: str, labels: tuple[str, ...] | list[str]) -> str:
+    """The name a head is evaluated under: a model's `ctr` head and a single-task model's
+    primary label are the same target (so an ESMM candidate meets a LightGBM production)."""
+    return labels[0] if head == "ctr" else head
+
+
+def head_targets(frame: pd.DataFrame, labels: tuple[str, ...] | list[str],
+                 head: str) -> tuple[np.ndarray, np.ndarray] | None:
+    """(row mask, 0/1 target) a head predicts, or None when it predicts none of the labels:
+    the primary label; `cvr` = conversion among clicked rows; `ctcvr` = click × conversion;
+    any other head the label column of its name."""
+    everywhere = np.ones(len(frame), dtype=bool)
+    column = lambda name: frame[name].to_numpy(dtype=np.float64)  # noqa: E731
+    name = head_name(head, labels)
+    if name in frame.columns and name in labels:
+        return everywhere, column(name)
+    if head in ("cvr", "ctcvr") and len(labels) >= 2:
+        click, conversion = column(labels[0]), column(labels[1])
+        if head == "cvr":
+            return click > 0, conversion
+        return everywhere, click * conversion
+    return None
+
+
+def evaluate_heads(frame: pd.DataFrame, labels: tuple[str, ...] | list[str], tasks: dict[str, np.ndarray],
+                   segments: list[str] = (), min_segment_rows: int = 1) -> dict[str, Evaluation]:
+    """An Evaluation per head (named by head_name), each on its own target rows."""
+    out = {}
+    for head, scores in tasks.items():
+        target = head_targets(frame, labels, head)
+        if target is None:
+            continue
+        mask, y = target
+        rows = frame if mask.all() else frame.loc[mask].reset_index(drop=True)
+        out[head_name(head, labels)] = evaluate(rows, y[mask], np.asarray(scores)[mask], segments, min_segment_rows)
+    return out
+
+
 @dataclass(frozen=True)
 class GateCheck:
     scope: str          # "overall" or "column=value"
@@ -109,6 +154,7 @@ class GateCheck:
     limit: float | None  # the value the candidate had to reach (or stay under)
     passed: bool
     reason: str = ""
+    head: str = ""      # the model head (task) checked; "" for a single-head model
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -140,6 +186,7 @@ class Gates:
     segment_max_auc_drop: float = 0.02
     segment_max_log_loss_increase: float = 0.02
     min_segment_rows: int = 1000
+    calibration_noise_z: float = 2.0
 
     @classmethod
     def from_config(cls, config) -> "Gates":
@@ -182,9 +229,41 @@ def _selected(gates: Gates, evaluation: Evaluation) -> list[tuple[str, str]]:
     return chosen
 
 
-def apply_gates(candidate: Evaluation, production: Evaluation | None, gates: Gates) -> GateDecision:
+def calibration_tolerance(gates: Gates, positives: int) -> float:
+    """max_calibration_error, widened to z/√positives where few positives make Σp/Σy noisy
+    (its relative Poisson error): a 30-conversion head is not rejected for noise."""
+    noise = gates.calibration_noise_z / np.sqrt(positives) if positives > 0 else 0.0
+    return max(gates.max_calibration_error, float(noise))
+
+
+def apply_gates(candidate: Evaluation, production: Evaluation | None, gates: Gates,
+                head: str = "") -> GateDecision:
     """Pass only if the candidate is at least as good as production (within tolerances)
-    overall and on every protected segment, and meets the absolute floors."""
+    overall and on every protected segment, and meets the absolute floors. With head,
+    every check and reason names it."""
+    decision = _apply_gates(candidate, production, gates)
+    if not head:
+        return decision
+    checks = tuple(GateCheck(**dict(c.__dict__, head=head, reason=f"{head}: {c.reason}" if c.reason else ""))
+                   for c in decision.checks)
+    return GateDecision(decision.passed, checks)
+
+
+def gate_heads(candidate: dict[str, Evaluation], production: dict[str, Evaluation] | None,
+               gates: Gates) -> GateDecision:
+    """Every head gated; a model with several heads names the head in each reason."""
+    several = len(candidate) > 1
+    checks: list[GateCheck] = []
+    for head, evaluation in candidate.items():
+        prod = (production or {}).get(head)
+        checks += apply_gates(evaluation, prod, gates, head if several else "").checks
+    for head in (production or {}).keys() - candidate.keys():  # a head that would stop being served
+        checks.append(GateCheck("overall", "head", None, None, None, False,
+                                f"{head}: production predicts this head, the candidate does not", head))
+    return GateDecision(all(c.passed for c in checks), tuple(checks))
+
+
+def _apply_gates(candidate: Evaluation, production: Evaluation | None, gates: Gates) -> GateDecision:
     c, p = candidate.overall, production.overall if production else None
     checks = [
         GateCheck("overall", "auc", c.auc, None, gates.min_auc, c.auc is not None and c.auc >= gates.min_auc,
@@ -196,13 +275,13 @@ def apply_gates(candidate: Evaluation, production: Evaluation | None, gates: Gat
     ]
     error = None if c.calibration_ratio is None else abs(c.calibration_ratio - 1)
     prod_error = None if not p or p.calibration_ratio is None else abs(p.calibration_ratio - 1)
+    tolerance = calibration_tolerance(gates, c.positives)
     # Calibrated within tolerance, or at least no worse than what serves now.
-    ok = error is not None and (error <= gates.max_calibration_error
-                                or (prod_error is not None and error <= prod_error))
+    ok = error is not None and (error <= tolerance or (prod_error is not None and error <= prod_error))
     checks.append(GateCheck("overall", "calibration_ratio", c.calibration_ratio, p.calibration_ratio if p else None,
-                            gates.max_calibration_error, ok, "" if ok else
+                            tolerance, ok, "" if ok else
                             f"calibration_ratio (overall) {_fmt(c.calibration_ratio)} is off by more than "
-                            f"{gates.max_calibration_error:g} and worse than production "
+                            f"{tolerance:.3g} and worse than production "
                             f"{_fmt(p.calibration_ratio if p else None)}"))
     for column, value in _selected(gates, candidate):
         scope = f"{column}={value}"

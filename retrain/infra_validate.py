@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 FORMAT = 1
+INFRA_TMP = "driftline-infra-"
 
 
 @dataclass(frozen=True)
@@ -40,7 +41,9 @@ def infra_validate(artifact: Path, sample: pd.DataFrame, expected: np.ndarray | 
                    tolerance: float = 1e-9, timeout: float = 300.0) -> InfraResult:
     """Score `sample` with the artifact in a subprocess; compare with `expected` if given."""
     started = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="driftline-infra-") as tmp:
+    from retrain.registry import owner_token
+
+    with tempfile.TemporaryDirectory(prefix=f"{INFRA_TMP}{owner_token()}-") as tmp:
         sample_path, out_path = Path(tmp) / "sample.parquet", Path(tmp) / "scores.npy"
         sample.reset_index(drop=True).to_parquet(sample_path, index=False)
         try:

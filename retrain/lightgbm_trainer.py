@@ -8,6 +8,7 @@ LightGBM's text format next to the vocabulary (JSON).
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +18,7 @@ from pydantic import Field
 from core.errors import require
 from retrain.base import Dataset, FeatureSet, ProgressFn, StrictParams, Trainer, TrainedModel, register_trainer
 from retrain.encoding import Vocabulary
+from retrain.resources import free_cores
 
 
 class LightGBMParams(StrictParams):
@@ -33,32 +35,34 @@ class LightGBMParams(StrictParams):
     min_data_per_group: int = Field(100, ge=1)
     max_cat_to_onehot: int = Field(4, ge=1)
     min_category_count: int = Field(1, ge=1, description="rarer values are out of vocabulary")
-    num_threads: int = Field(2, ge=1)
+    num_threads: int | None = Field(None, ge=1, description="None: the cores free now")
     seed: int = 0
 
 
 def matrix(frame: pd.DataFrame, features: FeatureSet, vocab: Vocabulary) -> np.ndarray:
     """Model input: numerics as they are, then categoricals as vocabulary codes (NaN if unknown)."""
-    columns = [frame[f].to_numpy(dtype=np.float64, na_value=np.nan) for f in features.numeric]
-    for f in features.categorical:
-        codes = vocab.codes(frame, f)
-        columns.append(np.where(codes < 0, np.nan, codes.astype(np.float64)))
-    return np.column_stack(columns) if columns else np.zeros((len(frame), 0))
+    out = np.empty((len(frame), len(features)), dtype=np.float64)
+    for j, f in enumerate(features.numeric):
+        out[:, j] = frame[f].to_numpy(dtype=np.float64, na_value=np.nan)
+    codes = vocab.encode(frame, features.categorical)
+    out[:, len(features.numeric):] = np.where(codes < 0, np.nan, codes)
+    return out
 
 
 class LightGBMModel(TrainedModel):
     trainer = "lightgbm"
 
     def __init__(self, booster, features: FeatureSet, vocab: Vocabulary, labels: tuple[str, ...],
-                 params: dict) -> None:
+                 params: dict, info: dict | None = None) -> None:
         self.booster = booster
         self.features = features
         self.vocab = vocab
         self.labels = tuple(labels)
         self.params = params
+        self.info = info or {}
 
     def predict(self, frame: pd.DataFrame) -> np.ndarray:
-        threads = int(self.params.get("num_threads", 2))
+        threads = int(self.params.get("num_threads") or free_cores())
         return np.asarray(self.booster.predict(matrix(frame, self.features, self.vocab), num_threads=threads),
                           dtype=np.float64)
 
@@ -98,6 +102,7 @@ class LightGBMTrainer(Trainer):
         p = params.model_dump()
         rounds, patience = p.pop("num_boost_round"), p.pop("early_stopping_rounds")
         p.pop("min_category_count")
+        p["num_threads"] = params.num_threads or free_cores()
         lgb_params = dict(p, objective="binary", metric="binary_logloss", deterministic=True,
                           force_row_wise=True, verbose=-1)
 
@@ -109,12 +114,17 @@ class LightGBMTrainer(Trainer):
         callbacks = [report]
         if len(valid):
             callbacks.append(lgb.early_stopping(patience, first_metric_only=True, verbose=False))
+        started = time.perf_counter()
         booster = lgb.train(lgb_params, dtrain, num_boost_round=rounds,
                             valid_sets=[dvalid] if len(valid) else None, callbacks=callbacks)
-        if booster.best_iteration and booster.best_iteration < booster.current_iteration():
+        rounds_run, best = booster.current_iteration(), booster.best_iteration or booster.current_iteration()
+        if best < rounds_run:
             # Keep only the trees up to the best validation round.
-            booster = lgb.Booster(model_str=booster.model_to_string(num_iteration=booster.best_iteration))
-        return LightGBMModel(booster, features, vocab, train.labels, params.model_dump())
+            booster = lgb.Booster(model_str=booster.model_to_string(num_iteration=best))
+        info = {"trees": booster.num_trees(), "best_iteration": best, "rounds_run": rounds_run,
+                "max_rounds": rounds, "early_stopped": rounds_run < rounds, "threads": p["num_threads"],
+                "train_seconds": time.perf_counter() - started}
+        return LightGBMModel(booster, features, vocab, train.labels, params.model_dump(), info)
 
     def load(self, directory: Path, header: dict) -> LightGBMModel:
         from core.models import check_text_model

@@ -3,9 +3,12 @@
 - ESMM (Ma et al. 2018): a CTR tower and a CVR tower; pCTCVR = pCTR × pCVR. Both losses
   are taken over all impressions (CTR on clicks, CTCVR on click-and-convert), so the CVR
   tower is never trained on the clicked subset alone (no sample-selection bias).
-- MMoE (Ma et al. 2018): shared experts, one softmax gate and one tower per task.
+- MMoE (Ma et al. 2018): shared experts, one softmax gate and one tower per task. By
+  default its heads are CTR and CTCVR (click × conversion); with independent tasks (the
+  paper's census-income: income > 50K, never married) one head per label column.
 
-Labels come in as (B, 2): [click, conversion]; conversion counts only after a click.
+Labels come in as (B, 2): [click, conversion], where conversion counts only after a click;
+or (B, T), one column per independent task.
 """
 
 from __future__ import annotations
@@ -99,12 +102,14 @@ class _MMoEBody(nn.Module):
 
 
 class MMoE(nn.Module):
-    tasks = ("ctr", "ctcvr")
+    """task_names: the heads; independent=False means (ctr, ctcvr) trained on click and
+    click × conversion, True one head per label column, each on its own label."""
 
     def __init__(self, cardinalities: list[int], n_numeric: int, embedding_dim: int = 16,
                  experts: int = 4, expert_layers: list[int] = (128,), deep_layers: list[int] = (64,),
-                 dropout: float = 0.0) -> None:
+                 dropout: float = 0.0, task_names: list[str] = ("ctr", "ctcvr"), independent: bool = False) -> None:
         super().__init__()
+        self.tasks, self.independent = tuple(task_names), independent
         self.embed = Embedder(cardinalities, n_numeric, embedding_dim)
         self.body = _MMoEBody(self.embed.output_dim, len(self.tasks), experts, list(expert_layers),
                               list(deep_layers), dropout)
@@ -112,11 +117,11 @@ class MMoE(nn.Module):
     def forward(self, categorical: torch.Tensor, numeric: torch.Tensor) -> torch.Tensor:
         return self.body(self.embed(categorical, numeric))
 
-    @staticmethod
-    def loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    def loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        if self.independent:
+            return sum(F.binary_cross_entropy_with_logits(logits[:, t], labels[:, t]) for t in range(len(self.tasks)))
         return (F.binary_cross_entropy_with_logits(logits[:, 0], labels[:, 0])
                 + F.binary_cross_entropy_with_logits(logits[:, 1], _ctcvr_target(labels)))
 
-    @staticmethod
-    def probabilities(logits: torch.Tensor) -> dict[str, torch.Tensor]:
-        return {"ctr": torch.sigmoid(logits[:, 0]), "ctcvr": torch.sigmoid(logits[:, 1])}
+    def probabilities(self, logits: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {name: torch.sigmoid(logits[:, t]) for t, name in enumerate(self.tasks)}

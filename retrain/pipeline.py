@@ -29,10 +29,11 @@ import pyarrow.compute as pc
 
 from core.errors import ConfigError, DriftlineError, SchemaError
 from core.sources import Source, sample_batches
-from retrain.base import Dataset, FeatureSet, ProgressFn, TrainingError, get_trainer, load_model
-from retrain.evaluate import Gates, apply_gates, evaluate
-from retrain.infra_validate import infra_validate
-from retrain.registry import ModelRegistry, Push
+from retrain.base import Dataset, FeatureSet, ProgressFn, TrainingError, get_trainer, load_model, run_fit
+from retrain.evaluate import Gates, evaluate_heads, gate_heads, head_name
+from retrain.infra_validate import INFRA_TMP, infra_validate
+from retrain.registry import ModelRegistry, Push, owner_token, remove_stale
+from retrain.resources import Distributed
 from retrain.report import reliability_points, roc_points, write_report
 
 if TYPE_CHECKING:  # annotations only: the application passes its config in; retrain never imports it
@@ -40,6 +41,7 @@ if TYPE_CHECKING:  # annotations only: the application passes its config in; ret
 
 FORMAT = 1
 SEED = 0
+CANDIDATE_TMP = "driftline-candidate-"
 
 
 @dataclass(frozen=True)
@@ -59,6 +61,7 @@ class RetrainResult:
     report_html: str
     report_json: str
     training: dict[str, Any] = field(default_factory=dict)
+    head_metrics: dict[str, Any] = field(default_factory=dict)  # head -> {candidate, production} overall
 
     def to_dict(self) -> dict[str, Any]:
         return {"format": FORMAT, **{k: list(v) if isinstance(v, tuple) else v for k, v in self.__dict__.items()}}
@@ -105,12 +108,32 @@ def _utc(moment: datetime) -> datetime:
 
 
 def resolve_window(model: ModelConfig, window: tuple[datetime, datetime] | None,
-                   now: datetime | None = None) -> tuple[datetime, datetime]:
-    """An explicit START/END, or the sliding `training_window` ending at the current hour."""
+                   now: datetime | None = None, latest: datetime | None = None) -> tuple[datetime, datetime]:
+    """An explicit START/END, or the sliding `training_window` ending at the current hour, or at
+    the hour after the data's `latest` timestamp when the data ends earlier (logs copied from
+    elsewhere, a replayed world: a window relative to now would hold no rows)."""
     if window is not None:
         return _utc(window[0]), _utc(window[1])
     end = _utc(now or datetime.now(timezone.utc)).replace(minute=0, second=0, microsecond=0)
+    if latest is not None and _utc(latest) < end:
+        end = (_utc(latest) + timedelta(hours=1)).replace(minute=0, second=0, microsecond=0)
     return end - model.retrain.training_window, end
+
+
+def latest_timestamp(config: Config, model: ModelConfig) -> datetime | None:
+    """The newest timestamp in the retraining sources (one pass over the timestamp column)."""
+    ts = model.model_schema.timestamp
+    newest = None
+    for role in model.retrain.sources:
+        cfg = getattr(model, role)
+        source = Source(cfg.resolved(config.base_dir), cfg.format, ts)
+        if ts not in source.schema.names:
+            continue
+        for batch in source.batches([ts]):
+            value = pc.max(pc.cast(batch.column(ts), pa.timestamp("us", tz="UTC"))).as_py()
+            if value is not None and (newest is None or value > newest):
+                newest = value
+    return newest
 
 
 def read_window(config: Config, model: ModelConfig, columns: list[str], start: datetime, end: datetime,
@@ -147,9 +170,25 @@ def read_window(config: Config, model: ModelConfig, columns: list[str], start: d
     table = pa.concat_tables(tables, promote_options="permissive")
     if max_rows and table.num_rows > max_rows:
         table = sample_batches(table.to_batches(), max_rows, SEED + 1, table.schema, columns)
-    frame = table.to_pandas()
+    return time_ordered_frame(table, ts)
+
+
+def time_ordered_frame(table: pa.Table, ts: str) -> pd.DataFrame:
+    """The rows ordered by time (stable, nulls last), sorted in Arrow before the one
+    conversion to pandas (no sort at all when already in order, as logs usually are)."""
+    times = table.column(ts)
+    if not pa.types.is_timestamp(times.type):  # text or numbers: order by the parsed time, in pandas
+        frame = table.to_pandas()
+        frame[ts] = pd.to_datetime(frame[ts], utc=True)
+        return frame.sort_values(ts, kind="mergesort").reset_index(drop=True)
+    if table.num_rows > 1:
+        times = times.combine_chunks()
+        in_order = times.null_count == 0 and pc.all(pc.greater_equal(times[1:], times[:-1])).as_py()
+        if not in_order:
+            table = table.take(pc.sort_indices(table, sort_keys=[(ts, "ascending", "at_end")]))
+    frame = table.to_pandas(split_blocks=True, self_destruct=True)
     frame[ts] = pd.to_datetime(frame[ts], utc=True)
-    return frame.sort_values(ts, kind="mergesort").reset_index(drop=True)
+    return frame
 
 
 def excluded_windows(model: ModelConfig) -> list[tuple[datetime, datetime]]:
@@ -188,22 +227,32 @@ def serving_sample(config: Config, model: ModelConfig, features: list[str], star
     return table.to_pandas() if table.num_rows else None
 
 
+def trainer_params(configured_trainer: str, configured: dict | None, trainer: str,
+                   overrides: dict | None) -> dict:
+    """The params a run uses: the configured trainer starts from `retrain.params`, any other
+    trainer from its own defaults; `overrides` (`--param`) go on top, key by key."""
+    base = dict(configured or {}) if trainer == configured_trainer else {}
+    return {**base, **(overrides or {})}
+
+
 def run_retrain(config: Config, model_name: str | None = None, trainer: str | None = None,
                 params: dict | None = None, window: tuple[datetime, datetime] | None = None,
                 promote: bool = True, registry_root: str | Path | None = None,
                 progress: ProgressFn | None = None, log: Callable[[str], None] | None = None,
                 prepare: Callable[[Dataset], Dataset] | None = None, trigger: str = "cli",
-                now: datetime | None = None) -> RetrainResult:
+                now: datetime | None = None) -> RetrainResult | None:
     """Train a candidate, evaluate it against production, register it, promote it if it passes.
-    `prepare` may alter the training and validation sets (the demo damages one on purpose)."""
+    `prepare` may alter the training and validation sets (the demo damages one on purpose).
+    Under torchrun only rank 0 goes on after training; the others return None."""
     log = log or (lambda message: None)
+    remove_stale(Path(tempfile.gettempdir()), (CANDIDATE_TMP, INFRA_TMP))  # what killed runs left
     model = config.model(model_name)
     retrain = model.retrain
     name = trainer or retrain.trainer
     key = f"models.{model.name}.retrain"
     try:
         impl = get_trainer(name)
-        valid_params = impl.validate_params(retrain.params if params is None else params)
+        valid_params = impl.validate_params(trainer_params(retrain.trainer, retrain.params, name, params))
     except ConfigError as exc:
         raise ConfigError(f"{key}: {exc}") from exc
     labels = label_columns(model)
@@ -216,7 +265,11 @@ def run_retrain(config: Config, model_name: str | None = None, trainer: str | No
     segments = list(dict.fromkeys([*schema.segments, *gates.segment_columns()]))
     ts = schema.timestamp
 
-    start, end = resolve_window(model, window, now)
+    latest = latest_timestamp(config, model) if window is None else None
+    start, end = resolve_window(model, window, now, latest)
+    if latest is not None and end <= _utc(now or datetime.now(timezone.utc)) - timedelta(hours=1):
+        log(f"the data ends at {latest:%Y-%m-%d %H:%M} UTC, so the sliding training window ends there, not now "
+            f"({start:%Y-%m-%d %H:%M} – {end:%Y-%m-%d %H:%M}); --window START/END sets another")
     excluded_windows(model)  # bad entries fail before any reading
     delays = {l.name: l.delay for l in schema.labels}
     labelled_end = min(end, _utc(now or datetime.now(timezone.utc)) - max(delays.get(l, timedelta(0)) for l in labels))
@@ -242,24 +295,30 @@ def run_retrain(config: Config, model_name: str | None = None, trainer: str | No
     production_version = registry.production(model.name)
     production = load_model(registry.path(model.name, production_version)) if production_version else None
     log(f"training {name} on {len(train)} rows (validation {len(valid)}, holdout {len(holdout_df)})")
-    candidate = impl.fit(train, valid, valid_params, progress=progress, base=production)
+    candidate = run_fit(impl, train, valid, valid_params, progress=progress, base=production)
+    if not Distributed.from_env().main:
+        return None  # under torchrun the other processes only helped to train
 
-    with tempfile.TemporaryDirectory(prefix="driftline-candidate-") as tmp:
+    with tempfile.TemporaryDirectory(prefix=f"{CANDIDATE_TMP}{owner_token()}-") as tmp:
         artifact = Path(tmp) / "artifact"
         candidate.save(artifact)
         sample = serving_sample(config, model, list(features.names), start, end, retrain.infra_sample_rows)
         if sample is None:
             sample = holdout_df.head(retrain.infra_sample_rows)
         log(f"infra validation: loading the artifact in a fresh process, scoring {len(sample)} serving rows")
-        infra = infra_validate(artifact, sample, candidate.predict(sample))
+        infra = infra_validate(artifact, sample, candidate.on_cpu().predict(sample))
 
         label = labels[0]
-        scores = candidate.predict(holdout_df)
-        cand_eval = evaluate(holdout_df, label, scores, segments, gates.min_segment_rows)
-        prod_scores = production.predict(holdout_df) if production is not None else None
-        prod_eval = (evaluate(holdout_df, label, prod_scores, segments, gates.min_segment_rows)
-                     if production is not None else None)
-        decision = apply_gates(cand_eval, prod_eval, gates)
+        cand_tasks = candidate.predict_tasks(holdout_df)
+        primary = head_name(next(iter(cand_tasks)), labels)
+        scores = next(iter(cand_tasks.values()))
+        cand_heads = evaluate_heads(holdout_df, labels, cand_tasks, segments, gates.min_segment_rows)
+        prod_tasks = production.predict_tasks(holdout_df) if production is not None else None
+        prod_heads = (evaluate_heads(holdout_df, labels, prod_tasks, segments, gates.min_segment_rows)
+                      if prod_tasks is not None else None)
+        prod_scores = next(iter(prod_tasks.values())) if prod_tasks else None
+        cand_eval, prod_eval = cand_heads[primary], (prod_heads or {}).get(primary)
+        decision = gate_heads(cand_heads, prod_heads, gates)
         reasons = tuple(decision.reasons) + (() if infra.passed else (f"infra validation: {infra.message}",))
         passed = decision.passed and infra.passed
         gates_record = dict(decision.to_dict(), passed=passed, reasons=list(reasons))
@@ -276,11 +335,18 @@ def run_retrain(config: Config, model_name: str | None = None, trainer: str | No
         report = {"format": FORMAT, "model": model.name, "trainer": name, "window": window_record,
                   "production_version": production_version, "candidate": cand_eval.to_dict(),
                   "production": prod_eval.to_dict() if prod_eval else None, "gates": gates_record,
-                  "infra": infra.to_dict()}
+                  "infra": infra.to_dict(), "primary_head": primary,
+                  "heads": {h: {"candidate": e.to_dict(),
+                                "production": prod_heads[h].to_dict() if prod_heads and h in prod_heads else None}
+                            for h, e in cand_heads.items()}}
+        head_metrics = {h: {"candidate": e.overall.to_dict(),
+                            "production": prod_heads[h].overall.to_dict() if prod_heads and h in prod_heads else None}
+                        for h, e in cand_heads.items()}
         metadata = {"trainer": name, "params": candidate.params, "labels": labels,
                     "features": features.to_dict(), "data_window": window_record,
                     "metrics": {"candidate": cand_eval.overall.to_dict(),
-                                "production": prod_eval.overall.to_dict() if prod_eval else None},
+                                "production": prod_eval.overall.to_dict() if prod_eval else None,
+                                "heads": head_metrics},
                     "gates": gates_record, "infra": infra.to_dict(), "parent_version": production_version,
                     "code_version": code_version(), "trigger": trigger,
                     "training": getattr(candidate, "info", {})}
@@ -301,7 +367,8 @@ def run_retrain(config: Config, model_name: str | None = None, trainer: str | No
         model=model.name, version=version, trainer=name, passed=passed, promoted=promoted, reasons=reasons,
         production_before=production_version, production_after=registry.production(model.name),
         window=window_record, metrics=cand_eval.overall.to_dict(),
-        production_metrics=prod_eval.overall.to_dict() if prod_eval else None, infra=infra.to_dict(),
+        production_metrics=prod_eval.overall.to_dict() if prod_eval else None, head_metrics=head_metrics,
+        infra=infra.to_dict(),
         report_html=str(path / "evaluation.html"), report_json=str(path / "evaluation.json"),
         training={k: v for k, v in getattr(candidate, "info", {}).items() if k != "history"})
 

@@ -6,7 +6,11 @@
 - The production pointer `<model>/production.json` names the serving version and the stack
   of earlier ones (for rollback). It is replaced atomically: temp file, fsync, os.replace,
   fsync of the directory. A crash at any point leaves the old or the new pointer, never a
-  torn one.
+  torn one. Its read-modify-write (promote, rollback) holds an exclusive lock on
+  `<model>/.lock`, so concurrent promotions keep every earlier version in the stack.
+- Temp files and directories carry their writer's pid and host; what a killed writer left
+  (`.staging-*`, pointer temp files, `.push-*`, candidate temp dirs) is removed by the next
+  writer: at once when that pid is gone on this host, after a day otherwise.
 - An optional push hook copies the promoted version to a serving directory (before the
   pointer moves: a failed copy changes nothing) and/or POSTs a notification to a URL
   (after: a failed notification is recorded, the promotion stands).
@@ -14,9 +18,14 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
+import re
 import shutil
+import socket
+import time
 import stat
 import uuid
 from dataclasses import dataclass
@@ -29,6 +38,9 @@ from core.errors import DriftlineError
 FORMAT = 1
 POINTER = "production.json"
 EVENTS = "events.jsonl"
+LOCK = ".lock"
+STALE_AFTER_SECONDS = 86_400  # leftovers whose writer cannot be checked (another host)
+_OWNER = re.compile(r"([0-9a-f]{32})-(\d+)-([A-Za-z0-9_]+)")
 _NAME_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-")
 
 
@@ -55,9 +67,60 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def _host() -> str:
+    return re.sub(r"[^A-Za-z0-9_]", "_", socket.gethostname()) or "host"
+
+
+def owner_token() -> str:
+    """A unique name part saying who writes: `<uuid>-<pid>-<host>` (see remove_stale)."""
+    return f"{uuid.uuid4().hex}-{os.getpid()}-{_host()}"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
+
+
+def remove_stale(directory: Path, prefixes: tuple[str, ...], now: float | None = None) -> list[Path]:
+    """Remove entries of directory named with one of prefixes whose writer is dead: its pid
+    is gone on this host, or (another host, no owner in the name) it is older than a day."""
+    removed = []
+    try:
+        entries = list(Path(directory).iterdir())
+    except OSError:
+        return removed
+    host = _host()
+    now = time.time() if now is None else now
+    for path in entries:
+        if not path.name.startswith(prefixes):
+            continue
+        owner = _OWNER.search(path.name)
+        if owner and owner.group(3) == host:
+            stale = not _alive(int(owner.group(2)))
+        else:
+            try:
+                stale = now - path.lstat().st_mtime > STALE_AFTER_SECONDS
+            except OSError:
+                continue
+        if not stale:
+            continue
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            with contextlib.suppress(OSError):
+                path.unlink()
+        removed.append(path)
+    return removed
+
+
 def write_atomic(path: Path, text: str) -> None:
     """Write text to path so that readers see the old or the new content, never a mix."""
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    tmp = path.with_name(f".{path.name}.{owner_token()}.tmp")
     with open(tmp, "w") as handle:
         handle.write(text)
         handle.flush()
@@ -145,9 +208,10 @@ class ModelRegistry:
         the registry adds metadata.json and renames the staged directory into place."""
         directory = self._model_dir(model)
         directory.mkdir(parents=True, exist_ok=True)
+        self._clean(model)
         for _ in range(100):
             version = max(self.versions(model), default=0) + 1
-            staging = directory / f".staging-{uuid.uuid4().hex}"
+            staging = directory / f".staging-{owner_token()}"
             staging.mkdir()
             try:
                 write(staging, version)
@@ -174,6 +238,23 @@ class ModelRegistry:
             handle.flush()
             os.fsync(handle.fileno())
 
+    def _clean(self, model: str) -> None:
+        """Remove what killed writers left in the model's directory (see remove_stale)."""
+        remove_stale(self._model_dir(model), (".staging-", f".{POINTER}.", ".push-"))
+
+    @contextlib.contextmanager
+    def _pointer_lock(self, model: str):
+        """An exclusive lock on the model's pointer for a read-modify-write (flock: released
+        by the kernel when a holder dies, so a kill never leaves it taken)."""
+        directory = self._model_dir(model)
+        directory.mkdir(parents=True, exist_ok=True)
+        fd = os.open(directory / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # closing releases the lock
+
     def promote(self, model: str, version: int, reason: str = "", force: bool = False) -> dict[str, Any]:
         """Point production at version. A version whose gates failed needs force=True."""
         meta = self.metadata(model, version)
@@ -181,22 +262,26 @@ class ModelRegistry:
         if gates and not gates.get("passed", True) and not force:
             why = "; ".join(gates.get("reasons", [])) or "gates failed"
             raise RegistryError(f"{model} v{version} did not pass its gates ({why}); use --force to promote anyway")
-        current = self.pointer(model)
-        if current is not None and int(current["version"]) == int(version):
-            return current
-        previous = [] if current is None else [*current.get("previous", []), int(current["version"])]
-        return self._switch(model, int(version), previous, "promoted", reason)
+        with self._pointer_lock(model):
+            current = self.pointer(model)
+            if current is not None and int(current["version"]) == int(version):
+                return current
+            previous = [] if current is None else [*current.get("previous", []), int(current["version"])]
+            return self._switch(model, int(version), previous, "promoted", reason)
 
     def rollback(self, model: str, reason: str = "") -> dict[str, Any]:
         """Point production back at the version before the current one."""
-        current = self.pointer(model)
-        if current is None or not current.get("previous"):
-            raise RegistryError(f"{model}: nothing to roll back to (no earlier production version)")
-        *rest, target = current["previous"]
-        return self._switch(model, int(target), rest, "rolled_back", reason or f"rollback from v{current['version']}")
+        with self._pointer_lock(model):
+            current = self.pointer(model)
+            if current is None or not current.get("previous"):
+                raise RegistryError(f"{model}: nothing to roll back to (no earlier production version)")
+            *rest, target = current["previous"]
+            return self._switch(model, int(target), rest, "rolled_back",
+                                reason or f"rollback from v{current['version']}")
 
     def _switch(self, model: str, version: int, previous: list[int], event: str, reason: str) -> dict[str, Any]:
         path = self.path(model, version)
+        self._clean(model)
         if self.push.directory:
             self._copy_to_serving(model, version, path)
         pointer = {"format": FORMAT, "model": model, "version": version, "previous": previous,
@@ -213,7 +298,8 @@ class ModelRegistry:
             return
         try:
             target_dir.mkdir(parents=True, exist_ok=True)
-            tmp = target_dir / f".push-{uuid.uuid4().hex}"
+            remove_stale(target_dir, (".push-",))
+            tmp = target_dir / f".push-{owner_token()}"
             shutil.copytree(source, tmp)
             for path in tmp.rglob("*"):  # copies keep the read-only bits; the serving side owns them
                 if path.is_file():

@@ -101,6 +101,14 @@ def render_html(report: dict[str, Any], curves: dict[str, dict[str, list]]) -> s
             p = prod_segments.get(column, {}).get(value, {})
             seg_rows.append([f"{column}={value}", m["rows"], m["auc"], p.get("auc"), m["calibration_ratio"],
                              p.get("calibration_ratio")])
+    head_rows = []
+    for head, both in (report.get("heads") or {}).items():
+        c, p = both["candidate"]["overall"], (both.get("production") or {}).get("overall") or {}
+        head_rows.append([head, c["rows"], c["positives"], c["auc"], p.get("auc"), c["log_loss"], p.get("log_loss"),
+                          c["calibration_ratio"], p.get("calibration_ratio")])
+    heads = ("<h2>Heads</h2>" + _table(["head", "rows", "positives", "AUC cand.", "AUC prod.", "log loss cand.",
+                                        "log loss prod.", "calib. cand.", "calib. prod."], head_rows)
+             if len(head_rows) > 1 else "")
     infra = report.get("infra") or {}
     reasons = "".join(f"<li>{html.escape(r)}</li>" for r in gates["reasons"])
     return f"""<!doctype html><html><head><meta charset="utf-8">
@@ -117,6 +125,7 @@ td,th{{border:1px solid #ddd;padding:3px 8px;text-align:right}}th{{background:#f
 <h2>Overall</h2>{_table(['metric', 'candidate', 'production', 'difference'], metric_rows)}
 <div>{_svg('ROC', curves.get('roc', {}), 'false positive rate', 'true positive rate')}
 {_svg('Reliability', curves.get('reliability', {}), 'mean predicted', 'observed rate', zoom=True)}</div>
+{heads}
 <h2>Gates</h2>{_table(['scope', 'metric', 'candidate', 'production', 'limit', 'result'], gate_rows)}
 <h2>Segments</h2>{_table(['segment', 'rows', 'AUC cand.', 'AUC prod.', 'calib. cand.', 'calib. prod.'], seg_rows)}
 <h2>Infra validation</h2>

@@ -27,6 +27,8 @@ class GatesConfig(_Strict):
     segment_max_auc_drop: float = Field(default=0.02, ge=0)
     segment_max_log_loss_increase: float = Field(default=0.02, ge=0, description="relative, as overall")
     min_segment_rows: int = Field(default=1000, ge=1, description="smaller segment values are not gated")
+    calibration_noise_z: float = Field(
+        default=2.0, ge=0, description="calibration tolerance is at least this / sqrt(positives) (sparse heads)")
 
     @field_validator("protected_segments")
     @classmethod

@@ -81,4 +81,21 @@ def decide(model: ModelConfig, registry: ModelRegistry, store=None, now: datetim
             return TriggerDecision(True, "alert", reason)
     if not policy.schedule and not policy.on_sustained_alert:
         return TriggerDecision(False, "", "no schedule and the alert policy is off")
-    return TriggerDecision(False, "", "not due")
+    parts = []
+    if policy.schedule:
+        upcoming = next_due(policy.schedule, last, now)
+        parts.append(f"schedule '{policy.schedule}' next due {upcoming:%Y-%m-%d %H:%M} UTC" if upcoming
+                     else f"schedule '{policy.schedule}' has no next fire time")
+    if policy.on_sustained_alert:
+        parts.append(f"no check of {', '.join(policy.alert_checks)} alerted on {policy.sustained_windows} "
+                     "consecutive windows")
+    return TriggerDecision(False, "", "not due: " + "; ".join(parts) + f" (last retrain: "
+                           f"{f'{last:%Y-%m-%d %H:%M} UTC' if last else 'never'})")
+
+
+def next_due(cron: str, last: datetime | None, now: datetime) -> datetime | None:
+    """The schedule's first fire time after the last retrain (and after now, when that one passed)."""
+    from apscheduler.triggers.cron import CronTrigger
+
+    after = max(_utc(now), _utc(last) + timedelta(seconds=1)) if last else _utc(now)
+    return CronTrigger.from_crontab(cron, timezone="UTC").get_next_fire_time(None, after)

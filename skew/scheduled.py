@@ -15,6 +15,7 @@ from pathlib import Path
 from pydantic import Field, model_validator
 
 from core.checks import CheckParams, WindowCheck, register_check
+from core.metric_points import with_points
 from core.settings import Pair, SourceConfig
 from core.results import CheckResult
 from core.errors import ConfigError, DriftlineError
@@ -132,10 +133,11 @@ class TrainServeSkewCheck(WindowCheck):
         except DriftlineError as exc:
             return CheckResult(check=self.name, status="error", details={"error": str(exc)},
                                **context.result_context)
-        return report.to_check_result(**context.result_context)
+        return with_points(report.to_check_result(**context.result_context))
 
 
 @register_check(CHECK_NAME, params=TrainServeSkewConfig, needs=("rows", "model"), preload=("duckdb", "lightgbm"),
+                exports=("prediction_skew_ratio", "skew_mismatch_ratio"),
                 summary="serving logs vs the training examples of the same events")
 def train_serve_skew_check(model_config, check_config) -> TrainServeSkewCheck:
     return TrainServeSkewCheck(model_config, check_config)

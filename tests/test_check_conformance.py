@@ -94,13 +94,12 @@ def test_result_survives_the_json_round_trip(name, clean_day_results):
 def test_status_and_declared_metrics_are_exported(name, clean_day_results):
     results, metrics = clean_day_results
     assert f'driftline_check_status{{check="{name}",model="offer-ctr"}}' in metrics
-    from prometheus_client.parser import text_string_to_metric_families
-
-    series = {(s.name, tuple(sorted(s.labels.items()))) for family in text_string_to_metric_families(metrics)
-              for s in family.samples}
-    for point in results[name].metrics:  # label order is the exporter's (sorted), so compare as sets
-        labels = tuple(sorted({"check": name, "model": "offer-ctr", **dict(point.labels)}.items()))
-        assert (f"driftline_{point.name}", labels) in series
+    declared = set(get_check(name).exports)
+    assert {p.name for p in results[name].metrics} <= declared, "a result exports only what its check declares"
+    for point in results[name].metrics:
+        pairs = sorted([("check", name), ("model", "offer-ctr"), *point.labels])  # exposition sorts label names
+        labels = ",".join(f'{k}="{v}"' for k, v in pairs)
+        assert f"driftline_{point.name}{{{labels}}}" in metrics
 
 
 def _plain(value):

@@ -11,8 +11,8 @@ import pytest
 from sklearn.metrics import log_loss as sk_log_loss
 from sklearn.metrics import roc_auc_score
 
-from retrain.evaluate import (Gates, Metrics, apply_gates, auc, calibration_ratio, evaluate, log_loss,
-                              normalized_entropy)
+from retrain.evaluate import (Gates, Metrics, apply_gates, auc, calibration_ratio, evaluate, evaluate_heads,
+                              gate_heads, head_targets, log_loss, normalized_entropy)
 from retrain.report import reliability_points, roc_points, write_report
 
 
@@ -158,3 +158,64 @@ def test_report_html_and_json(holdout, tmp_path):
 def test_metrics_record_is_plain_json():
     record = Metrics.of(np.array([0, 1, 0, 1]), np.array([0.1, 0.8, 0.3, 0.6]))
     assert record.auc == 1.0 and json.loads(json.dumps(record.to_dict()))["rows"] == 4
+
+
+# -- every head of a multi-task model --------------------------------------------------------
+
+def _click_conversion(n: int = 60_000, seed: int = 4):
+    rng = np.random.default_rng(seed)
+    os_ = rng.choice(["android", "ios"], n)
+    p_ctr = 1 / (1 + np.exp(-rng.normal(-2.5, 1.0, n)))
+    p_cvr = 1 / (1 + np.exp(-rng.normal(-1.5, 1.0, n)))
+    click = rng.random(n) < p_ctr
+    conversion = click & (rng.random(n) < p_cvr)
+    frame = pd.DataFrame({"os": os_, "click": click.astype(np.int8), "conversion": conversion.astype(np.int8)})
+    return frame, {"ctr": p_ctr, "cvr": p_cvr, "ctcvr": p_ctr * p_cvr}
+
+
+def test_head_targets_cvr_on_clicks_ctcvr_on_all_rows():
+    frame = pd.DataFrame({"click": [1, 1, 0, 0], "conversion": [1, 0, 0, 0], "y2": [0, 1, 1, 0]})
+    labels = ("click", "conversion")
+    mask, y = head_targets(frame, labels, "cvr")
+    assert mask.tolist() == [True, True, False, False] and y[mask].tolist() == [1, 0]
+    mask, y = head_targets(frame, labels, "ctcvr")
+    assert mask.all() and y.tolist() == [1, 0, 0, 0]
+    assert head_targets(frame, labels, "ctr")[1].tolist() == [1, 1, 0, 0]
+    assert head_targets(frame, ("click", "y2"), "y2")[1].tolist() == [0, 1, 1, 0]  # an independent task
+    assert head_targets(frame, labels, "unknown") is None
+
+
+def test_a_candidate_broken_on_one_head_is_rejected_naming_it():
+    frame, truth = _click_conversion()
+    labels = ("click", "conversion")
+    production = evaluate_heads(frame, labels, truth, ["os"], 1000)
+    assert set(production) == {"click", "cvr", "ctcvr"}
+    assert production["cvr"].overall.rows == int(frame["click"].sum())  # CVR only where defined
+    same = gate_heads(evaluate_heads(frame, labels, truth, ["os"], 1000), production, Gates())
+    assert same.passed, same.reasons
+    # The conversion head learnt nothing (shuffled conversions): CTR as good as production.
+    rng = np.random.default_rng(5)
+    broken = dict(truth, cvr=rng.permutation(truth["cvr"]) * 0.02)
+    broken["ctcvr"] = truth["ctr"] * broken["cvr"]
+    decision = gate_heads(evaluate_heads(frame, labels, broken, ["os"], 1000), production,
+                          Gates(protected_segments=("os",)))
+    assert not decision.passed
+    failing = {c.head for c in decision.checks if not c.passed}
+    assert failing == {"cvr", "ctcvr"}, decision.reasons
+    assert any(r.startswith("ctcvr: log_loss (overall)") for r in decision.reasons)
+    assert any(r.startswith("ctcvr: calibration_ratio (overall)") for r in decision.reasons)
+    assert any(r.startswith("cvr: auc (os=") for r in decision.reasons)
+    # A head production serves and the candidate lacks is a reason too.
+    single = gate_heads(evaluate_heads(frame, labels, {"ctr": truth["ctr"]}), production, Gates())
+    assert not single.passed and any(r.startswith("ctcvr: production predicts this head") for r in single.reasons)
+
+
+def test_calibration_tolerance_widens_with_few_positives():
+    frame, truth = _click_conversion(n=4000, seed=6)
+    y = frame["click"].to_numpy() * frame["conversion"].to_numpy()
+    positives = int(y.sum())
+    assert 10 < positives < 100
+    off = truth["ctcvr"] / calibration_ratio(y, truth["ctcvr"]) * 1.15  # 15% over: noise at this size
+    ev = evaluate(frame, y, off)
+    assert apply_gates(ev, None, Gates(max_calibration_error=0.1)).passed
+    assert not apply_gates(ev, None, Gates(max_calibration_error=0.1, calibration_noise_z=0)).passed

@@ -24,6 +24,7 @@ from retrain.infra_validate import infra_validate
 from retrain.lightgbm_trainer import LightGBMModel
 from retrain.pipeline import import_model, registry_for, run_retrain
 from retrain.triggers import decide, schedule_due, sustained_alert
+from trainer_plugins import plugins  # noqa: F401  (fixture)
 
 NOW = datetime(2030, 1, 1, tzinfo=timezone.utc)  # long after the world: every label has arrived
 
@@ -89,6 +90,8 @@ def test_a_retrained_candidate_passes_and_is_promoted(setup, retrained):
     assert meta["metrics"]["candidate"]["auc"] > 0.6 and meta["metrics"]["production"]["auc"] > 0.6
     assert meta["code_version"].startswith("driftline") and meta["trigger"] == "test"
     assert meta["infra"]["passed"] and meta["infra"]["max_abs_diff"] == 0.0
+    training = meta["training"]  # what LightGBM built: trees up to the best validation round
+    assert training["trees"] == training["best_iteration"] >= 1 and training["rounds_run"] >= training["trees"]
     version_dir = setup.registry.path("offer-ctr", good.version)
     report = json.loads((version_dir / "evaluation.json").read_text())
     assert report["candidate"]["segments"]["os"] and "slot=1" in {c["scope"] for c in report["gates"]["checks"]}
@@ -299,3 +302,98 @@ def test_serve_schedules_the_retrain_check_for_models_with_a_policy(tmp_path):
         assert service.health()["status"] == "ok"  # a retrain that cannot train (no labels) does not stop it
     finally:
         service.stop()
+
+
+# -- trainers named on the command line: their own params, plugins isolated ------------------
+
+def test_trainer_params_of_another_trainer_start_from_its_defaults():
+    from retrain.pipeline import trainer_params
+
+    configured = {"num_threads": 1, "num_boost_round": 200}
+    assert trainer_params("lightgbm", configured, "lightgbm", None) == configured
+    assert trainer_params("lightgbm", configured, "lightgbm", {"num_boost_round": 5}) == {
+        "num_threads": 1, "num_boost_round": 5}
+    assert trainer_params("lightgbm", configured, "dcn_v2", {"epochs": 1}) == {"epochs": 1}
+    assert trainer_params("lightgbm", configured, "recalibrate", None) == {}
+
+
+def test_cli_another_trainer_on_a_lightgbm_config_trains(setup, tmp_path):
+    # retrain.params holds LightGBM-only keys: dcn_v2 must not be handed them.
+    raw = _raw_config(setup.world, setup.workdir, registry=str(tmp_path / "registry"),
+                      params={"num_threads": 1, "num_boost_round": 50, "min_data_in_leaf": 100})
+    path = setup.workdir / "retrain-lgb-params.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    result = CliRunner().invoke(app, [
+        "retrain", "--config", str(path), "--trainer", "dcn_v2", "--no-promote", "--format", "json",
+        "--window", "2024-05-19/2024-06-10", "--param", "epochs=1", "--param", "embedding_dim=4",
+        "--param", "deep_layers=[16]", "--param", "cross_layers=1"])
+    assert result.exit_code == 0, result.stderr
+    out = json.loads(result.stdout)
+    meta = ModelRegistryFor(tmp_path).metadata("offer-ctr", out["version"])
+    assert meta["trainer"] == "dcn_v2" and meta["params"]["epochs"] == 1 and "num_boost_round" not in meta["params"]
+    # Small window, batch from the data: many steps per epoch, not one.
+    assert meta["training"]["batch_size"] * 16 <= meta["data_window"]["train_rows"]
+
+
+def ModelRegistryFor(tmp_path):  # noqa: N802
+    from retrain.registry import ModelRegistry
+
+    return ModelRegistry(tmp_path / "registry")
+
+
+def test_cli_broken_plugins_are_one_line_errors_and_leave_lightgbm_working(setup, plugins, tmp_path):
+    base = ["retrain", "--config", str(setup.config_path), "--window", "2024-05-19/2024-06-10", "--no-promote",
+            "--registry", str(tmp_path / "registry")]
+    assert "trainer plugin 'broken' (dl_test_broken:Trainer" in _bad([*base, "--trainer", "broken"])
+    assert "does not implement load" in _bad([*base, "--trainer", "halfdone"])
+    assert "trainer 'explodes' failed in fit: ZeroDivisionError" in _bad([*base, "--trainer", "explodes"])
+    result = CliRunner().invoke(app, [*base, "--trainer", "lightgbm", "--param", "num_boost_round=20",
+                                      "--format", "json"])
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout)["trainer"] == "lightgbm"
+
+
+# -- every head of a multi-task model is gated ----------------------------------------------
+
+def shuffled_conversions(data: Dataset) -> Dataset:
+    """Conversions permuted over all rows: the CVR head learns nothing, CTR is untouched."""
+    frame = data.frame.copy()
+    frame["conversion"] = np.random.default_rng(0).permutation(frame["conversion"].to_numpy())
+    return Dataset(frame, data.features, data.labels)
+
+
+ESMM = {"epochs": 2, "embedding_dim": 4, "deep_layers": [32], "cross_layers": 0, "min_category_count": 1}
+
+
+def test_an_esmm_with_shuffled_conversions_is_rejected_naming_the_head(setup, tmp_path):
+    raw = _raw_config(setup.world, setup.workdir, registry=str(tmp_path / "registry"), trainer="esmm",
+                      labels=["click", "conversion"], params=ESMM)
+    config = parse_config(raw, "esmm.yaml", setup.workdir)
+    good = run_retrain(config, window=setup.window, now=NOW, trigger="test")
+    registry = registry_for(config, config.models[0])
+    if not good.promoted:  # it has nothing to beat; the floors alone may be noisy on ~25 conversions
+        registry.promote("offer-ctr", good.version, force=True)
+    assert set(good.head_metrics) == {"click", "cvr", "ctcvr"}
+    bad = run_retrain(config, window=setup.window, now=NOW, trigger="test", prepare=shuffled_conversions)
+    assert not bad.passed and not bad.promoted and registry.production("offer-ctr") == good.version
+    failing = {r.split(":", 1)[0] for r in bad.reasons}
+    assert "ctcvr" in failing and failing <= {"click", "cvr", "ctcvr"}, bad.reasons  # every reason names its head
+    assert any(r.startswith("ctcvr: calibration_ratio (overall)") for r in bad.reasons), bad.reasons
+    # Both the version's metadata and its evaluation report hold every head's metrics.
+    meta = registry.metadata("offer-ctr", bad.version)
+    ctcvr = meta["metrics"]["heads"]["ctcvr"]
+    assert ctcvr["candidate"]["calibration_ratio"] < 0.5 and ctcvr["production"]["positives"] > 0
+    assert meta["metrics"]["heads"]["cvr"]["candidate"]["rows"] == meta["metrics"]["heads"]["click"]["candidate"][
+        "positives"]  # CVR is scored on the clicked rows only
+    report = json.loads((registry.path("offer-ctr", bad.version) / "evaluation.json").read_text())
+    assert set(report["heads"]) == {"click", "cvr", "ctcvr"} and report["heads"]["ctcvr"]["production"]
+    assert "ctcvr" in (registry.path("offer-ctr", bad.version) / "evaluation.html").read_text()
+    # And the CLI's summary shows every head beside production's.
+    from rich.console import Console
+
+    from monitor.commands.retrain import _print_result
+
+    console = Console(record=True, width=200)
+    _print_result(console, bad)
+    printed = console.export_text()
+    assert "every head" in printed and all(head in printed for head in ("click", "cvr", "ctcvr"))

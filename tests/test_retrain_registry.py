@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from retrain.registry import ModelRegistry, Push, RegistryError
+from retrain.registry import ModelRegistry, Push, RegistryError, owner_token, remove_stale
 
 
 def _artifact(text: str):
@@ -184,3 +184,55 @@ def test_a_kill_during_promotion_leaves_the_registry_consistent(tmp_path, step, 
     assert registry.production("ctr") == 2 and (serving / "ctr" / "2" / "weights.txt").read_text() == "w2"
     assert registry.rollback("ctr")["version"] == 1
     assert os.listdir(registry.path("ctr", 2))
+    # What the killed writer left (staging dir, pointer temp file, half push) is gone.
+    leftovers = [p.name for d in (registry.root / "ctr", serving / "ctr") if d.exists() for p in d.iterdir()
+                 if p.name.startswith((".staging-", ".production.json.", ".push-"))]
+    assert leftovers == []
+
+
+PROMOTER = r"""
+import sys
+from retrain.registry import ModelRegistry
+root, first = sys.argv[1], int(sys.argv[2])
+registry = ModelRegistry(root)
+for version in range(first, 81, 2):
+    registry.promote("ctr", version)
+"""
+
+
+def test_concurrent_promotions_keep_the_whole_rollback_history(tmp_path):
+    registry = ModelRegistry(tmp_path / "registry")
+    for i in range(1, 81):
+        registry.create_version("ctr", _artifact(f"w{i}"), {"trainer": "t"})
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+    procs = [subprocess.Popen([sys.executable, "-c", PROMOTER, str(registry.root), str(first)], env=env,
+                              stderr=subprocess.PIPE, text=True) for first in (1, 2)]
+    for proc in procs:
+        assert proc.wait(timeout=300) == 0, proc.stderr.read()
+    pointer = registry.pointer("ctr")
+    # 80 promotions of 80 distinct versions: the current one and 79 earlier ones, none lost.
+    assert len(pointer["previous"]) == 79
+    assert sorted([*pointer["previous"], pointer["version"]]) == list(range(1, 81))
+    assert len([e for e in registry.events("ctr") if e["event"] == "promoted"]) == 80
+
+
+def test_leftovers_of_dead_writers_are_removed_and_live_ones_kept(tmp_path):
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead_pid = int(dead.stdout)
+    token = owner_token()
+    _, _, host = token.split("-", 2)
+    made = {
+        "dead": tmp_path / f".staging-{'a' * 32}-{dead_pid}-{host}",
+        "alive": tmp_path / f".staging-{'b' * 32}-{os.getpid()}-{host}",
+        "other_host_new": tmp_path / f".staging-{'c' * 32}-{dead_pid}-elsewhere",
+        "other_host_old": tmp_path / f".staging-{'d' * 32}-{dead_pid}-elsewhere",
+        "unrelated": tmp_path / "keep-me",
+    }
+    for path in made.values():
+        path.mkdir()
+    (made["dead"] / "weights.txt").write_text("half")
+    os.utime(made["other_host_old"], (0, 0))
+    removed = remove_stale(tmp_path, (".staging-",))
+    assert sorted(p.name for p in removed) == sorted([made["dead"].name, made["other_host_old"].name])
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        [made["alive"].name, made["other_host_new"].name, "keep-me"])

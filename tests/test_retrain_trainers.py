@@ -3,16 +3,19 @@ scikit-learn's IsotonicRegression and LogisticRegression; LightGBM's own text mo
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 import pandas as pd
 import pytest
 
 from core.errors import ConfigError
 from retrain import base
-from retrain.base import Dataset, FeatureSet, TrainingError, get_trainer, known_trainers, load_model
+from retrain.base import Dataset, FeatureSet, PluginError, TrainingError, get_trainer, known_trainers, load_model
 from retrain.encoding import NumericScaler, Vocabulary, as_text
 from retrain.evaluate import auc, calibration_ratio
 from retrain.recalibrate import fit_isotonic, fit_platt
+from trainer_plugins import plugins  # noqa: F401  (fixture)
 
 FEATURES = FeatureSet(("x", "price"), ("colour", "device"))
 
@@ -69,30 +72,31 @@ def test_bad_params_are_named():
         get_trainer("dcn_v2").validate_params({"structure": "sideways"})
 
 
-def test_entry_point_trainers_are_loaded(monkeypatch):
-    class Outside(base.Trainer):
-        def fit(self, train, valid, params, progress=None, base=None):  # pragma: no cover
-            raise NotImplementedError
+def test_entry_point_trainers_load_one_at_a_time(plugins):
+    # Listing names every plugin and imports none of them (one of them cannot be imported).
+    assert {"outside", "broken", "halfdone", "explodes", "lightgbm"} <= set(known_trainers())
+    assert "dl_test_broken" not in sys.modules
+    assert type(get_trainer("outside")).__name__ == "Outside" and get_trainer("outside").name == "outside"
+    # A broken plugin leaves every other trainer working.
+    assert type(get_trainer("lightgbm")).__name__ == "LightGBMTrainer"
+    assert "dl_test_broken" not in sys.modules
 
-        def load(self, directory, header):  # pragma: no cover
-            raise NotImplementedError
 
-    class Entry:
-        name = "outside"
+@pytest.mark.parametrize("name, message", [
+    ("broken", r"trainer plugin 'broken' \(dl_test_broken:Trainer, from driftline-test-plugins\) failed to load: "
+               r"ModuleNotFoundError: No module named 'a_module_that_is_not_installed_anywhere'"),
+    ("halfdone", r"trainer plugin 'halfdone' \(dl_test_half:Half, .*\) does not implement load"),
+])
+def test_a_broken_plugin_is_one_error_naming_it(plugins, name, message):
+    with pytest.raises(PluginError, match=message) as caught:
+        get_trainer(name)
+    assert "\n" not in str(caught.value)
 
-        def load(self):
-            return Outside
 
-    import importlib.metadata
-
-    monkeypatch.setattr(importlib.metadata, "entry_points",
-                        lambda group=None: [Entry()] if group == "driftline.trainers" else [])
-    monkeypatch.delitem(base._TRAINERS, "outside", raising=False)
-    try:
-        assert "outside" in known_trainers()
-        assert isinstance(get_trainer("outside"), Outside)
-    finally:
-        base._TRAINERS.pop("outside", None)
+def test_a_plugin_raising_in_fit_is_one_error_naming_it(plugins, splits):
+    train, valid, _ = splits
+    with pytest.raises(TrainingError, match=r"^trainer 'explodes' failed in fit: ZeroDivisionError: the plugin"):
+        base.run_fit(get_trainer("explodes"), train, valid, None)
 
 
 @pytest.mark.parametrize("labels, message", [

@@ -258,3 +258,25 @@ def test_a_lost_claim_records_nothing_and_queues_no_alert(setup):
     with store.engine.connect() as connection:
         assert connection.execute(select(func.count()).select_from(outbox)).scalar() == 0
     assert ledger.rows()[0]["state"] == "running"
+
+
+def test_a_stopping_service_does_not_wait_for_a_running_check(setup):
+    """SIGTERM during a long check: the worker returns at once ("interrupted"), the window stays
+    claimed until the shutdown releases it, and the next start runs it again."""
+    runner, schedule, clock, executor, ledger, _ = setup({"max_backfill_windows": 0})
+    executor.gate = threading.Event()
+    outcome: list[str] = []
+    worker = threading.Thread(target=lambda: outcome.append(runner.run_window("m", "fake", hour(9), hour(10),
+                                                                              schedule=schedule)))
+    worker.start()
+    assert executor.entered.wait(10)
+    runner.stopping.set()
+    worker.join(20)  # generous: the check itself would block for 30 s on its gate
+    try:
+        assert not worker.is_alive() and outcome == ["interrupted"]
+        assert states(ledger) == {10: "running"}
+        ledger.release_own(clock())  # what the service's teardown does
+        runner.stopping.clear()
+        assert ledger.claim("m", "fake", hour(9), hour(10), lease=timedelta(seconds=30), now=clock()) is not None
+    finally:
+        executor.gate.set()

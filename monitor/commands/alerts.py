@@ -9,7 +9,7 @@ import typer
 def register(app: typer.Typer, check_app: typer.Typer) -> None:
     from monitor.cli import OutputFormat
 
-    alerts_app = typer.Typer(help="Alert routes, the outbox and test messages.", no_args_is_help=True)
+    alerts_app = typer.Typer(rich_markup_mode=None, help="Alert routes, the outbox and test messages.", no_args_is_help=True)
     app.add_typer(alerts_app, name="alerts")
     config_option = typer.Option(..., "--config", help="The driftline YAML config.")
 

@@ -55,25 +55,9 @@ def register(app: typer.Typer, check_app: typer.Typer) -> None:
 
 
 def _print(result) -> None:
-    from rich.table import Table
-
     from monitor.cli import out
+    from monitor.commands.tables import render_labelled, result_notes
 
-    details = result.details
-    table = Table(title=f"calibration of {details['prediction']} vs {details['label']}: {result.status}",
-                  title_justify="left")
-    for column in ("group", "rows", "clicks", "predicted", "ratio", "95% interval", "vs reference", "ECE", "Brier",
-                   "status"):
-        table.add_column(column, justify="left" if column in ("group", "status") else "right")
-
-    def fmt(value, digits=3):
-        return "-" if value is None or value != value else ("inf" if value == float("inf") else f"{value:.{digits}f}")
-
-    groups = [("overall", details["overall"])] + [(f"{s['segment']}={s['value']}", s) for s in details["segments"]]
-    for name, g in groups:
-        table.add_row(name, str(g["count"]), fmt(g["positives"], 0), fmt(g["predicted_positives"], 1),
-                      fmt(g["calibration_ratio"]), f"[{fmt(g['ci_low'])}, {fmt(g['ci_high'])}]",
-                      fmt(g.get("relative_ratio")), fmt(g["ece"], 4), fmt(g["brier"], 4), g["status"])
-    out.print(table)
-    for note in details.get("tolerance_notes", []):
-        out.print(note, highlight=False)
+    render_labelled(result, out, every=True)
+    for note in result_notes(result):
+        out.print(f"  {note}", markup=False, highlight=False, style="yellow")

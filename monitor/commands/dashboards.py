@@ -57,7 +57,7 @@ def _why(exc) -> str:
 def register(app: typer.Typer, check_app: typer.Typer) -> None:
     from monitor.cli import _fail, out
 
-    dashboards_app = typer.Typer(help="Grafana dashboards generated from code (dashboards/generate.py).",
+    dashboards_app = typer.Typer(rich_markup_mode=None, help="Grafana dashboards generated from code (dashboards/generate.py).",
                                  no_args_is_help=True)
     app.add_typer(dashboards_app, name="dashboards")
 

@@ -48,7 +48,7 @@ def register(app: typer.Typer, check_app: typer.Typer) -> None:
     from monitor.cli import _fail, out
     from core.errors import DriftlineError
 
-    db_app = typer.Typer(help="The results store's schema (Alembic migrations).", no_args_is_help=True)
+    db_app = typer.Typer(rich_markup_mode=None, help="The results store's schema (Alembic migrations).", no_args_is_help=True)
     app.add_typer(db_app, name="db")
 
     config_option = typer.Option(None, "--config", help="The driftline YAML config (its store.url).")

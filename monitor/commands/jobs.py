@@ -26,6 +26,17 @@ def _text(value) -> str:
     return str(value)
 
 
+def next_wake_up(schedule, now):
+    """The next fire time, or None once it would close a window after the schedule's `end`."""
+    from monitor.scheduling import utc
+
+    upcoming = schedule.trigger().get_next_fire_time(None, now)
+    end = schedule.config.end
+    if upcoming is not None and end is not None and schedule.end_for(upcoming) > utc(end):
+        return None
+    return upcoming
+
+
 def _dump(rows: list[dict]) -> None:
     sys.stdout.write(json.dumps(rows, indent=2, default=lambda v: v.isoformat() if hasattr(v, "isoformat") else str(v))
                      + "\n")
@@ -34,7 +45,7 @@ def _dump(rows: list[dict]) -> None:
 def register(app: typer.Typer, check_app: typer.Typer) -> None:
     from monitor.cli import OutputFormat
 
-    jobs_app = typer.Typer(help="Scheduled jobs and the run ledger.", no_args_is_help=True)
+    jobs_app = typer.Typer(rich_markup_mode=None, help="Scheduled jobs and the run ledger.", no_args_is_help=True)
     app.add_typer(jobs_app, name="jobs")
     config_option = typer.Option(..., "--config", help="The driftline YAML config.")
     format_option = typer.Option(OutputFormat.table, "--format", help="table or json.")
@@ -56,7 +67,7 @@ def register(app: typer.Typer, check_app: typer.Typer) -> None:
                 rows = []
                 for schedule in schedules_of(cfg):
                     latest = ledger.latest(schedule.model, schedule.check, schedule.grid) or {}
-                    upcoming = schedule.trigger().get_next_fire_time(None, now)
+                    upcoming = next_wake_up(schedule, now)
                     rows.append({"job": schedule.job_id, "model": schedule.model, "check": schedule.check,
                                  "schedule": schedule.describe(), "next_wake_up": upcoming,
                                  "latest_window_end": latest.get("window_end"), "latest_state": latest.get("state"),
@@ -71,7 +82,8 @@ def register(app: typer.Typer, check_app: typer.Typer) -> None:
         for column in ("model", "check", "schedule", "next wake-up", "latest window end", "state", "result"):
             table.add_column(column)
         for row in rows:
-            table.add_row(row["model"], row["check"], row["schedule"], _text(row["next_wake_up"]),
+            table.add_row(row["model"], row["check"], row["schedule"],
+                          _text(row["next_wake_up"]) if row["next_wake_up"] else "none (schedule ended)",
                           _text(row["latest_window_end"]), _text(row["latest_state"]), _text(row["latest_result"]))
         out.print(table)
 

@@ -29,8 +29,8 @@ def register(app: typer.Typer, check_app: typer.Typer) -> None:
         import sys
 
         from checks.quality import quality_between
-        from monitor.cli import _exit_code, _fail, _print_result_table, one_off_engine, out
         from core.errors import DriftlineError
+        from monitor.cli import _exit_code, _fail, _print_result_table, one_off_engine
 
         try:
             result = quality_between(current, reference, str(suite) if suite else None,
@@ -42,8 +42,4 @@ def register(app: typer.Typer, check_app: typer.Typer) -> None:
             sys.stdout.write(json.dumps(result.to_dict(), indent=2) + "\n")
         else:
             _print_result_table(result)
-            details = result.details
-            out.print(f"{details['expectations_failed']} of {details['expectations_total']} expectations failed on "
-                      f"{details['validated_rows']} of {details['window_rows']} rows"
-                      + (" (uniform sample)" if details["sampled"] else ""))
         raise typer.Exit(_exit_code([f.status for f in result.features] + [result.status], fail_on))

@@ -48,7 +48,7 @@ def _params(items: list[str]) -> dict | None:
 def register(app: typer.Typer, check_app: typer.Typer) -> None:
     from monitor.cli import OutputFormat
 
-    models_app = typer.Typer(help="The model registry: versions, production pointer, rollback.", no_args_is_help=True)
+    models_app = typer.Typer(rich_markup_mode=None, help="The model registry: versions, production pointer, rollback.", no_args_is_help=True)
     app.add_typer(models_app, name="models")
     config_opt = typer.Option(None, "--config", help="The driftline YAML config (locates the registry).")
     registry_opt = typer.Option(None, "--registry", help="Registry directory (instead of --config).")
@@ -60,7 +60,7 @@ def register(app: typer.Typer, check_app: typer.Typer) -> None:
         trainer: Optional[str] = typer.Option(None, help="Trainer (default: retrain.trainer in the config)."),
         window: Optional[str] = typer.Option(
             None, help="START/END (END exclusive); default: the sliding training window."),
-        param: list[str] = typer.Option([], help="Trainer parameter KEY=VALUE (repeatable), replacing retrain.params."),
+        param: list[str] = typer.Option([], help="Trainer parameter KEY=VALUE (repeatable), over retrain.params (over the defaults with --trainer of another trainer)."),
         promote: bool = typer.Option(True, "--promote/--no-promote", help="Promote the candidate if it passes."),
         registry: Optional[Path] = registry_opt,
         when_due: bool = typer.Option(False, "--when-due", help="Only if the schedule or the alert policy says so."),
@@ -92,7 +92,8 @@ def register(app: typer.Typer, check_app: typer.Typer) -> None:
                 finally:
                     store.close()
                 if not decision.due:
-                    out.print(f"retrain not due: {decision.reason}")
+                    reason = decision.reason if decision.reason.startswith("not due") else f"not due: {decision.reason}"
+                    out.print(f"retrain {reason}", markup=False, highlight=False)
                     raise typer.Exit(0)
                 trigger = f"{decision.trigger}: {decision.reason}"
             with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
@@ -111,6 +112,8 @@ def register(app: typer.Typer, check_app: typer.Typer) -> None:
                                      progress=progress, log=log, trigger=trigger)
         except DriftlineError as exc:
             _fail(str(exc))
+        if result is None:  # a torchrun process other than rank 0: rank 0 reports
+            raise typer.Exit(0)
         if output_format is OutputFormat.json:
             sys.stdout.write(json.dumps(result.to_dict(), indent=2, default=str) + "\n")
         else:
@@ -231,5 +234,15 @@ def _print_result(out, result) -> None:
         table.add_row(metric, "-" if c is None else f"{c:.4f}" if isinstance(c, float) else str(c),
                       "-" if p is None else f"{p:.4f}" if isinstance(p, float) else str(p))
     out.print(table)
+    if len(result.head_metrics) > 1:
+        heads = Table(title="holdout, every head (candidate / production)", title_justify="left")
+        for column in ("head", "rows", "auc", "log_loss", "calibration_ratio"):
+            heads.add_column(column, justify="left" if column == "head" else "right")
+        fmt = lambda v: "-" if v is None else f"{v:.4f}"  # noqa: E731
+        for head, both in result.head_metrics.items():
+            c, p = both["candidate"], both.get("production") or {}
+            heads.add_row(head, str(c["rows"]), *(f"{fmt(c[m])} / {fmt(p.get(m))}"
+                                                  for m in ("auc", "log_loss", "calibration_ratio")))
+        out.print(heads)
     out.print(f"production: v{result.production_after or '-'} (was v{result.production_before or '-'})")
     out.print(f"report: {result.report_html}")

@@ -3,7 +3,9 @@
 The registry starts from the world's own model (version 1, in production). A LightGBM
 candidate retrained on the recent window passes the gates and is promoted; a candidate
 deliberately trained on shuffled labels is registered, rejected, and the reasons are
-reported. The demo registry is rebuilt on every run so the story is the same each time.
+reported. A registry that already holds versions of the model (an earlier demo run, or the
+user's own retrains, promotions and rollbacks) is kept as it is: the act is not replayed, and
+the demo says so (delete the registry directory to replay it).
 """
 
 from __future__ import annotations
@@ -51,13 +53,26 @@ def shuffled_labels(data: Dataset) -> Dataset:
     return Dataset(frame, data.features, data.labels)
 
 
-def retrain_demo(world: World, config: Config, progress: Callable[[str], None]) -> dict:
+def retrain_demo(world: World, config: Config, progress: Callable[[str], None],
+                 previous: dict | None = None) -> dict:
     from retrain.lightgbm_trainer import LightGBMModel
     from retrain.pipeline import import_model, registry_for, run_retrain
 
     model = config.models[0]
     registry = registry_for(config, model)
-    shutil.rmtree(registry.root / model.name, ignore_errors=True)
+    versions = registry.versions(model.name) if (registry.root / model.name).exists() else []
+    if versions:
+        kept = {"registry": _shown(registry.root, config.base_dir), "kept": True,
+                "versions": versions, "production": registry.production(model.name)}
+        if previous and not previous.get("kept"):
+            kept["first_run"] = previous  # what the act did when it ran
+        elif previous and previous.get("first_run"):
+            kept["first_run"] = previous["first_run"]
+        progress(f"retrain: registry {kept['registry']}/{model.name} kept as it is (versions "
+                 f"{', '.join(map(str, versions))}; production v{kept['production']}); delete it to replay "
+                 "the retraining act")
+        return kept
+    shutil.rmtree(registry.root / model.name, ignore_errors=True)  # a half-written one (no versions)
     manifest = world.manifest()
     features = FeatureSet(tuple(manifest["numeric_features"]), tuple(manifest["categorical_features"]))
     current = LightGBMModel.from_file(world.model_path, features, manifest["vocabulary"], ("click",))
@@ -84,9 +99,18 @@ def retrain_demo(world: World, config: Config, progress: Callable[[str], None]) 
             "production": registry.production(model.name)}
 
 
+def _shown(path: Path, base: Path) -> str:
+    return str(path.relative_to(base)) if path.is_relative_to(base) else str(path)
+
+
 def summary_line(section: dict) -> str:
     """One line for the demo's printed summary."""
     from rich.markup import escape
+
+    if section.get("kept"):
+        return (f"retrain: registry {escape(section['registry'])} kept as it is (versions "
+                f"{', '.join(map(str, section['versions']))}, production v{section['production']}); "
+                "delete it to replay the retraining act")
 
     good, bad = section["candidate"], section["damaged"]
     verdict = ("[green]promoted[/]" if good["promoted"]

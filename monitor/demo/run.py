@@ -77,17 +77,28 @@ def demo_config(world: World, workdir: Path) -> dict:
                     "label_maturity": {"enabled": True, "label": "click", "arrival_column": "label_ts",
                                        "horizon_hours": 48, "segment": "device", "min_curve_positives": 100},
                 },
-                # Bounded to the world's serving days: `demo --serve` adopts the backfilled windows
-                # instead of scheduling empty windows after the world ends.
-                "schedules": [{"check": name, "cron": "5 0 * * *", "window": "1d",
-                               "start": world.serving_start.isoformat(),
-                               "end": (world.serving_start + timedelta(days=world.serving_days)).isoformat()}
-                              for name in ("data_drift", "prediction_drift")],
+                # Every enabled check runs daily through the run ledger, bounded to the world's
+                # serving days (`demo` backfills them; `demo --serve` finds them done). Label checks
+                # wait a day after the window closes (the conversion label's delay).
+                "schedules": demo_schedules(world, CHECKS_RUN_DAILY),
                 "alerts": [{"sink": "log", "min_severity": "alert"}],
                 "retrain": retrain_config(world),
             }
         ],
     }
+
+
+CHECKS_RUN_DAILY = ("data_drift", "prediction_drift", "data_quality", "train_serve_skew", "calibration",
+                    "performance", "concept_drift", "attribution_drift")
+LABEL_CHECKS = ("calibration", "performance", "concept_drift", "attribution_drift")
+
+
+def demo_schedules(world: World, checks) -> list[dict]:
+    start = world.serving_start
+    end = world.serving_start + timedelta(days=world.serving_days)
+    return [{"check": name, "cron": "5 0 * * *", "window": "1d", "start": start.isoformat(), "end": end.isoformat(),
+             "max_backfill_windows": world.serving_days, **({"delay": "1d"} if name in LABEL_CHECKS else {})}
+            for name in checks]
 
 
 def scored_reference_path(world: World) -> Path:
@@ -124,11 +135,19 @@ def write_scored_reference(world: World) -> Path:
 
 def run_demo(workdir: Path, seed: int = 7, rows_per_day: int = 20_000,
              progress: Callable[[str], None] | None = None) -> dict:
+    from monitor.demo.jobs import run_week
+
     progress = progress or (lambda message: None)
     workdir = Path(workdir).resolve()
     workdir.mkdir(parents=True, exist_ok=True)
-    progress(f"demo world in {workdir / 'world'}")
+    manifest = workdir / "world" / "world.json"
+    before = manifest.read_text() if manifest.exists() else None
+    progress(f"demo world in {workdir / 'world'} (built once: 14 days of history, a LightGBM model, "
+             "7 days of hourly serving logs)")
     world = ensure_world(workdir / "world", seed=seed, rows_per_day=rows_per_day)
+    if before is not None and manifest.read_text() != before:
+        _forget_old_world(workdir, progress)
+    _forget_unledgered_results(workdir, progress)
     write_scored_reference(world)
     config_path = workdir / "driftline.yaml"
     raw = demo_config(world, workdir)
@@ -136,17 +155,52 @@ def run_demo(workdir: Path, seed: int = 7, rows_per_day: int = 20_000,
     config = parse_config(raw, str(config_path), workdir)
     store = ResultsStore(config.store_url())
     try:
-        runner = ModelRunner(config, config.models[0], store, progress)
-        by_day: dict[str, list] = {}
-        for day in range(world.serving_days):
-            start = world.serving_start + timedelta(days=day)
-            by_day[start.strftime("%Y-%m-%d")] = runner.run(start, start + timedelta(days=1))
+        progress("monitoring the 7 serving days through the scheduler's run ledger, one check at a time")
+        week = run_week(config, store, workdir, progress)
     finally:
         store.close()
-    summary = summarise(world, by_day)
-    summary["retrain"] = retrain_demo(world, config, progress)  # retrain, gate, promote; reject a damaged one
+    summary = summarise(world, week.by_day)
+    summary["jobs"] = {"windows_run": week.ran, "outcomes": week.outcomes,
+                       "windows": sum(len(results) for results in week.by_day.values())}
+    summary["alerts"] = {"delivered": week.delivered, "sink": "log",
+                         "log": str(week.alert_log.relative_to(workdir))}
+    previous = _previous_summary(workdir)
+    summary["retrain"] = retrain_demo(world, config, progress, previous.get("retrain"))
+    from monitor.demo.ranking import run_ranking_demo  # rollouts, exploration and slots: a ranker's own logs
+
+    summary["ranking"] = run_ranking_demo(workdir / "ranking", seed=seed, progress=progress)
     (workdir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary
+
+
+def _previous_summary(workdir: Path) -> dict:
+    try:
+        return json.loads((workdir / "summary.json").read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _forget_unledgered_results(workdir: Path, progress: Callable[[str], None]) -> None:
+    """A store written by a demo from before the run ledger: its windows would only be adopted
+    (no alerts delivered), so the demo's store starts afresh; reports and the registry stay."""
+    previous = _previous_summary(workdir)
+    if previous and "jobs" not in previous and (workdir / "driftline.db").exists():
+        (workdir / "driftline.db").unlink()
+        progress("the results store came from an earlier demo that did not run through the ledger: "
+                 "starting it afresh")
+
+
+def _forget_old_world(workdir: Path, progress: Callable[[str], None]) -> None:
+    """The world was rebuilt (new seed, size or code): results and models of the old one go."""
+    import shutil
+
+    for name in ("driftline.db", "reports", "registry", "alerts.log", "summary.json"):
+        path = workdir / name
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()
+    progress("the demo world was rebuilt: its old results store, reports and registry were removed")
 
 
 def summarise(world: World, by_day: dict[str, list]) -> dict:
