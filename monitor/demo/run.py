@@ -89,7 +89,7 @@ def demo_config(world: World, workdir: Path) -> dict:
 
 
 CHECKS_RUN_DAILY = ("data_drift", "prediction_drift", "data_quality", "train_serve_skew", "calibration",
-                    "performance", "concept_drift", "attribution_drift")
+                    "performance", "concept_drift", "attribution_drift", "id_drift", "label_maturity")
 LABEL_CHECKS = ("calibration", "performance", "concept_drift", "attribution_drift")
 
 
