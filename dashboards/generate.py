@@ -198,6 +198,19 @@ def calibration() -> Dashboard:
                                 " 1 is no better than predicting the average CTR.",
                                 _query(overall("driftline_normalized_entropy"), legend),
                                 steps=_steps((None, "green"), (1, "red"))))
+        .with_panel(_timeseries("Calibration change before labels mature",
+                                "label_maturity: the change of sum(p)/sum(y) vs the reference, on windows whose "
+                                "labels are still arriving, corrected by the learned maturity curve.",
+                                _query(f"max by (model, label) (driftline_label_immature_ratio_change{{{M}}})",
+                                       "{{model}} {{label}}"),
+                                steps=_steps((None, "red"), (0.95, "green"), (1.05, "red"))))
+        .with_panel(_timeseries("Label maturity and arrivals", "Share of the window's eventual positives expected "
+                                "by now, and the KS distance of their arrivals from the maturity curve (a jump: "
+                                "a tracking or attribution break).",
+                                _query(f"max by (model, label) (driftline_label_maturity_share{{{M}}})",
+                                       "maturity {{model}} {{label}}"),
+                                _query(f"max by (model, label) (driftline_label_curve_ks_distance{{{M}}})",
+                                       "arrival KS {{model}} {{label}}", ref="B"), min_value=0))
         .with_panel(_status_timeline("Labelled check status", "Checks other than drift (calibration, "
                                      "performance, concept drift, skew ...).",
                                      f'max by (model, check) ({STATUS_CHECK}{{{M}, check!~".*drift.*"}})'))
@@ -240,6 +253,40 @@ def explainability() -> Dashboard:
                                 _query(f"max by (feature, method) ({importance}{{{M}}} / on (model, method) "
                                        f"group_left sum by (model, method) ({importance}{{{M}}}))",
                                        "{{feature}} ({{method}})"), unit="percentunit", min_value=0))
+    )
+
+
+def id_features() -> Dashboard:
+    """id_drift (checks/id_drift.py): what a CTR model's ID columns serve, from sketches."""
+    selected = '{%s, feature=~"$feature"}' % M
+    legend = "{{model}} {{feature}}"
+
+    def per_column(metric: str) -> Dataquery:
+        return _query(f"max by (model, feature) ({metric}{selected})", legend)
+
+    return (
+        _base("driftline-ids", "driftline / ID features",
+              "Declared ID columns (offer, advertiser, partner, hashed user) vs the reference: traffic on unseen "
+              "and rarely trained (cold-start) IDs, coverage and churn of the top-k head, and each signal's move "
+              "beyond the reference's own holdout baseline (hash collisions included where configured).",
+              feature_variable="driftline_id_unseen_traffic_rate{%s}" % M)
+        .with_panel(_timeseries("Unseen ID traffic", "Share of the window's rows on IDs absent from the reference.",
+                                per_column("driftline_id_unseen_traffic_rate"), unit="percentunit", min_value=0))
+        .with_panel(_timeseries("Cold-start exposure", "Share of the window's rows on IDs the reference holds fewer "
+                                "than cold_start_min_count times (unseen included).",
+                                per_column("driftline_id_cold_start_exposure"), unit="percentunit", min_value=0))
+        .with_panel(_timeseries("Top-k coverage", "Share of the window's rows on the reference's top-k IDs.",
+                                per_column("driftline_id_topk_coverage"), unit="percentunit", min_value=0))
+        .with_panel(_timeseries("Top-k overlap (Jaccard)", "Overlap of the window's and the reference's top-k "
+                                "sets; 1 - Jaccard is the head's churn.",
+                                per_column("driftline_id_topk_jaccard"), min_value=0))
+        .with_panel(_top("Signals beyond baseline", "Each ID signal's move in its bad direction beyond the "
+                         "reference's holdout baseline (unseen_traffic, cold_start, topk_coverage, topk_churn, "
+                         "collision_rate).",
+                         f"topk(10, max by (feature, signal) (driftline_id_signal_excess{selected}))",
+                         "{{feature}} {{signal}}", width=24))
+        .with_panel(_status_timeline("ID check status", "id_drift per model.",
+                                     f'max by (model, check) ({STATUS_CHECK}{{{M}, check="id_drift"}})'))
     )
 
 
@@ -382,6 +429,7 @@ DASHBOARDS = {
     "calibration": calibration,
     "skew": skew,
     "explainability": explainability,
+    "ids": id_features,
     "job-health": job_health,
     "ranking": ranking,
 }

@@ -23,6 +23,9 @@ BUILTIN_CHECK_MODULES = (
     "checks.rollout",       # rollout
     "checks.exploration",   # exploration
     "checks.slots",         # slot_calibration
+    "checks.id_drift",      # id_drift
+    "checks.label_maturity",  # label_maturity
+    "explain.embedding_check",  # embedding_drift
 )
 _loaded = threading.Lock()
 _done = False

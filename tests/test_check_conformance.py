@@ -24,7 +24,7 @@ CHECKS = known_checks()
 
 def test_every_builtin_is_registered():
     assert {"data_drift", "prediction_drift", "data_quality", "calibration", "performance", "concept_drift",
-            "attribution_drift", "train_serve_skew"} <= set(CHECKS)
+            "attribution_drift", "train_serve_skew", "id_drift", "label_maturity", "embedding_drift"} <= set(CHECKS)
 
 
 @pytest.mark.parametrize("name", CHECKS)
@@ -70,7 +70,7 @@ def clean_day_results(small_world, tmp_path_factory):
 
 
 BUILTIN = ["data_drift", "prediction_drift", "data_quality", "calibration", "performance", "concept_drift",
-           "attribution_drift", "train_serve_skew"]
+           "attribution_drift", "train_serve_skew", "id_drift", "label_maturity"]
 
 
 @pytest.mark.parametrize("name", BUILTIN)

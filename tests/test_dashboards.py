@@ -70,9 +70,9 @@ def test_generation_is_deterministic(generated):
     assert build_all() == generated
 
 
-def test_seven_dashboards_each_with_queries_on_the_prometheus_variable(generated):
+def test_eight_dashboards_each_with_queries_on_the_prometheus_variable(generated):
     uids = [d["uid"] for d in generated.values()]
-    assert len(set(uids)) == len(uids) == 7
+    assert len(set(uids)) == len(uids) == 8
     for name, dashboard in generated.items():
         assert dashboard["schemaVersion"] >= 39, name  # Grafana 11 schema
         variables = {v["name"]: v for v in dashboard["templating"]["list"]}

@@ -24,7 +24,8 @@ def _write(tmp_path, world, edit=None):
     return path
 
 
-RANKING = {"rollout", "exploration", "slot_calibration"}  # need a ranker's columns: shown, off
+# Need a ranker's columns (or, embedding_drift, a deep ranker's directory): shown, off.
+RANKING = {"rollout", "exploration", "slot_calibration", "embedding_drift"}
 
 
 @pytest.fixture()

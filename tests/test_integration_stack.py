@@ -130,7 +130,7 @@ def verify_standard_webhook(secret: str, headers: dict, body: bytes) -> bool:
 # The checks whose results feed dashboard panels; the others (data_quality, concept_drift)
 # only add status rows and cost time (Great Expectations).
 PANEL_CHECKS = ("data_drift", "prediction_drift", "calibration", "performance", "attribution_drift",
-                "train_serve_skew")
+                "train_serve_skew", "id_drift", "label_maturity")
 WINDOWS = 4  # serving days 0-3: the last one holds the planted train/serve skew, so drift ends in alert
 
 

@@ -26,7 +26,8 @@ MODEL_NAME = "offer-ctr"
 COVERED_KINDS = {"data_drift", "skew", "concept_drift", "calibration"}
 # Incident kinds a label check's alert stands for even when it names no incident feature
 # (concept_drift names the segments whose residuals moved, e.g. offer_id, os).
-LABEL_CHECK_KINDS = {"calibration": ("calibration",), "performance": ("calibration", "concept_drift")}
+LABEL_CHECK_KINDS = {"calibration": ("calibration",), "performance": ("calibration", "concept_drift"),
+                     "label_maturity": ("calibration",)}
 
 
 def demo_config(world: World, workdir: Path) -> dict:
@@ -70,6 +71,11 @@ def demo_config(world: World, workdir: Path) -> dict:
                                          "training": {"path": str(world.training_examples_path.relative_to(workdir))},
                                          "model_path": str(world.model_path.relative_to(workdir)),
                                          "vocabulary_path": str((world.root / "world.json").relative_to(workdir))},
+                    # Offer and partner IDs: unseen / cold-start traffic, top-k churn (sketches).
+                    "id_drift": {"enabled": True, "columns": ["offer_id", "partner"], "top_k": 20},
+                    # Clicks on windows whose labels are still arriving (label_ts: when each arrived).
+                    "label_maturity": {"enabled": True, "label": "click", "arrival_column": "label_ts",
+                                       "horizon_hours": 48, "segment": "device", "min_curve_positives": 100},
                 },
                 # Every enabled check runs daily through the run ledger, bounded to the world's
                 # serving days (`demo` backfills them; `demo --serve` finds them done). Label checks
@@ -83,7 +89,7 @@ def demo_config(world: World, workdir: Path) -> dict:
 
 
 CHECKS_RUN_DAILY = ("data_drift", "prediction_drift", "data_quality", "train_serve_skew", "calibration",
-                    "performance", "concept_drift", "attribution_drift")
+                    "performance", "concept_drift", "attribution_drift", "id_drift", "label_maturity")
 LABEL_CHECKS = ("calibration", "performance", "concept_drift", "attribution_drift")
 
 
