@@ -164,7 +164,23 @@ def _config(world, workdir: Path, receiver_port: int) -> dict:
         {"sink": "webhook", "name": "hook", "url": f"http://127.0.0.1:{receiver_port}/hook",
          "secret_env": "DRIFTLINE_IT_SECRET", "allow_private": True, "min_severity": "alert"},
     ]
+    raw["models"].append(_ranker(workdir / "ranking"))
     return raw
+
+
+def _ranker(root: Path) -> dict:
+    """The ranking demo's model (slots, two versions, exploration) with its three checks scheduled over
+    the rollout's days, so the Ranking dashboard's panels have series too."""
+    from monitor.demo import ranking
+
+    ranking.build_world(root, rows_per_day=12_000)
+    rolled_out = ranking.START + timedelta(days=ranking.ROLLOUT_DAY)
+    model = ranking.ranking_config(root, ranking.demo_checks(rolled_out))["models"][0]
+    end = ranking.START + timedelta(days=ranking.DAYS)
+    model["schedules"] = [{"check": name, "interval": "1d", "window": "1d", "start": rolled_out.isoformat(),
+                           "end": end.isoformat(), "max_backfill_windows": ranking.DAYS}
+                          for name in ("rollout", "exploration", "slot_calibration")]
+    return model
 
 
 def _absolute_paths(node, base: Path) -> None:
