@@ -183,6 +183,7 @@ class ModelRunner:
 
     def run(self, start: datetime, end: datetime, checks: list[str] | None = None,
             report: bool = True) -> list[CheckResult]:
+        self.model.check_window(start, end)  # unbounded work from one argument is refused, not started
         names = checks or self.model.checks.enabled()
         unknown = [n for n in names if n not in DRIFT_CHECKS]
         for name in unknown:

@@ -334,7 +334,7 @@ class Service:
         from monitor import migrations
         from monitor.alerts.outbox import DeliveryWorker, Outbox
         from monitor.alerts.rules import routes_for
-        from monitor.database import create_store_engine
+        from monitor.database import create_store_engine, store_errors
         from monitor.exporter import DriftlineCollector
         from monitor.http import HttpServer
         from monitor.lock import InstanceLock
@@ -343,7 +343,8 @@ class Service:
         url = self.config.store_url()
         probe = create_store_engine(url)
         try:
-            migrations.check_current(probe)  # never write through a stale schema
+            with store_errors(url):
+                migrations.check_current(probe)  # never write through a stale schema
         finally:
             probe.dispose()
         routes = {m.name: routes_for(m, self.config.base_dir) for m in self.config.models}

@@ -74,12 +74,17 @@ def _naive_utc(moment: datetime) -> datetime:
 class ResultsStore:
     def __init__(self, url: str) -> None:
         self.url = url
-        from monitor.database import create_store_engine
+        from monitor.database import create_store_engine, store_errors
         from monitor.migrations import ensure_schema
 
         self.engine: Engine = create_store_engine(url)
-        # Alembic migrations are the one schema source (monitor/migrations); no create_all.
-        ensure_schema(self.engine)
+        try:
+            with store_errors(url):  # the first connection: a refused or unopenable store is one line
+                # Alembic migrations are the one schema source (monitor/migrations); no create_all.
+                ensure_schema(self.engine)
+        except BaseException:
+            self.engine.dispose()
+            raise
 
     def _insert(self, table: Table):
         if self.engine.dialect.name == "postgresql":

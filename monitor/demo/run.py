@@ -17,6 +17,7 @@ import yaml
 
 from monitor.config import parse_config
 from monitor.demo.world import World, ensure_world
+from monitor.errors import DataSourceError
 from monitor.runner import ModelRunner
 from monitor.store import ResultsStore
 from retrain.demo import retrain_config, retrain_demo
@@ -120,7 +121,10 @@ def run_demo(workdir: Path, seed: int = 7, rows_per_day: int = 20_000,
              progress: Callable[[str], None] | None = None) -> dict:
     progress = progress or (lambda message: None)
     workdir = Path(workdir).resolve()
-    workdir.mkdir(parents=True, exist_ok=True)
+    try:
+        workdir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise DataSourceError(f"{workdir}: cannot create the demo folder ({exc.strerror})") from exc
     progress(f"demo world in {workdir / 'world'}")
     world = ensure_world(workdir / "world", seed=seed, rows_per_day=rows_per_day)
     write_scored_reference(world)
