@@ -163,8 +163,9 @@ class JobRunner:
                 report.adopted += len(plan.adopted)
                 report.waiting = plan.waiting
                 if plan.skipped:
-                    log.warning("%s/%s: %d window(s) beyond max_backfill_windows=%d recorded as skipped",
-                                *pair, len(plan.skipped), schedule.config.max_backfill_windows)
+                    log.warning("%s/%s: %d window(s) beyond max_backfill_windows=%d recorded as skipped%s",
+                                *pair, len(plan.skipped), schedule.config.max_backfill_windows,
+                                "; older ones in one backfill_truncated event" if plan.truncated else "")
                 if plan.adopted:
                     self._alert_adopted(schedule, plan.adopted[-1])
                 todo = [w for w in plan.due if w not in report.ran]

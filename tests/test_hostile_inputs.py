@@ -243,3 +243,33 @@ def test_hostile_argument_is_one_line(tmp_path, case):
     (tmp_path / "good.yaml").write_bytes(_yaml(minimal(f"sqlite:///{tmp_path / 'store.db'}")))
     args, needle = ONE_OFF[case]
     assert_one_line_error(cli(*[a.replace("{tmp}", str(tmp_path)) for a in args]), needle)
+
+
+def test_backfill_from_year_one_is_bounded_work(tmp_path):
+    """`start: 0001-01-01` on an hourly schedule walked and recorded 100,000 windows (minutes of inserts);
+    now the newest windows are pending, a bounded number skipped one by one, the rest one event."""
+    from datetime import datetime, timezone
+
+    from monitor.config import parse_config
+    from monitor.ledger import MAX_SKIPPED_ROWS, Ledger
+    from monitor.scheduling import schedules_of
+    from monitor.store import ResultsStore
+
+    raw = minimal(f"sqlite:///{tmp_path / 'store.db'}",
+                  schedules=[{"check": "data_drift", "interval": "1h", "window": "1h", "max_backfill_windows": 3,
+                              "start": "0001-01-01T00:00:00Z"}])
+    config = parse_config(raw)
+    store = ResultsStore(config.store_url())
+    try:
+        ledger = Ledger(store.engine)
+        schedule = schedules_of(config)[0]
+        now = datetime(2026, 1, 1, tzinfo=timezone.utc)
+        plan = ledger.plan(schedule, now)
+        assert len(plan.due) == 4 and len(plan.skipped) == MAX_SKIPPED_ROWS and plan.truncated
+        assert len(ledger.rows(limit=10_000)) == 4 + MAX_SKIPPED_ROWS
+        [event] = ledger.events()
+        assert event["kind"] == "backfill_truncated" and "0001-01-01" in event["message"]
+        later = ledger.plan(schedule, datetime(2026, 1, 1, 2, tzinfo=timezone.utc))  # walks only what is new
+        assert not later.truncated and not later.skipped and len(later.due) == 6
+    finally:
+        store.close()
