@@ -169,14 +169,16 @@ class ModelRunner:
         cursor = start
         while cursor < end:
             upper = min(cursor + step, end)
-            stored = self.store.load_profile(self.model.name, "serving", cursor, upper, key)
+            stored = self.store.load_slice(self.model.name, cursor, upper, key)
             if stored is None:
                 before = len(source.report.bad_files)
                 piece = self.engine.profile(source, columns, reference.spec, cursor, upper)
-                partial = len(source.report.bad_files) > before
-                self.store.save_profile(self.model.name, "serving", cursor, upper, key, piece.to_dict(), partial)
+                bad = source.report.bad_files[before:]  # kept with the slice: a reuse still says partial
+                self.store.save_profile(self.model.name, "serving", cursor, upper, key,
+                                        {**piece.to_dict(), "bad_files": [list(b) for b in bad]}, bool(bad))
             else:
-                piece = DatasetProfile.from_dict(stored)
+                piece = DatasetProfile.from_dict(stored.profile)
+                source.report.bad_files.extend(b for b in stored.bad_files if b not in source.report.bad_files)
             profile = profile.merge(piece)
             cursor = upper
         return profile, source
@@ -228,7 +230,7 @@ class ModelRunner:
             elif name == "data_drift" and params.get("features") is None:
                 params["features"] = tuple(self.model.feature_kinds)
             fitted = get_check(name)(**params).fit(reference.profile, reference.chunks)
-            bad = tuple(f"{path}: {why}" for path, why in source.report.bad_files)
+            bad = tuple(dict.fromkeys(f"{path}: {why}" for path, why in source.report.bad_files))
             result = fitted.evaluate(profile, partial=bool(bad), bad_files=bad, **context)
         except DriftlineError as exc:
             result = CheckResult(check=name, status="error", details={"error": str(exc)}, **context)

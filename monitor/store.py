@@ -8,6 +8,7 @@ run leaves nothing half-written and a re-run replaces its own rows.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Iterator
 
@@ -69,6 +70,12 @@ def _utc(moment: datetime) -> datetime:
 def _naive_utc(moment: datetime) -> datetime:
     # SQLite drops offsets; store naive UTC everywhere so keys compare equal on both backends.
     return _utc(moment).replace(tzinfo=None)
+
+
+@dataclass(frozen=True)
+class StoredSlice:
+    profile: dict
+    bad_files: list[tuple[str, str]]  # (path, why), as ScanReport.bad_files
 
 
 class ResultsStore:
@@ -167,6 +174,25 @@ class ResultsStore:
         with self.engine.connect() as connection:
             row = connection.execute(query).first()
         return None if row is None else json.loads(row[0])
+
+    def load_slice(self, model: str, start: datetime, end: datetime, spec_key: str) -> StoredSlice | None:
+        """A stored serving profile with the unreadable files met when it was computed."""
+        query = select(profiles.c.profile_json, profiles.c.partial).where(
+            profiles.c.model == model,
+            profiles.c.role == "serving",
+            profiles.c.window_start == _naive_utc(start),
+            profiles.c.window_end == _naive_utc(end),
+            profiles.c.spec_key == spec_key,
+        )
+        with self.engine.connect() as connection:
+            row = connection.execute(query).first()
+        if row is None:
+            return None
+        profile = json.loads(row[0])
+        bad = [tuple(b) for b in profile.pop("bad_files", None) or []]
+        if row[1] and not bad:  # stored before the list was kept: the flag alone survives
+            bad = [(f"{_utc(start).isoformat()}/{_utc(end).isoformat()}", "unreadable file(s) when first profiled")]
+        return StoredSlice(profile, bad)
 
     def get_result(self, model: str, check: str, start: datetime, end: datetime) -> CheckResult | None:
         query = select(runs.c.result_json).where(
