@@ -31,6 +31,9 @@ TYPE_FAMILIES = {
                 "DecimalType"],
     "string": ["object", "string", "str", "category", "StringType", "VarcharType", "CharType"],
     "boolean": ["bool", "boolean", "object", "BooleanType"],
+    # Validated frames carry timestamps as naive UTC (checks.quality.validate_table), which GX matches.
+    "timestamp": ["datetime64[ns]", "datetime64[us]", "datetime64[ms]", "datetime64[s]", "TimestampType",
+                  "TimestampNTZType"],
 }
 
 
