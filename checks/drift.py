@@ -88,7 +88,8 @@ class DriftCheck:
 
     def fit(self, reference: DatasetProfile, chunks: list[DatasetProfile] | None = None) -> "FittedDriftCheck":
         names = list(self.features) if self.features else reference.spec.names
-        unknown = [n for n in names if n not in reference.spec.names]
+        known = set(reference.spec.names)
+        unknown = [n for n in names if n not in known]
         if unknown:
             raise ConfigError(f"features: '{unknown[0]}' is not profiled in the reference")
         coarse = {}
@@ -121,7 +122,7 @@ class FittedDriftCheck:
     noise: dict[str, ChunkNoise]
 
     def evaluate(self, current: DatasetProfile, **context) -> CheckResult:
-        if current.spec.to_dict() != self.reference.spec.to_dict():
+        if current.spec is not self.reference.spec and current.spec != self.reference.spec:
             raise NotFittedError("the current profile was computed with another spec than the reference")
         results = tuple(self._feature(name, current) for name in self.feature_names)
         drifted = [r.feature for r in results if r.status == "alert"]

@@ -50,6 +50,8 @@ def type_family(arrow_type: pa.DataType) -> str | None:
         return type_family(arrow_type.value_type)
     if pa.types.is_string(arrow_type) or pa.types.is_large_string(arrow_type):
         return "string"
+    if pa.types.is_timestamp(arrow_type):
+        return "timestamp"
     return None
 
 
@@ -85,7 +87,7 @@ def derive_suite(reference: pa.Table, kinds: dict[str, str], id_column: str | No
                                      column=column, mostly=round(1 - bound, 6)))
         if kind == "numeric":
             items.extend(_range(column, values, params))
-        else:
+        elif kind != "timestamp":  # a timestamp keeps its type and null rate; its range moves with time
             items.extend(_value_set(column, values, params))
     if id_column:
         if id_column not in reference.column_names:
@@ -213,9 +215,18 @@ def _short(value):
 def validate_table(suite: dict, table: pa.Table, window_rows: int | None = None, where: str = "suite",
                    **context) -> CheckResult:
     """Validate an Arrow table (a window, or a sample of one) and judge the outcome."""
-    results = validate_frame(suite, table.to_pandas(), where=where)
+    results = validate_frame(suite, _naive_utc_timestamps(table).to_pandas(), where=where)
     return quality_result(suite, results, table.num_rows, table.num_rows if window_rows is None else window_rows,
                           **context)
+
+
+def _naive_utc_timestamps(table: pa.Table) -> pa.Table:
+    """GX cannot name a timezone-aware pandas dtype in a type list: validate timestamps as naive UTC."""
+    for index, field in enumerate(table.schema):
+        if pa.types.is_timestamp(field.type) and field.type.tz is not None:
+            table = table.set_column(index, field.name, pc.cast(table.column(index), pa.timestamp(field.type.unit)))
+            table = table.replace_schema_metadata(None)  # pandas metadata would put the timezone back
+    return table
 
 
 def quality_result(suite: dict, results: list[dict], validated_rows: int, window_rows: int,
@@ -348,6 +359,10 @@ def quality_between(current: str, reference: str | None = None, suite_path: str 
     else:
         reference_source = Source(reference)
         kinds = feature_kinds(reference_source, None)
+        # Timestamps are no drift features, but a garbage value in one (read as text) is a quality fault.
+        timestamps = {f.name for f in reference_source.schema if pa.types.is_timestamp(f.type)}
+        kinds = {f.name: kinds.get(f.name, "timestamp") for f in reference_source.schema
+                 if f.name in kinds or f.name in timestamps}
         if id_column is not None and id_column not in reference_source.schema.names:
             raise SchemaError(f"{reference}: id column '{id_column}' is missing")
         kinds.pop(id_column, None)

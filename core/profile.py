@@ -64,14 +64,15 @@ class ProfileSpec:
     max_categories: int = DEFAULT_MAX_CATEGORIES
 
     def __getitem__(self, name: str) -> FeatureSpec:
-        for spec in self.features:
-            if spec.name == name:
-                return spec
-        raise KeyError(name)
+        return self._by_name[name]
+
+    @functools.cached_property
+    def _by_name(self) -> dict[str, FeatureSpec]:  # a wide spec is looked up once per feature
+        return {f.name: f for f in self.features}
 
     @property
     def names(self) -> list[str]:
-        return [f.name for f in self.features]
+        return list(self._by_name)
 
     def to_dict(self) -> dict:
         return {"max_categories": self.max_categories, "features": [f.to_dict() for f in self.features]}
@@ -179,6 +180,9 @@ class _Binner:
         return bins
 
 
+_GRID_MIN_VALUES = 4096  # below this many values a column is binned with searchsorted directly
+
+
 @functools.lru_cache(maxsize=1024)
 def _binner(edges: tuple[float, ...]) -> _Binner:
     return _Binner(edges)
@@ -263,16 +267,24 @@ class NumericProfile:
             profile.m2 = float(deviations.sum())
             profile.min = float(finite.min())
             profile.max = float(finite.max())
-            bins = _binner(edges)(finite)
+            # The grid binner pays for its set-up on long columns; a short one (a wide file's small
+            # batches: thousands of columns, each binned once) is binned directly, with the same result.
+            bins = _binner(edges)(finite) if finite.size >= _GRID_MIN_VALUES else \
+                np.searchsorted(np.asarray(edges), finite, side="right")
             profile.bin_counts = np.bincount(bins, minlength=len(edges) + 1).astype(np.int64)
             profile.bin_sums = np.bincount(bins, weights=finite, minlength=len(edges) + 1)
             profile.sketch = QuantileSketch.from_values(finite)
         return profile
 
     def merge(self, other: "NumericProfile") -> "NumericProfile":
-        if tuple(self.edges) != tuple(other.edges):
+        if self.edges is not other.edges and tuple(self.edges) != tuple(other.edges):
             raise ValueError("cannot merge numeric profiles with different bin edges")
-        merged = NumericProfile(self.edges)
+        if not other.rows:  # merging into (or with) an empty profile: a copy of the other side
+            return replace(self)
+        if not self.rows:
+            return replace(other)
+        merged = NumericProfile(self.edges, bin_counts=self.bin_counts + other.bin_counts,
+                                bin_sums=self.bin_sums + other.bin_sums)
         merged.rows = self.rows + other.rows
         merged.null_count = self.null_count + other.null_count
         merged.nan_count = self.nan_count + other.nan_count
@@ -284,8 +296,6 @@ class NumericProfile:
             merged.m2 = self.m2 + other.m2 + delta * delta * self.count * other.count / merged.count
         merged.min = min(self.min, other.min)
         merged.max = max(self.max, other.max)
-        merged.bin_counts = self.bin_counts + other.bin_counts
-        merged.bin_sums = self.bin_sums + other.bin_sums
         merged.sketch = self.sketch.merge(other.sketch)
         return merged
 
@@ -456,7 +466,7 @@ class DatasetProfile:
     features: dict[str, FeatureProfile] = field(default_factory=dict)
 
     def merge(self, other: "DatasetProfile") -> "DatasetProfile":
-        if self.spec.to_dict() != other.spec.to_dict():
+        if self.spec is not other.spec and self.spec != other.spec:
             raise ValueError("cannot merge profiles computed with different specs")
         merged = DatasetProfile(self.spec, self.rows + other.rows)
         for name in self.spec.names:
@@ -568,17 +578,18 @@ def build_spec(
     """
     if features is None:
         features = list(sample.schema.names)
+    fields = {f.name: f for f in sample.schema}  # one lookup per feature, however wide the table
     if isinstance(features, list):
-        missing = [name for name in features if name not in sample.schema.names]
+        missing = [name for name in features if name not in fields]
         if missing:
             raise SchemaError(f"column '{missing[0]}' is not in the reference data")
-        features = {name: infer_kind(sample.schema.field(name).type) for name in features}
+        features = {name: infer_kind(fields[name].type) for name in features}
     specs: list[FeatureSpec] = []
     to_bin: dict[int, pa.ChunkedArray] = {}  # spec index -> column whose edges come from the sample
     for name, kind in features.items():
-        if name not in sample.schema.names:
+        if name not in fields:
             raise SchemaError(f"column '{name}' is not in the reference data")
-        arrow_type = str(sample.schema.field(name).type)
+        arrow_type = str(fields[name].type)
         if kind == "numeric":
             feature_edges: tuple[float, ...] = ()
             if edges and name in edges:

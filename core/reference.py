@@ -55,21 +55,27 @@ def build_reference(
     n_bins: int | None = None,
 ) -> Reference:
     """Fix the spec from a sample, then profile the reference in `n_chunks` row-order chunks."""
-    present = [name for name in features if name in source.schema.names]
+    columns = set(source.schema.names)
+    present = [name for name in features if name in columns]
+    counted = source.report.rows  # the source may have been read before (a sniffing sample, say)
     sample = source.sample(sample_rows, present, seed=0)
     spec = build_spec(sample, {n: features[n] for n in present}, max_categories=max_categories,
                       **({"n_bins": n_bins} if n_bins else {}))
     # Columns the reference lacks still get a spec, so they are reported per feature, not fatal.
     spec = ProfileSpec(
-        tuple(spec[n] if n in present else FeatureSpec(n, features[n]) for n in features), spec.max_categories
+        tuple(spec[n] if n in columns else FeatureSpec(n, features[n]) for n in features), spec.max_categories
     )
-    total = source.report.rows
+    total = source.report.rows - counted
     chunk_rows = max(1, -(-total // n_chunks))
     chunks = [empty_profile(spec) for _ in range(n_chunks)]
 
+    # A reference no larger than the sample is all in the sample, in row order: profile that
+    # instead of reading every file again (on a wide file the second read is most of the time).
+    whole = sample.num_rows == total
+
     def slices() -> Iterator[tuple[int, pa.RecordBatch]]:
         seen = 0
-        for batch in source.batches(present, dictionary_strings=True):
+        for batch in sample.to_batches() if whole else source.batches(present, dictionary_strings=True):
             offset = 0
             while offset < batch.num_rows:
                 index = min((seen + offset) // chunk_rows, n_chunks - 1)

@@ -22,15 +22,21 @@ _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks
 
 
 def parse_duration(value) -> timedelta:
-    """'30m', '6h', '1d', '2w' (or a number of seconds) to a timedelta."""
+    """'30m', '6h', '1d', '2w' (or a number of seconds) to a timedelta. ValueError (which pydantic
+    reports under the key's path) for anything else, infinite or beyond timedelta's ~2.7 million years."""
     if isinstance(value, timedelta):
         return value
-    if isinstance(value, (int, float)):
-        return timedelta(seconds=value)
-    match = _DURATION.match(str(value))
-    if not match:
-        raise ValueError(f"expected a duration such as 30m, 6h, 1d, got {value!r}")
-    return timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
+    try:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            if not value >= 0:  # also NaN
+                raise ValueError
+            return timedelta(seconds=value)
+        match = _DURATION.match(str(value))
+        if match:
+            return timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
+    except (OverflowError, ValueError):
+        pass
+    raise ValueError(f"expected a duration such as 30m, 6h, 1d (at most {timedelta.max.days}d), got {value!r}")
 
 
 Duration = Annotated[timedelta, BeforeValidator(parse_duration)]

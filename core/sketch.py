@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -14,67 +13,101 @@ _SKETCH_GAMMA = (1 + SKETCH_RELATIVE_ACCURACY) / (1 - SKETCH_RELATIVE_ACCURACY)
 _SKETCH_LOG_GAMMA = math.log(_SKETCH_GAMMA)
 # Magnitudes below this go to the zero bucket; keeps bucket indices bounded.
 _SKETCH_MIN_MAGNITUDE = 1e-12
+_NO_KEYS = np.empty(0, np.int32)
+_NO_COUNTS = np.empty(0, np.int64)
 
 
-@dataclass
 class QuantileSketch:
-    """DDSketch-style log buckets: quantiles within 0.5% relative error, merged exactly by adding counts."""
+    """DDSketch-style log buckets: quantiles within 0.5% relative error, merged exactly by adding counts.
 
-    positive: dict[int, int] = field(default_factory=dict)
-    negative: dict[int, int] = field(default_factory=dict)
-    zero: int = 0
+    Buckets are kept as sorted numpy arrays (bucket index int32, count int64), not dicts: a
+    profile of a wide file holds ten thousand sketches per chunk, and a dict entry costs ~8x
+    as much memory and merges ~10x slower. `positive` / `negative` give the dict view.
+    """
+
+    __slots__ = ("positive_keys", "positive_counts", "negative_keys", "negative_counts", "zero")
+
+    def __init__(self, positive: dict[int, int] | None = None, negative: dict[int, int] | None = None,
+                 zero: int = 0) -> None:
+        self.positive_keys, self.positive_counts = _arrays(positive)
+        self.negative_keys, self.negative_counts = _arrays(negative)
+        self.zero = int(zero)
+
+    @classmethod
+    def _of(cls, positive: tuple[np.ndarray, np.ndarray], negative: tuple[np.ndarray, np.ndarray],
+            zero: int) -> "QuantileSketch":
+        sketch = cls.__new__(cls)
+        sketch.positive_keys, sketch.positive_counts = positive
+        sketch.negative_keys, sketch.negative_counts = negative
+        sketch.zero = zero
+        return sketch
+
+    @property
+    def positive(self) -> dict[int, int]:
+        return dict(zip(self.positive_keys.tolist(), self.positive_counts.tolist()))
+
+    @property
+    def negative(self) -> dict[int, int]:
+        return dict(zip(self.negative_keys.tolist(), self.negative_counts.tolist()))
 
     @property
     def count(self) -> int:
-        return self.zero + sum(self.positive.values()) + sum(self.negative.values())
+        return self.zero + int(self.positive_counts.sum()) + int(self.negative_counts.sum())
+
+    def __eq__(self, other) -> bool:
+        if not isinstance(other, QuantileSketch):
+            return NotImplemented
+        return (self.zero == other.zero and np.array_equal(self.positive_keys, other.positive_keys)
+                and np.array_equal(self.positive_counts, other.positive_counts)
+                and np.array_equal(self.negative_keys, other.negative_keys)
+                and np.array_equal(self.negative_counts, other.negative_counts))
+
+    def __repr__(self) -> str:
+        return f"QuantileSketch(positive={self.positive}, negative={self.negative}, zero={self.zero})"
 
     @staticmethod
     def from_values(values: np.ndarray) -> "QuantileSketch":
-        sketch = QuantileSketch()
+        empty = (_NO_KEYS, _NO_COUNTS)
         if values.size == 0:
-            return sketch
+            return QuantileSketch._of(empty, empty, 0)
         low, high = float(values.min()), float(values.max())
         if low >= _SKETCH_MIN_MAGNITUDE:  # all positive (the common case): no masks, no copies
-            _add_buckets(values, sketch.positive)
-            return sketch
+            return QuantileSketch._of(_buckets(values), empty, 0)
         if high <= -_SKETCH_MIN_MAGNITUDE:
-            _add_buckets(-values, sketch.negative)
-            return sketch
+            return QuantileSketch._of(empty, _buckets(-values), 0)
         magnitude = np.abs(values)
         is_zero = magnitude < _SKETCH_MIN_MAGNITUDE
-        sketch.zero = int(np.count_nonzero(is_zero))
-        for sign_mask, target in ((values > 0) & ~is_zero, sketch.positive), ((values < 0) & ~is_zero, sketch.negative):
+        parts = []
+        for sign_mask in ((values > 0) & ~is_zero, (values < 0) & ~is_zero):
             selected = magnitude[sign_mask]
-            if selected.size:
-                _add_buckets(selected, target)
-        return sketch
+            parts.append(_buckets(selected) if selected.size else empty)
+        return QuantileSketch._of(parts[0], parts[1], int(np.count_nonzero(is_zero)))
 
     def merge(self, other: "QuantileSketch") -> "QuantileSketch":
-        merged = QuantileSketch(dict(self.positive), dict(self.negative), self.zero + other.zero)
-        for source, target in ((other.positive, merged.positive), (other.negative, merged.negative)):
-            for key, value in source.items():
-                target[key] = target.get(key, 0) + value
-        return merged
+        return QuantileSketch._of(
+            _merged(self.positive_keys, self.positive_counts, other.positive_keys, other.positive_counts),
+            _merged(self.negative_keys, self.negative_counts, other.negative_keys, other.negative_counts),
+            self.zero + other.zero,
+        )
 
     def quantile(self, q: float) -> float:
         total = self.count
         if total == 0:
             return float("nan")
         rank = q * (total - 1)
-        seen = 0
         # Ascending order: most negative first (largest index among negatives), then zero, then positives.
-        for key in sorted(self.negative, reverse=True):
-            seen += self.negative[key]
-            if seen > rank:
-                return -self._value(key)
-        seen += self.zero
-        if seen > rank:
+        seen = np.cumsum(self.negative_counts[::-1])
+        at = int(np.searchsorted(seen, rank, side="right"))  # the first bucket whose running count passes rank
+        if at < seen.size:
+            return -self._value(int(self.negative_keys[::-1][at]))
+        passed = (int(seen[-1]) if seen.size else 0) + self.zero
+        if passed > rank:
             return 0.0
-        for key in sorted(self.positive):
-            seen += self.positive[key]
-            if seen > rank:
-                return self._value(key)
-        return self._value(max(self.positive)) if self.positive else 0.0
+        seen = passed + np.cumsum(self.positive_counts)
+        at = int(np.searchsorted(seen, rank, side="right"))
+        if at < seen.size:
+            return self._value(int(self.positive_keys[at]))
+        return self._value(int(self.positive_keys[-1])) if self.positive_keys.size else 0.0
 
     @staticmethod
     def _value(key: int) -> float:
@@ -84,8 +117,8 @@ class QuantileSketch:
         return {
             "relative_accuracy": SKETCH_RELATIVE_ACCURACY,
             "zero": self.zero,
-            "positive": {str(k): v for k, v in sorted(self.positive.items())},
-            "negative": {str(k): v for k, v in sorted(self.negative.items())},
+            "positive": {str(k): v for k, v in zip(self.positive_keys.tolist(), self.positive_counts.tolist())},
+            "negative": {str(k): v for k, v in zip(self.negative_keys.tolist(), self.negative_counts.tolist())},
         }
 
     @classmethod
@@ -97,7 +130,31 @@ class QuantileSketch:
         )
 
 
-def _add_buckets(magnitudes: np.ndarray, target: dict[int, int]) -> None:
+def _arrays(buckets: dict[int, int] | None) -> tuple[np.ndarray, np.ndarray]:
+    if not buckets:
+        return _NO_KEYS, _NO_COUNTS
+    keys = sorted(buckets)
+    return np.asarray(keys, np.int32), np.asarray([buckets[k] for k in keys], np.int64)
+
+
+def _merged(keys: np.ndarray, counts: np.ndarray, other_keys: np.ndarray,
+            other_counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Add two sorted bucket arrays (arrays are never changed in place, so they may be shared)."""
+    if not other_keys.size:
+        return keys, counts
+    if not keys.size:
+        return other_keys, other_counts
+    if keys.size == other_keys.size and np.array_equal(keys, other_keys):
+        return keys, counts + other_counts
+    # Two sorted runs: a stable sort merges them cheaply; equal keys end up adjacent and are summed.
+    both = np.concatenate((keys, other_keys))
+    order = np.argsort(both, kind="stable")
+    both = both[order]
+    starts = np.flatnonzero(np.concatenate(((True,), both[1:] != both[:-1])))
+    return both[starts], np.add.reduceat(np.concatenate((counts, other_counts))[order], starts)
+
+
+def _buckets(magnitudes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Count positive magnitudes (all >= the zero threshold) into log buckets ceil(log(x) / log(gamma))."""
     index = scratch("sketch_index", magnitudes.size, np.float64)
     np.log(magnitudes, out=index)
@@ -109,4 +166,4 @@ def _add_buckets(magnitudes: np.ndarray, target: dict[int, int]) -> None:
     buckets -= low
     counts = np.bincount(buckets)
     present = np.flatnonzero(counts)
-    target.update(zip((present + low).tolist(), counts[present].tolist()))
+    return (present + low).astype(np.int32), counts[present].astype(np.int64)

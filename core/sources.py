@@ -241,7 +241,7 @@ class Source:
         That takes about a third off profiling string-heavy data. Other formats, and the
         columns the window filter reads, come as they are.
         """
-        names = self.schema.names
+        names = set(self.schema.names)  # a set: wide files list thousands of columns
         projected = None if columns is None else [c for c in dict.fromkeys(columns) if c in names]
         if projected is not None and self.timestamp_column in names and start is not None:
             needs_ts = not pa.types.is_timestamp(self.schema.field(self.timestamp_column).type)
@@ -281,15 +281,17 @@ class Source:
         partitioning = getattr(self.dataset, "partitioning", None)
         skip = {self.timestamp_column, "dt", "hour"} | set(partitioning.schema.names if partitioning else ())
         wanted = self.schema.names if projected is None else projected
-        names = [n for n in wanted if n not in skip and pa.types.is_string(self.schema.field(n).type)]
+        fields = {f.name: f for f in self.schema}
+        names = [n for n in wanted if n not in skip and pa.types.is_string(fields[n].type)]
         if not names:
             return self.schema, None
         file_format = ds.ParquetFileFormat(
             read_options=ds.ParquetReadOptions(dictionary_columns=names),
             default_fragment_scan_options=_parquet_scan_options(self.filesystem),
         )
+        as_dictionary = set(names)
         schema = pa.schema(
-            [f.with_type(pa.dictionary(pa.int32(), f.type)) if f.name in names else f for f in self.schema],
+            [f.with_type(pa.dictionary(pa.int32(), f.type)) if f.name in as_dictionary else f for f in self.schema],
             metadata=self.schema.metadata,
         )
         return schema, file_format
@@ -315,7 +317,7 @@ class Source:
         return batch.filter(mask)
 
     def head(self, rows: int, columns: list[str] | None = None) -> pa.Table:
-        names = self.schema.names
+        names = set(self.schema.names)
         projected = None if columns is None else [c for c in columns if c in names]
         return self.dataset.head(rows, columns=projected)
 
@@ -347,7 +349,8 @@ def sample_batches(batches, rows: int, seed: int, schema: pa.Schema | None = Non
     if kept is None:
         if schema is None:
             return pa.table({})
-        names = [c for c in (columns or schema.names) if c in schema.names]
+        present = set(schema.names)
+        names = [c for c in (columns or schema.names) if c in present]
         return pa.schema([schema.field(n) for n in names]).empty_table()
     return kept
 

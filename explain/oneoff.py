@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 from explain.results import ExplainResult
@@ -67,9 +68,11 @@ def explain_file(model_path: str | Path, data: str, method: str = "shap", label:
         labelled = frame[frame[label].notna()]
         result = permutation_importance(model, labelled, labelled[label], n_repeats=n_repeats, seed=seed,
                                         groups=groups)
-        result = ExplainResult(result.method, result.model, result.rows, result.features,
-                               details={**result.details, "unlabelled_rows_dropped": len(frame) - len(labelled)})
+        result = replace(result, details={**result.details, "unlabelled_rows_dropped": len(frame) - len(labelled)})
         values = None
+    bad = tuple(dict.fromkeys(f"{path}: {why}" for path, why in source.report.bad_files))
+    if bad:  # the sample is of the readable files only: say so
+        result = replace(result, partial=True, bad_files=bad)
     if report is not None:
         _report(report, result, model, frame, values, seed, str(model_path), str(data))
     return result
@@ -77,8 +80,6 @@ def explain_file(model_path: str | Path, data: str, method: str = "shap", label:
 
 def _explain_deep(model, frame, background_source, origin: str, rows: int, seed: int):
     """Deep SHAP at x0 against a uniform sample of `rows` background rows drawn with `seed`."""
-    from dataclasses import replace
-
     from explain.deep import deep_shap, shap_values_of, to_result
 
     background = background_source.sample(rows, list(model.features), seed=seed).to_pandas()

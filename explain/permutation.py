@@ -195,8 +195,11 @@ def _scored(model, frame, y, units, n_repeats, column_seed, scoring) -> Permutat
     return PermutationScores(tuple(units), units, baseline, importances, None)
 
 
+MIN_ROWS = 100  # labelled rows below which permutation importance is insufficient_data
+
+
 def permutation_importance(model: Model, frame, y, *, n_repeats: int = 5, seed: int = 0,
-                           groups: dict[str, list[str]] | None = None) -> ExplainResult:
+                           groups: dict[str, list[str]] | None = None, min_rows: int = MIN_ROWS) -> ExplainResult:
     """Log-loss increase (importance) and AUC drop per feature or group, largest first."""
     scores = permutation_scores(model, frame, y, n_repeats=n_repeats, seed=seed, groups=groups)
     loss, auc = scores.importances["log_loss"], scores.importances["auc"]
@@ -211,6 +214,11 @@ def permutation_importance(model: Model, frame, y, *, n_repeats: int = 5, seed: 
             extra["columns"] = list(scores.columns[unit])
         items.append(FeatureImportance(unit, float(loss[u].mean()), float(loss[u].std()), extra))
     y = binary_labels(y)
+    reasons = []
+    if len(frame) < min_rows:  # a shuffle of a handful of rows barely moves: zeros that mean nothing
+        reasons.append(f"only {len(frame)} labelled rows (fewer than {min_rows}): importances are not measurable")
+    if len(y) and y.min() == y.max():
+        reasons.append(f"every label is {int(y[0])}: the AUC drop is undefined")
     return ExplainResult(
         method="permutation",
         model=model.name,
@@ -218,4 +226,6 @@ def permutation_importance(model: Model, frame, y, *, n_repeats: int = 5, seed: 
         features=sorted_importances(items),
         details={"metric": "log_loss increase", "baseline": scores.baseline, "n_repeats": n_repeats,
                  "seed": seed, "positives": int(y.sum()), "groups": {k: list(v) for k, v in (groups or {}).items()}},
+        status="insufficient_data" if len(frame) < min_rows else "ok",
+        reasons=tuple(reasons),
     )

@@ -2,7 +2,7 @@
 
 `ExplainResult.to_dict()` is the JSON contract of `driftline explain --format json`:
 `{"method", "model", "rows", "base_value", "additivity_error", "features": [{"feature",
-"importance", "std", ...}]}`. `std` is the uncertainty of the importance: for SHAP the
+"importance", "std", ...}], "status", "reasons", "partial", "bad_files"}`. `std` is the uncertainty of the importance: for SHAP the
 standard error of the mean |SHAP| over the sampled rows, for permutation importance the
 standard deviation over repeats (as scikit-learn reports it).
 """
@@ -41,6 +41,12 @@ class ExplainResult:
     base_value: float | None = None
     additivity_error: float | None = None
     details: dict = field(default_factory=dict)
+    # "insufficient_data" when the rows cannot support the numbers (reasons say why); partial
+    # when files of the data could not be read (bad_files: "path: why").
+    status: str = "ok"
+    reasons: tuple[str, ...] = ()
+    partial: bool = False
+    bad_files: tuple[str, ...] = ()
 
     def importances(self) -> dict[str, float]:
         return {f.feature: f.importance for f in self.features}
@@ -58,6 +64,10 @@ class ExplainResult:
             "additivity_error": self.additivity_error,
             "features": [f.to_dict() for f in self.features],
             "details": self.details,
+            "status": self.status,
+            "reasons": list(self.reasons),
+            "partial": self.partial,
+            "bad_files": list(self.bad_files),
         })
 
 

@@ -19,6 +19,17 @@ from core.settings import Duration, LimitsConfig, Pair, SourceConfig, parse_dura
 from core.settings import StrictModel as _Strict
 from retrain.settings import GatesConfig, PushConfig, check_cron  # light: pydantic only
 
+MAX_SLICES = 10_000  # profile_granularity slices in one window (each is a stored profile)
+
+
+def _short(delta: timedelta) -> str:
+    seconds = int(delta.total_seconds())
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
 class FeatureConfig(_Strict):
     name: str
     kind: Literal["numeric", "categorical"]
@@ -208,8 +219,32 @@ class ModelConfig(_Strict):
         default="local", description="where windows are read and profiled: in this process, or on Spark"
     )
     spark: SparkConfig = SparkConfig()
+    max_window: Duration = Field(
+        default=timedelta(days=90), description="longest window one run (or one scheduled window) may cover"
+    )
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    @model_validator(mode="after")
+    def _windows_bounded(self):
+        for schedule in self.schedules:
+            if schedule.window > self.max_window:
+                raise ValueError(f"schedule window {_short(schedule.window)} of {schedule.check} is longer than "
+                                 f"max_window ({_short(self.max_window)})")
+        return self
+
+    def check_window(self, start: datetime, end: datetime) -> None:
+        """Refuse a window longer than max_window (or sliced into too many profiles) before any work."""
+        span = end - start
+        if span > self.max_window:
+            raise ConfigError(f"window {start.isoformat()}/{end.isoformat()} is {_short(span)}, longer than "
+                              f"models.{self.name}.max_window ({_short(self.max_window)}); split it or raise "
+                              "max_window")
+        step = self.profile_granularity
+        if step and span / step > MAX_SLICES:
+            raise ConfigError(f"window {start.isoformat()}/{end.isoformat()} makes {span // step:,} "
+                              f"slices of models.{self.name}.profile_granularity ({_short(step)}); at most "
+                              f"{MAX_SLICES:,}")
 
     @property
     def feature_kinds(self) -> dict[str, str]:
@@ -328,16 +363,22 @@ def parse_config(data: dict, source: str = "config", base_dir: Path | None = Non
 def load_config(path: str | Path) -> Config:
     path = Path(path)
     try:
-        text = path.read_text()
+        raw = path.read_bytes()
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read ({exc.strerror})") from exc
     try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start}: {raw[exc.start:exc.start + 1]!r})") from exc
+    try:
         data = yaml.safe_load(text)
+        if isinstance(data, dict) and "base_dir" in data:
+            raise ConfigError(f"{path}: base_dir: Extra inputs are not permitted")
+        return parse_config(data, str(path), path.parent.resolve())
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from exc
-    if isinstance(data, dict) and "base_dir" in data:
-        raise ConfigError(f"{path}: base_dir: Extra inputs are not permitted")
-    return parse_config(data, str(path), path.parent.resolve())
+    except RecursionError as exc:  # yaml and pydantic both recurse per nesting level
+        raise ConfigError(f"{path}: nested too deeply to be a driftline config") from exc
 
 
 def example_config_text() -> str:

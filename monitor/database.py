@@ -6,10 +6,19 @@ sessions run in UTC so naive-UTC timestamps mean the same thing on both backends
 
 from __future__ import annotations
 
+import contextlib
+import os
+
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import SQLAlchemyError
 
 from core.errors import ConfigError, DriftlineError
+
+
+class StoreUnavailableError(DriftlineError):
+    """The results store cannot be opened: no such driver, a folder that is missing or not
+    writable, a database that refuses the connection. The message names the redacted URL."""
 
 
 def database_url(url: str) -> str:
@@ -31,14 +40,42 @@ def redacted(url: str) -> str:
         return "<unparseable url>"
 
 
+@contextlib.contextmanager
+def store_errors(url: str):
+    """Turn a failure to reach the store into one line naming the (redacted) URL."""
+    try:
+        yield
+    except (SQLAlchemyError, OSError) as exc:
+        first = (str(getattr(exc, "orig", None) or exc).strip().splitlines() or [""])[0]
+        raise StoreUnavailableError(f"store.url {redacted(url)}: {type(exc).__name__}: {first[:300]}") from exc
+
+
+def _sqlite_folder_problem(url: str) -> str | None:
+    """Why a file-backed SQLite URL cannot hold a database (a missing or unwritable folder)."""
+    database = make_url(url).database
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return None
+    folder = os.path.dirname(os.path.abspath(database))
+    if not os.path.isdir(folder):
+        return f"the folder {folder} does not exist"
+    if not os.path.exists(database) and not os.access(folder, os.W_OK):
+        return f"the folder {folder} is not writable"
+    return None
+
+
 def create_store_engine(url: str) -> Engine:
     url = database_url(url)
-    if url.startswith("postgresql"):
-        engine = create_engine(url, future=True, pool_pre_ping=True,
-                               connect_args={"options": "-c timezone=UTC"})
-    else:
-        engine = create_engine(url, future=True)
+    with store_errors(url):
+        if url.startswith("postgresql"):
+            engine = create_engine(url, future=True, pool_pre_ping=True,
+                                   connect_args={"options": "-c timezone=UTC"})
+        else:
+            engine = create_engine(url, future=True)
     if engine.dialect.name == "sqlite":
+        problem = _sqlite_folder_problem(url)
+        if problem:
+            engine.dispose()
+            raise StoreUnavailableError(f"store.url {redacted(url)}: {problem}")
         event.listen(engine, "connect", sqlite_pragmas)
     return engine
 

@@ -6,8 +6,10 @@ or run twice:
 - `plan` accepts every window a schedule has closed since its last known window: the
   newest `1 + max_backfill_windows` become `pending` (due once `window_end + delay` has
   passed — labels that arrive late keep a window pending), older ones are recorded
-  `skipped` (reason `backfill_limit`). A window that already has a stored result
-  (e.g. from `driftline run`) is adopted as `succeeded`.
+  `skipped` (reason `backfill_limit`), at most MAX_SKIPPED_ROWS of them; a span older than
+  that (a `start` years back) is one `backfill_truncated` event, so a plan is bounded work.
+  A window that already has a stored result (e.g. from `driftline run`) is adopted as
+  `succeeded`.
 - `claim` turns a due row into `running` under a lease (owner, token, expiry) that the
   service's heartbeat renews. A row whose lease expired, or whose owner process on this
   host is gone (kill -9), is claimable again, so the window re-runs after a restart.
@@ -46,7 +48,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Engine
 
-from monitor.scheduling import MAX_WALK, Schedule, utc
+from monitor.scheduling import Schedule, utc
 
 metadata = MetaData()
 
@@ -101,6 +103,7 @@ instance_lock = Table(
 
 TERMINAL = ("succeeded", "failed", "skipped")
 MAX_REASON = 500
+MAX_SKIPPED_ROWS = 1_000  # skipped windows recorded one by one per plan, beyond max_backfill_windows
 
 
 def naive(moment: datetime | None) -> datetime | None:
@@ -176,6 +179,7 @@ class Plan:
     waiting: list[datetime] = field(default_factory=list)  # not_before of pending windows not due yet
     adopted: list[tuple[datetime, datetime]] = field(default_factory=list)
     expired: int = 0
+    truncated: bool = False  # older windows than the skipped ones went into one backfill_truncated event
 
 
 class Ledger:
@@ -199,7 +203,18 @@ class Ledger:
             if cursor is None and cfg.start is None:
                 ends = schedule.closed_ends(now, limit=cfg.max_backfill_windows + 1)  # a new schedule
             else:
-                ends = schedule.closed_ends(now, limit=MAX_WALK, after=aware(cursor))
+                # Bounded however far back `start` (or the last known window) lies: the newest windows
+                # are run or recorded skipped one by one, the older span in one event.
+                limit = cfg.max_backfill_windows + 1 + MAX_SKIPPED_ROWS
+                ends = schedule.closed_ends(now, limit=limit + 1, after=aware(cursor))
+                if len(ends) > limit:
+                    ends = ends[:limit]
+                    since = aware(cursor) or utc(cfg.start)
+                    self._event(connection, schedule.model, schedule.check, "backfill_truncated", None, None,
+                                f"windows from {since.isoformat()} to {schedule.start_for(ends[-1]).isoformat()} "
+                                f"are neither run nor recorded one by one (more than max_backfill_windows + "
+                                f"{MAX_SKIPPED_ROWS} skipped)", now)
+                    result.truncated = True
             windows = [(schedule.start_for(end), end) for end in ends]  # newest first
             if windows:
                 known = self._existing(connection, key, windows)

@@ -110,7 +110,11 @@ def drift_between(
         raise SchemaError(f"--method: column '{unknown[0]}' is not a compared feature")
     check = DriftCheck(methods=methods or {}, min_samples=min_samples)
     if engine is None:
-        built = build_reference(reference_source, kinds)
+        # Row-order chunks only feed learned thresholds; with static ones a chunk per row block is
+        # ten kernel passes and profiles per column for nothing (a 10,000-column file feels it).
+        built = build_reference(reference_source, kinds, **({"n_chunks": 1} if check.threshold_mode == "static" else {}))
+        if report is None:
+            built.sample = None  # rows kept for the report only: free them before reading the current data
         current_profile = profile_batches(current_source.batches(list(kinds), dictionary_strings=True), built.spec)
     else:
         built = engine.reference(reference_source, kinds)

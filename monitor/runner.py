@@ -95,7 +95,7 @@ class WindowContext:
     def bad_files(self) -> tuple[str, ...]:
         """Files of the window that could not be read (the profile was computed without them)."""
         self.profile()
-        return tuple(f"{path}: {why}" for path, why in self._profile[1].report.bad_files)
+        return tuple(dict.fromkeys(f"{path}: {why}" for path, why in self._profile[1].report.bad_files))
 
     def sample(self, columns: list[str], rows: int = REPORT_SAMPLE_ROWS) -> pa.Table:
         """A reproducible uniform sample of the window's rows of `columns`."""
@@ -221,14 +221,16 @@ class ModelRunner:
         cursor = start
         while cursor < end:
             upper = min(cursor + step, end)
-            stored = self.store.load_profile(self.model.name, "serving", cursor, upper, key)
+            stored = self.store.load_slice(self.model.name, cursor, upper, key)
             if stored is None:
                 before = len(source.report.bad_files)
                 piece = self.engine.profile(source, columns, reference.spec, cursor, upper)
-                partial = len(source.report.bad_files) > before
-                self.store.save_profile(self.model.name, "serving", cursor, upper, key, piece.to_dict(), partial)
+                bad = source.report.bad_files[before:]  # kept with the slice: a reuse still says partial
+                self.store.save_profile(self.model.name, "serving", cursor, upper, key,
+                                        {**piece.to_dict(), "bad_files": [list(b) for b in bad]}, bool(bad))
             else:
-                piece = DatasetProfile.from_dict(stored)
+                piece = DatasetProfile.from_dict(stored.profile)
+                source.report.bad_files.extend(b for b in stored.bad_files if b not in source.report.bad_files)
             profile = profile.merge(piece)
             cursor = upper
         return profile, source
@@ -237,6 +239,7 @@ class ModelRunner:
             report: bool = True) -> list[CheckResult]:
         """Every check alike: fit once per runner, evaluate on the window, store. An exception in
         one check becomes that check's `error` result; the other checks of the window still run."""
+        self.model.check_window(start, end)  # unbounded work from one argument is refused, not started
         specs = [get_check(name) for name in (checks or self.model.checks.enabled())]  # unknown: listed
         self.progress(f"{self.model.name} {start:%Y-%m-%d %H:%M}..{end:%Y-%m-%d %H:%M}")
         result_context = dict(model=self.model.name, window_start=start.isoformat(), window_end=end.isoformat())

@@ -190,8 +190,9 @@ class JobRunner:
                 report.adopted += len(plan.adopted)
                 report.waiting = plan.waiting
                 if plan.skipped:
-                    log.warning("%s/%s: %d window(s) beyond max_backfill_windows=%d recorded as skipped",
-                                *pair, len(plan.skipped), schedule.config.max_backfill_windows)
+                    log.warning("%s/%s: %d window(s) beyond max_backfill_windows=%d recorded as skipped%s",
+                                *pair, len(plan.skipped), schedule.config.max_backfill_windows,
+                                "; older ones in one backfill_truncated event" if plan.truncated else "")
                 if plan.adopted:
                     self._alert_adopted(schedule, plan.adopted[-1])
                 todo = [w for w in plan.due if w not in report.ran]
@@ -365,7 +366,7 @@ class Service:
         from monitor import migrations
         from monitor.alerts.outbox import DeliveryWorker, Outbox
         from monitor.alerts.rules import routes_for
-        from monitor.database import create_store_engine
+        from monitor.database import create_store_engine, store_errors
         from monitor.exporter import DriftlineCollector
         from monitor.http import HttpServer
         from monitor.lock import InstanceLock
@@ -374,7 +375,8 @@ class Service:
         url = self.config.store_url()
         probe = create_store_engine(url)
         try:
-            migrations.check_current(probe)  # never write through a stale schema
+            with store_errors(url):
+                migrations.check_current(probe)  # never write through a stale schema
         finally:
             probe.dispose()
         preload_libraries(self.config)

@@ -8,6 +8,7 @@ run leaves nothing half-written and a re-run replaces its own rows.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Iterator
 
@@ -71,15 +72,26 @@ def _naive_utc(moment: datetime) -> datetime:
     return _utc(moment).replace(tzinfo=None)
 
 
+@dataclass(frozen=True)
+class StoredSlice:
+    profile: dict
+    bad_files: list[tuple[str, str]]  # (path, why), as ScanReport.bad_files
+
+
 class ResultsStore:
     def __init__(self, url: str) -> None:
         self.url = url
-        from monitor.database import create_store_engine
+        from monitor.database import create_store_engine, store_errors
         from monitor.migrations import ensure_schema
 
         self.engine: Engine = create_store_engine(url)
-        # Alembic migrations are the one schema source (monitor/migrations); no create_all.
-        ensure_schema(self.engine)
+        try:
+            with store_errors(url):  # the first connection: a refused or unopenable store is one line
+                # Alembic migrations are the one schema source (monitor/migrations); no create_all.
+                ensure_schema(self.engine)
+        except BaseException:
+            self.engine.dispose()
+            raise
 
     def _insert(self, table: Table):
         if self.engine.dialect.name == "postgresql":
@@ -162,6 +174,25 @@ class ResultsStore:
         with self.engine.connect() as connection:
             row = connection.execute(query).first()
         return None if row is None else json.loads(row[0])
+
+    def load_slice(self, model: str, start: datetime, end: datetime, spec_key: str) -> StoredSlice | None:
+        """A stored serving profile with the unreadable files met when it was computed."""
+        query = select(profiles.c.profile_json, profiles.c.partial).where(
+            profiles.c.model == model,
+            profiles.c.role == "serving",
+            profiles.c.window_start == _naive_utc(start),
+            profiles.c.window_end == _naive_utc(end),
+            profiles.c.spec_key == spec_key,
+        )
+        with self.engine.connect() as connection:
+            row = connection.execute(query).first()
+        if row is None:
+            return None
+        profile = json.loads(row[0])
+        bad = [tuple(b) for b in profile.pop("bad_files", None) or []]
+        if row[1] and not bad:  # stored before the list was kept: the flag alone survives
+            bad = [(f"{_utc(start).isoformat()}/{_utc(end).isoformat()}", "unreadable file(s) when first profiled")]
+        return StoredSlice(profile, bad)
 
     def get_result(self, model: str, check: str, start: datetime, end: datetime) -> CheckResult | None:
         query = select(runs.c.result_json).where(

@@ -107,7 +107,8 @@ class SkewCheck:
                 else:
                     values = value_skew(training, serving, self.key, compared_kinds, join_settings, start, end,
                                         timestamp)
-                join, counts, segments = _graded_join(values.join, self.join_thresholds), values.features, \
+                join, counts, segments = _graded_join(values.join, self.join_thresholds,
+                                                      self.distribution.min_samples), values.features, \
                     values.segments
                 training_rows, serving_rows = join.training_rows, join.serving_rows
             except DriftlineError as exc:
@@ -134,10 +135,10 @@ class SkewCheck:
 
             return spark_prediction_skew(serving, columns, adapters, self.score_column, self.version_column,
                                          self.key, self.prediction_tolerance, self.prediction_thresholds,
-                                         self.join.max_examples, start, end)
+                                         self.join.max_examples, start, end, self.distribution.min_samples)
         return prediction_skew(_rebatch(serving.batches(columns, start, end)), adapters, self.score_column,
                                self.version_column, self.key, self.prediction_tolerance, self.prediction_thresholds,
-                               self.join.max_examples)
+                               self.join.max_examples, self.distribution.min_samples)
 
     def _feature(self, name: str, kind: str, finding: DistributionFinding | None, values: ValueCounts | None,
                  schema: list[SchemaIssue]) -> FeatureSkew:
@@ -161,6 +162,11 @@ class SkewCheck:
                     statuses.append(status)
                     if status != "ok":
                         reasons.append(f"{share:.2%} {what}")
+                if values.compared < self.distribution.min_samples and set(statuses[-2:]) == {"ok"}:
+                    # No mismatch among a handful of examples is no evidence of agreement.
+                    statuses[-2:] = ["insufficient_data"]
+                    reasons.append(f"only {values.compared} joined examples compared (fewer than "
+                                   f"{self.distribution.min_samples})")
         for issue in schema:
             if issue.column != name or issue.severity == "info":
                 continue
@@ -207,7 +213,7 @@ def feature_status(statuses: list[str]) -> str:
     return max(definitive, key=_RANK.__getitem__)
 
 
-def _graded_join(join: JoinStats, thresholds: tuple[float, float]) -> JoinStats:
+def _graded_join(join: JoinStats, thresholds: tuple[float, float], min_samples: int = 1) -> JoinStats:
     statuses, reasons = [], []
     if join.serving_rows and join.training_rows and not join.matched:
         statuses.append("alert")
@@ -228,6 +234,10 @@ def _graded_join(join: JoinStats, thresholds: tuple[float, float]) -> JoinStats:
     if nulls:
         statuses.append("warn")
         reasons.append(f"{nulls} rows have no key")
+    if not statuses and min(join.serving_rows, join.training_rows) < min_samples:
+        statuses.append("insufficient_data")
+        reasons.append(f"fewer than {min_samples} rows to join (training {join.training_rows}, "
+                       f"serving {join.serving_rows})")
     return replace(join, status=feature_status(statuses) if statuses else "ok", reasons=tuple(reasons))
 
 

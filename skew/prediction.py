@@ -148,6 +148,7 @@ class Tally:
     mismatches: int = 0
     abs_sum: float = 0.0
     abs_max: float = 0.0
+    not_compared: int = 0  # scored rows whose logged or replayed score is null, NaN or infinite
     message: str | None = None
     top: list = field(default_factory=list)  # heap of (abs diff, counter, example)
 
@@ -155,11 +156,11 @@ class Tally:
 def prediction_skew(batches: Iterable[pa.RecordBatch], adapters: Mapping[str | None, ModelAdapter],
                     score_column: str, version_column: str | None = None, key_column: str | None = None,
                     tolerance: float = DEFAULT_TOLERANCE, thresholds: tuple[float, float] = DEFAULT_THRESHOLDS,
-                    max_examples: int = 5) -> PredictionSkew:
+                    max_examples: int = 5, min_samples: int = 1) -> PredictionSkew:
     """Replay every batch through the adapter of its rows' logged version (key None: any version)."""
     tallies: dict[Any, Tally] = {}
     tally_batches(batches, adapters, score_column, version_column, key_column, tolerance, max_examples, tallies)
-    return summarise(tallies, score_column, tolerance, thresholds, max_examples)
+    return summarise(tallies, score_column, tolerance, thresholds, max_examples, min_samples)
 
 
 def tally_batches(batches: Iterable[pa.RecordBatch], adapters: Mapping[str | None, ModelAdapter], score_column: str,
@@ -190,6 +191,7 @@ def tally_batches(batches: Iterable[pa.RecordBatch], adapters: Mapping[str | Non
             known = np.isfinite(logged) & np.isfinite(replayed)
             diff = np.abs(logged[known] - replayed[known])
             tally.compared += int(known.sum())
+            tally.not_compared += int(known.size - known.sum())
             tally.mismatches += int(np.count_nonzero(diff > tolerance))
             tally.abs_sum += float(diff.sum())
             tally.abs_max = max(tally.abs_max, float(diff.max(initial=0.0)))
@@ -208,24 +210,39 @@ def tally_batches(batches: Iterable[pa.RecordBatch], adapters: Mapping[str | Non
                         heapq.heappushpop(tally.top, item)
 
 
-def summarise(tallies, score_column, tolerance, thresholds, max_examples) -> PredictionSkew:
+def _graded(compared: int, mismatches: int, not_compared: int, thresholds, min_samples: int) -> str:
+    """Mismatches and unscorable rows each graded on their share; a clean handful is no evidence."""
+    worst = max((grade(rate(mismatches, compared), thresholds),
+                 grade(rate(not_compared, compared + not_compared), thresholds)), key=_SEVERITY.index)
+    if worst == "ok" and compared < min_samples:
+        return "insufficient_data"
+    return worst
+
+
+_SEVERITY = ["ok", "warn", "alert"]
+
+
+def summarise(tallies, score_column, tolerance, thresholds, max_examples, min_samples: int = 1) -> PredictionSkew:
     by_version = []
     for version in sorted(tallies, key=lambda v: (v is None, str(v))):
         t = tallies[version]
         mismatch_rate = rate(t.mismatches, t.compared)
-        if t.compared:
-            status = grade(mismatch_rate, thresholds)
+        if t.compared or t.not_compared:
+            status = _graded(t.compared, t.mismatches, t.not_compared, thresholds, min_samples)
         else:
             status = "error" if t.message and "artifact" not in t.message else "insufficient_data"
         by_version.append(VersionSkew(
             model_version=version, rows=t.rows, compared=t.compared, mismatches=t.mismatches,
             mismatch_rate=mismatch_rate, mean_abs_diff=t.abs_sum / t.compared if t.compared else None,
-            max_abs_diff=t.abs_max if t.compared else None, status=status, message=t.message))
+            max_abs_diff=t.abs_max if t.compared else None, status=status, message=t.message,
+            not_compared=t.not_compared))
     compared = sum(t.compared for t in tallies.values())
+    not_compared = sum(t.not_compared for t in tallies.values())
     mismatches = sum(t.mismatches for t in tallies.values())
     mismatch_rate = rate(mismatches, compared)
     statuses = [v.status for v in by_version]
-    status = "insufficient_data" if not compared else grade(mismatch_rate, thresholds)
+    status = "insufficient_data" if not (compared or not_compared) else \
+        _graded(compared, mismatches, not_compared, thresholds, min_samples)
     if "error" in statuses:
         status = "error" if status in ("ok", "insufficient_data") else status
     for v in by_version:  # one bad version is enough to flag, however many rows the others have
@@ -235,13 +252,18 @@ def summarise(tallies, score_column, tolerance, thresholds, max_examples) -> Pre
     reasons = tuple(f"model version {v.model_version}: {v.mismatch_rate:.2%} of scores differ by more than "
                     f"{tolerance:g}" for v in by_version if v.status in ("warn", "alert"))
     reasons += tuple(f"model version {v.model_version}: {v.message}" for v in by_version if v.message)
+    reasons += tuple(f"model version {v.model_version}: {v.not_compared:,} of {v.compared + v.not_compared:,} "
+                     "scores are null, NaN or infinite (logged or replayed) and were not compared"
+                     for v in by_version if v.not_compared)
+    if status == "insufficient_data" and compared:
+        reasons += (f"only {compared} scores compared (fewer than {min_samples})",)
     return PredictionSkew(
         score_column=score_column, rows=sum(t.rows for t in tallies.values()), compared=compared,
         mismatches=mismatches, mismatch_rate=mismatch_rate,
         mean_abs_diff=sum(t.abs_sum for t in tallies.values()) / compared if compared else None,
         max_abs_diff=max((t.abs_max for t in tallies.values() if t.compared), default=None),
         tolerance=tolerance, by_version=tuple(by_version), examples=tuple(e for _, _, e in examples),
-        status=status, reasons=reasons)
+        status=status, reasons=reasons, not_compared=not_compared)
 
 
 def _plain(value):

@@ -133,6 +133,7 @@ class VersionSkew:
     max_abs_diff: float | None
     status: str = "ok"
     message: str | None = None
+    not_compared: int = 0  # rows whose logged or replayed score is null, NaN or infinite
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -154,6 +155,7 @@ class PredictionSkew:
     examples: tuple[dict, ...] = ()  # the largest differences: {"key", "model_version", "logged", "replayed"}
     status: str = "ok"
     reasons: tuple[str, ...] = ()
+    not_compared: int = 0  # rows whose logged or replayed score is null, NaN or infinite
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)

@@ -35,8 +35,8 @@ def _kernel(broadcast, token: str, score_column, version_column, key_column, tol
         counter = TaskContext.get().partitionId() * 1_000_000_000
         tally_batches(batches, _ADAPTERS[token], score_column, version_column, key_column, tolerance,
                       max_examples, tallies, counter)
-        payload = [[_plain(version), t.rows, t.compared, t.mismatches, t.abs_sum, t.abs_max, t.message, t.top]
-                   for version, t in tallies.items()]
+        payload = [[_plain(version), t.rows, t.compared, t.mismatches, t.abs_sum, t.abs_max, t.message, t.top,
+                    t.not_compared] for version, t in tallies.items()]
         yield pa.RecordBatch.from_pydict({"payload": [json.dumps(payload, default=str).encode()]})
 
     return run
@@ -45,7 +45,7 @@ def _kernel(broadcast, token: str, score_column, version_column, key_column, tol
 def spark_prediction_skew(serving: SparkSource, columns: list[str], adapters, score_column: str,
                           version_column: str | None, key_column: str | None, tolerance: float,
                           thresholds: tuple[float, float], max_examples: int, start: datetime | None = None,
-                          end: datetime | None = None) -> PredictionSkew:
+                          end: datetime | None = None, min_samples: int = 1) -> PredictionSkew:
     from pyspark import cloudpickle
 
     if score_column not in serving.schema.names:  # checked here: inside a task it would be a Java stack trace
@@ -64,10 +64,12 @@ def spark_prediction_skew(serving: SparkSource, columns: list[str], adapters, sc
         broadcast.unpersist()
     tallies: dict = {}
     for row in rows:
-        for version, n, compared, mismatches, abs_sum, abs_max, message, top in json.loads(bytes(row.payload)):
+        for version, n, compared, mismatches, abs_sum, abs_max, message, top, not_compared in \
+                json.loads(bytes(row.payload)):
             tally = tallies.setdefault(version, Tally())
             tally.rows += n
             tally.compared += compared
+            tally.not_compared += not_compared
             tally.mismatches += mismatches
             tally.abs_sum += abs_sum
             tally.abs_max = max(tally.abs_max, abs_max)
@@ -78,4 +80,4 @@ def spark_prediction_skew(serving: SparkSource, columns: list[str], adapters, sc
                     heapq.heappush(tally.top, item)
                 elif max_examples:
                     heapq.heappushpop(tally.top, item)
-    return summarise(tallies, score_column, tolerance, thresholds, max_examples)
+    return summarise(tallies, score_column, tolerance, thresholds, max_examples, min_samples)

@@ -62,6 +62,7 @@ def _groups(items: list[str]) -> dict[str, list[str]]:
 
 
 def _print(out, result, report) -> None:
+    from rich.markup import escape
     from rich.table import Table
 
     shap = result.method == "shap"
@@ -78,5 +79,10 @@ def _print(out, result, report) -> None:
         cells = [f.importance, f.std] + [f.extra.get(e) for e in extras]
         table.add_row(f.feature, *("-" if v is None else f"{v:.4g}" for v in cells))
     out.print(table)
+    if result.status != "ok":
+        out.print(f"[blue]{result.status}[/]: " + escape("; ".join(result.reasons)), highlight=False)
+    if result.partial:
+        out.print(f"[yellow]partial: {len(result.bad_files)} unreadable file(s) skipped[/]: "
+                  + escape("; ".join(result.bad_files)), highlight=False)
     if report is not None:
         out.print(f"report: {report}")

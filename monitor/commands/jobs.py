@@ -167,6 +167,7 @@ def register(app: typer.Typer, check_app: typer.Typer) -> None:
                     schedule = next((s for s in schedules if s.check == check_name), None)
                     if window:
                         start, end = parse_window(window)
+                        cfg.model(name).check_window(start, end)
                     elif schedule is not None:
                         ends = schedule.closed_ends(now_utc(), limit=1)
                         if not ends:

@@ -155,7 +155,8 @@ def print_report(report) -> None:
         out.print(f"prediction replay of '{p.score_column}': {paint(p.status)} "
                   + ("no rows compared" if not p.compared else
                      f"{p.mismatch_rate:.2%} differ by more than {p.tolerance:g} (mean |diff| {p.mean_abs_diff:.3g}, "
-                     f"max {p.max_abs_diff:.3g})"))
+                     f"max {p.max_abs_diff:.3g})")
+                  + (f"; {p.not_compared:,} rows not compared (null, NaN or infinite score)" if p.not_compared else ""))
         for v in p.by_version:
             detail = v.message or (f"{v.mismatch_rate:.2%} differ" if v.mismatch_rate is not None else "")
             out.print(f"  version {escape(str(v.model_version))}: {paint(v.status)} {v.rows:,} rows, {escape(detail)}")

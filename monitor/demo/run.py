@@ -17,7 +17,7 @@ import yaml
 
 from monitor.config import parse_config
 from monitor.demo.world import World, ensure_world
-from monitor.runner import ModelRunner
+from core.errors import DataSourceError
 from monitor.store import ResultsStore
 from monitor.demo.retrain import retrain_config, retrain_demo
 
@@ -139,7 +139,10 @@ def run_demo(workdir: Path, seed: int = 7, rows_per_day: int = 20_000,
 
     progress = progress or (lambda message: None)
     workdir = Path(workdir).resolve()
-    workdir.mkdir(parents=True, exist_ok=True)
+    try:
+        workdir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise DataSourceError(f"{workdir}: cannot create the demo folder ({exc.strerror})") from exc
     manifest = workdir / "world" / "world.json"
     before = manifest.read_text() if manifest.exists() else None
     progress(f"demo world in {workdir / 'world'} (built once: 14 days of history, a LightGBM model, "

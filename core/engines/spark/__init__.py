@@ -59,11 +59,12 @@ class SparkEngine:
             if frame is None:
                 spec = ProfileSpec(tuple(FeatureSpec(n, k) for n, k in features.items()), max_categories)
                 return spec, [empty_profile(spec)], None
-            present = [n for n in features if n in frame.columns]
+            columns = set(frame.columns)
+            present = [n for n in features if n in columns]
             frame = frame.select(*[frame[f"`{n}`"] for n in present])
             sample, total = sampled_rows(frame, sample_rows, seed=0)
             spec = build_spec(sample, {n: features[n] for n in present}, max_categories=max_categories)
-            spec = ProfileSpec(tuple(spec[n] if n in present else FeatureSpec(n, features[n]) for n in features),
+            spec = ProfileSpec(tuple(spec[n] if n in columns else FeatureSpec(n, features[n]) for n in features),
                                spec.max_categories)
             chunks = profile_frame(frame, spec, n_chunks=n_chunks, chunk_rows=max(1, math.ceil(total / n_chunks)))
             return spec, chunks, sample
