@@ -159,7 +159,7 @@ class CheckRegistry:
 REGISTRY = CheckRegistry()
 
 
-def register_check(name: str, params: type[CheckParams], needs: tuple[str, ...] = ("profile",),
+def register_check(name: str, params: type[CheckParams], needs: tuple[Need, ...] = ("profile",),
                    summary: str = "", preload: tuple[str, ...] = (), exports: tuple[str, ...] = (),
                    registry: CheckRegistry | None = None):
     """Decorate a factory `factory(model_config, params) -> Check` to register it under `name`."""

@@ -127,7 +127,7 @@ class AttributionDriftCheck(WindowCheck):
         baseline rows the first time, stored under the same key, loaded on every later run."""
         from explain import background as backgrounds
         from explain.models import DeepModel
-        from core.sources import Source, parse_window
+        from core.sources import parse_window
 
         c = self.config
         base = context.runner.config.base_dir

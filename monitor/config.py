@@ -15,7 +15,7 @@ import yaml
 from pydantic import ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from core.errors import ConfigError
-from core.settings import Duration, LimitsConfig, Pair, SourceConfig, parse_duration  # noqa: F401  (re-exported)
+from core.settings import Duration, SourceConfig, parse_duration  # noqa: F401  (parse_duration re-exported)
 from core.settings import StrictModel as _Strict
 from retrain.settings import GatesConfig, PushConfig, check_cron  # light: pydantic only
 
@@ -75,9 +75,6 @@ class ChecksConfig(_Strict):
 
     def enabled(self) -> list[str]:
         return [name for name in type(self).model_fields if getattr(self, name).enabled]
-
-    def params(self, name: str):
-        return getattr(self, name)
 
 
 def checks_catalog():
