@@ -228,8 +228,9 @@ class TorchTrainer(Trainer):
         y_train, y_valid = columns(train), columns(valid)
         dist = Distributed.from_env()
         device = resolve_device(params.device)
+        joined, finished = False, False
         if dist.active:
-            device = _join_process_group(torch, device, dist)
+            device, joined = _join_process_group(torch, device, dist)
         threads_before = torch.get_num_threads()
         local_procs = int(os.environ.get("LOCAL_WORLD_SIZE", dist.world_size))
         threads = params.num_threads or max(1, free_cores() // local_procs)
@@ -248,8 +249,11 @@ class TorchTrainer(Trainer):
                               patience=params.patience, learning_rate=params.learning_rate,
                               weight_decay=params.weight_decay, seed=params.seed, bf16=params.bf16,
                               compile=params.compile, dist=dist, progress=progress)
+            finished = True
         finally:
             torch.set_num_threads(threads_before)
+            if joined:
+                _leave_process_group(wait=finished)
         if loop.best_state is not None:
             module.load_state_dict(loop.best_state)
         info = {"device": device.type, "best_epoch": loop.best_epoch, "epochs_run": len(loop.history),
@@ -273,15 +277,30 @@ class TorchTrainer(Trainer):
 
 
 def _join_process_group(torch, device, dist):
-    """Join torchrun's process group (gloo on the CPU, NCCL on CUDA); this process's device."""
+    """Join torchrun's process group (gloo on the CPU, NCCL on CUDA): this process's device, and
+    whether this call created the group (then fit leaves it again)."""
     import torch.distributed as td
 
     if device.type == "cuda":
         torch.cuda.set_device(dist.local_rank)
         device = torch.device("cuda", dist.local_rank)
-    if not td.is_initialized():
-        td.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    return device
+    if td.is_initialized():
+        return device, False
+    td.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return device, True
+
+
+def _leave_process_group(wait: bool) -> None:
+    """Destroy the group, after every rank got here when training finished (a failed rank must
+    not wait for peers stuck in a collective): a gloo group left to the interpreter's exit aborts
+    a rank now and then ("terminate called without an active exception")."""
+    import torch.distributed as td
+
+    try:
+        if wait:
+            td.barrier()
+    finally:
+        td.destroy_process_group()
 
 
 @register_trainer("dcn_v2")
