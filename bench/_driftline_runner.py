@@ -16,7 +16,7 @@ import sys
 
 from checks.drift import DriftCheck
 from core.profile import build_spec, infer_kind, profile_batches
-from core.sources import Source
+from core.sources import Source, use_returning_memory_pool
 
 REFERENCE_SAMPLE_ROWS = 100_000
 METHODS = {"numeric": "wasserstein", "categorical": "jensenshannon"}
@@ -24,6 +24,7 @@ METHODS = {"numeric": "wasserstein", "categorical": "jensenshannon"}
 
 def main(argv: list[str]) -> int:
     reference_path, current_path = argv
+    use_returning_memory_pool()  # as the CLI does
     workers = int(os.environ.get("DRIFTLINE_WORKERS", "2"))
     reference, current = Source(reference_path), Source(current_path)
     kinds = {f.name: infer_kind(f.type) for f in reference.schema}

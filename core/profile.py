@@ -26,15 +26,13 @@ import pyarrow.compute as pc
 
 from core.buffers import scratch
 from core.errors import SchemaError
+from core.pipeline import map_bounded
 from core.sketch import SKETCH_RELATIVE_ACCURACY, QuantileSketch  # noqa: F401  (re-exported)
 
 PROFILE_SCHEMA_VERSION = 1
 Kind = Literal["numeric", "categorical"]
 
 DEFAULT_NUMERIC_BINS = 100
-# Batches queued per worker thread in profile_batches: enough to keep the workers busy
-# while the reader decodes the next batch, few enough to bound memory.
-_PENDING_PER_WORKER = 2
 DEFAULT_MAX_CATEGORIES = 10_000
 
 
@@ -540,24 +538,15 @@ def profile_batch(batch: pa.RecordBatch | pa.Table, spec: ProfileSpec) -> Datase
 
 
 def profile_batches(batches: Iterable[pa.RecordBatch], spec: ProfileSpec, workers: int = 2) -> DatasetProfile:
-    """Stream batches through the kernel and merge; memory stays bounded by one batch per worker."""
+    """Stream batches through the kernel and merge; decoded batches in flight are bounded in bytes."""
     result = empty_profile(spec)
-    if workers <= 1:
-        for batch in batches:
-            result = result.merge(profile_batch(batch, spec))
-        return result
-    from concurrent.futures import ThreadPoolExecutor
-
-    # numpy and pyarrow release the GIL in the heavy calls, so threads give real parallelism.
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        pending = []
-        for batch in batches:
-            pending.append(pool.submit(profile_batch, batch, spec))
-            if len(pending) >= workers * _PENDING_PER_WORKER:
-                result = result.merge(pending.pop(0).result())
-        for future in pending:
-            result = result.merge(future.result())
+    for profile in map_bounded(batches, lambda batch: profile_batch(batch, spec), _batch_bytes, workers):
+        result = result.merge(profile)
     return result
+
+
+def _batch_bytes(batch: pa.RecordBatch | pa.Table) -> int:
+    return batch.nbytes
 
 
 def profile_table(table: pa.Table, spec: ProfileSpec, batch_rows: int = 262_144) -> DatasetProfile:

@@ -277,6 +277,9 @@ _register_command_modules()
 
 
 def main() -> None:  # pragma: no cover - console entry
+    from core.sources import use_returning_memory_pool
+
+    use_returning_memory_pool()  # streaming memory stays bounded (core/sources.py says why)
     app()
 
 
