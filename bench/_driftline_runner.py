@@ -14,9 +14,11 @@ import json
 import os
 import sys
 
+os.environ.setdefault("ARROW_DEFAULT_MEMORY_POOL", "jemalloc")  # as the CLI does (monitor/cli.py), before pyarrow loads
+
 from checks.drift import DriftCheck
 from core.profile import build_spec, infer_kind, profile_batches
-from core.sources import Source, use_returning_memory_pool
+from core.sources import Source
 
 REFERENCE_SAMPLE_ROWS = 100_000
 METHODS = {"numeric": "wasserstein", "categorical": "jensenshannon"}
@@ -24,7 +26,6 @@ METHODS = {"numeric": "wasserstein", "categorical": "jensenshannon"}
 
 def main(argv: list[str]) -> int:
     reference_path, current_path = argv
-    use_returning_memory_pool()  # as the CLI does
     workers = int(os.environ.get("DRIFTLINE_WORKERS", "2"))
     reference, current = Source(reference_path), Source(current_path)
     kinds = {f.name: infer_kind(f.type) for f in reference.schema}

@@ -39,7 +39,7 @@ DEFAULT_BATCH_ROWS = 131_072  # at most this many rows a batch
 # Parquet is read in batches of about this many decoded bytes (fewer rows for wide data), so
 # memory depends neither on the data's size nor on its row-group layout: the reader streams
 # each column chunk through a small buffer instead of holding whole row groups.
-DEFAULT_BATCH_BYTES = 24 << 20
+DEFAULT_BATCH_BYTES = 16 << 20
 MIN_BATCH_ROWS = 1024  # however wide the rows: per-batch overheads stay small
 _READ_BUFFER_BYTES = 1 << 20  # per column being read (the buffered stream of a column chunk)
 _STRING_BYTES_GUESS = 32  # decoded bytes per value of a string column read as plain strings
@@ -323,13 +323,26 @@ def sample_batches(batches, rows: int, seed: int, schema: pa.Schema | None = Non
     kept_keys = np.empty(0)
     for batch in batches:
         keys = rng.random(batch.num_rows)
+        if len(kept_keys) >= rows:
+            # Once `rows` are kept, only rows with a smaller key than the largest kept can enter:
+            # filter before concatenating, so the copies stay small (same rows, same order).
+            entering = keys < kept_keys.max()
+            if not entering.any():
+                continue
+            batch, keys = batch.filter(pa.array(entering)), keys[entering]
         table = pa.Table.from_batches([batch])
         if kept is not None:
             table = pa.concat_tables([kept, table], promote_options="permissive")
             keys = np.concatenate([kept_keys, keys])
+            kept = None  # the concatenation holds the rows now; each column is freed once taken from
         if len(keys) > rows:
             chosen = np.sort(np.argpartition(keys, rows - 1)[:rows])
-            table = table.take(pa.array(chosen))
+            # A column at a time, each source column freed once taken from: a compaction holds
+            # about one sample, not two.
+            schema, columns, table = table.schema, table.columns, None
+            for i in range(len(columns)):
+                columns[i] = columns[i].take(pa.array(chosen))
+            table = pa.Table.from_arrays(columns, schema=schema)
             keys = keys[chosen]
         kept, kept_keys = table, keys
     if kept is None:
@@ -363,9 +376,9 @@ class _ParquetReader:
         self.in_files = in_files  # the part of the expression row-group statistics can answer
         schema = source.schema
         self.names = list(schema.names) if projected is None else list(projected)
-        partitioning = getattr(source.dataset, "partitioning", None)
-        self.partition_names = set(partitioning.schema.names) if partitioning is not None else set()
-        skip = {source.timestamp_column, "dt", "hour"} | self.partition_names
+        # (The dataset's `partitioning.schema` lists every column for a file outside key=value
+        # folders, so partition keys are taken from each file's partition expression instead.)
+        skip = {source.timestamp_column, "dt", "hour"}
         self.dictionary_names = [
             n for n in self.names if dictionary_strings and n not in skip and pa.types.is_string(schema.field(n).type)
         ]
@@ -387,7 +400,7 @@ class _ParquetReader:
             row_groups = [rg.id for piece in fragment.split_by_row_group(self.in_files) for rg in piece.row_groups]
             if not row_groups:
                 return
-        keys = ds.get_partition_keys(fragment.partition_expression) if self.partition_names else {}
+        keys = ds.get_partition_keys(fragment.partition_expression)
         file = pq.ParquetFile(fragment.path, filesystem=self.source.filesystem, buffer_size=_READ_BUFFER_BYTES,
                               pre_buffer=not self.local, read_dictionary=self.dictionary_names or None)
         try:
@@ -426,7 +439,10 @@ class _ParquetReader:
         arrays, fields = [], []
         for name, kind in self.types.items():
             if name in keys:
-                array = pa.repeat(pa.scalar(keys[name], kind), rows)
+                value_type = kind.value_type if pa.types.is_dictionary(kind) else kind
+                array = pa.repeat(pa.scalar(keys[name], value_type), rows)
+                if value_type != kind:
+                    array = array.dictionary_encode()
             elif name in present:
                 array = batch.column(name)
                 if array.type != kind:
@@ -440,22 +456,6 @@ class _ParquetReader:
             return conformed
         conformed = conformed.filter(self.expression)
         return conformed.select(self.names) if self.filter_names else conformed
-
-
-def use_returning_memory_pool() -> None:
-    """Allocate Arrow memory from jemalloc for this process, unless ARROW_DEFAULT_MEMORY_POOL says otherwise.
-
-    Arrow's default pool (mimalloc) keeps the pages each thread freed; with the reader's and the
-    workers' threads that held ~100 MiB more than what was in use while streaming a large window.
-    jemalloc hands freed pages back within a second (and profiled 10M rows ~10% faster here).
-    Called by the CLI: a process-wide choice belongs to the application, not to a library import.
-    """
-    if os.environ.get("ARROW_DEFAULT_MEMORY_POOL"):
-        return
-    try:
-        pa.set_memory_pool(pa.jemalloc_memory_pool())
-    except NotImplementedError:  # a pyarrow built without jemalloc: keep its default
-        pass
 
 
 def _and(left: ds.Expression | None, right: ds.Expression) -> ds.Expression:

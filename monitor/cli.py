@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from enum import Enum
 from pathlib import Path
@@ -276,10 +277,20 @@ def _register_command_modules() -> None:
 _register_command_modules()
 
 
-def main() -> None:  # pragma: no cover - console entry
-    from core.sources import use_returning_memory_pool
+def use_returning_memory_pool() -> None:
+    """Have Arrow allocate from jemalloc in this process, unless ARROW_DEFAULT_MEMORY_POOL says otherwise.
 
-    use_returning_memory_pool()  # streaming memory stays bounded (core/sources.py says why)
+    Arrow's default pool (mimalloc) keeps pages its threads freed: streaming a 10M-row window held
+    ~50 MiB more at its peak than with jemalloc, which hands them back. Arrow reads the variable
+    when it first allocates (importing pyarrow does), so this runs before anything imports it.
+    Windows builds of pyarrow have no jemalloc.
+    """
+    if sys.platform != "win32" and "pyarrow" not in sys.modules:
+        os.environ.setdefault("ARROW_DEFAULT_MEMORY_POOL", "jemalloc")
+
+
+def main() -> None:  # pragma: no cover - console entry
+    use_returning_memory_pool()  # streaming memory stays bounded
     app()
 
 
