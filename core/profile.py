@@ -244,9 +244,14 @@ class NumericProfile:
                 values = converted
             else:
                 values = values.astype(np.float64)
-        if pa.types.is_integer(array.type):
+        # A NaN or an infinity makes the sum NaN or infinite: a finite sum (the mean's, computed once)
+        # shows every value finite without a mask. (An overflowing sum of finite values takes the mask path.)
+        with np.errstate(invalid="ignore", over="ignore"):  # inf + -inf, or an overflow: the mask path
+            total = float(values.sum()) if values.size else 0.0
+        if pa.types.is_integer(array.type) or math.isfinite(total):
             finite = values  # integers are always finite
         else:
+            total = None
             finite_mask = scratch("finite_mask", values.size, np.bool_)
             np.isfinite(values, out=finite_mask)
             finite_count = int(np.count_nonzero(finite_mask))
@@ -258,7 +263,7 @@ class NumericProfile:
                 finite = values[finite_mask]
         profile.count = int(finite.size)
         if finite.size:
-            profile.mean = float(finite.mean())
+            profile.mean = total / finite.size if total is not None else float(finite.mean())  # as ndarray.mean
             deviations = scratch("deviations", finite.size, np.float64)
             np.subtract(finite, profile.mean, out=deviations)
             np.multiply(deviations, deviations, out=deviations)
@@ -271,7 +276,7 @@ class NumericProfile:
                 np.searchsorted(np.asarray(edges), finite, side="right")
             profile.bin_counts = np.bincount(bins, minlength=len(edges) + 1).astype(np.int64)
             profile.bin_sums = np.bincount(bins, weights=finite, minlength=len(edges) + 1)
-            profile.sketch = QuantileSketch.from_values(finite)
+            profile.sketch = QuantileSketch.from_values(finite, profile.min, profile.max)
         return profile
 
     def merge(self, other: "NumericProfile") -> "NumericProfile":
