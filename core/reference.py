@@ -38,7 +38,7 @@ class Reference:
     spec: ProfileSpec
     profile: DatasetProfile
     chunks: list[DatasetProfile]
-    sample: pa.Table | None = None  # only when built in this process; used for reports
+    sample: pa.Table | None = None  # only when built in this process: REPORT_SAMPLE_ROWS rows for reports
 
 
 def spec_key(spec: ProfileSpec) -> str:
@@ -92,7 +92,18 @@ def build_reference(
     profile = empty_profile(spec)
     for chunk in chunks:
         profile = profile.merge(chunk)
-    return Reference(spec, profile, [c for c in chunks if c.rows], sample)
+    return Reference(spec, profile, [c for c in chunks if c.rows], _report_sample(sample))
+
+
+def _report_sample(sample: pa.Table, rows: int = REPORT_SAMPLE_ROWS, seed: int = 0) -> pa.Table:
+    """A uniform subsample of the edge sample, as many rows as a report draws from the window: the
+    reference is kept for the runner's lifetime, and 200k rows of 30 columns are ~50 MiB."""
+    if sample.num_rows <= rows:
+        return sample
+    import numpy as np
+
+    chosen = np.sort(np.random.default_rng(seed).choice(sample.num_rows, rows, replace=False))
+    return sample.take(pa.array(chosen))
 
 
 def combine_references(features: Reference, scores: Reference) -> Reference:

@@ -39,7 +39,7 @@ DEFAULT_BATCH_ROWS = 131_072  # at most this many rows a batch
 # Parquet is read in batches of about this many decoded bytes (fewer rows for wide data), so
 # memory depends neither on the data's size nor on its row-group layout: the reader streams
 # each column chunk through a small buffer instead of holding whole row groups.
-DEFAULT_BATCH_BYTES = 16 << 20
+DEFAULT_BATCH_BYTES = 8 << 20
 MIN_BATCH_ROWS = 1024  # however wide the rows: per-batch overheads stay small
 _READ_BUFFER_BYTES = 1 << 20  # per column being read (the buffered stream of a column chunk)
 _STRING_BYTES_GUESS = 32  # decoded bytes per value of a string column read as plain strings
@@ -259,7 +259,7 @@ class Source:
                 projected.append(self.timestamp_column)
         expression, in_files = self._window_filters(start, end)
         if self.format == "parquet":
-            reader = _ParquetReader(self, projected, expression, in_files, batch_rows, dictionary_strings)
+            reader = _ParquetReader(self, projected, expression, in_files, batch_rows, dictionary_strings, (start, end))
             fragments = ((f, reader.batches(f)) for f in self.dataset.get_fragments(filter=expression))
         else:
             fragments = ((f, f.to_batches(schema=self.schema, columns=projected, filter=expression,
@@ -370,8 +370,10 @@ class _ParquetReader:
     """
 
     def __init__(self, source: "Source", projected: list[str] | None, expression: ds.Expression | None,
-                 in_files: ds.Expression | None, batch_rows: int, dictionary_strings: bool) -> None:
+                 in_files: ds.Expression | None, batch_rows: int, dictionary_strings: bool,
+                 window: tuple[datetime | None, datetime | None] = (None, None)) -> None:
         self.source = source
+        self.window = window
         self.expression = expression
         self.in_files = in_files  # the part of the expression row-group statistics can answer
         schema = source.schema
@@ -407,14 +409,18 @@ class _ParquetReader:
             in_file = set(file.schema_arrow.names)
             columns = [n for n in self.types if n in in_file and n not in keys]
             batch_size = self._batch_size(file, columns)
-            if self.local:
-                parts = [file.iter_batches(batch_size, row_groups, columns, use_threads=True)]
-            else:  # one row group pre-buffered at a time
-                groups = range(file.num_row_groups) if row_groups is None else row_groups
-                parts = (file.iter_batches(batch_size, [g], columns, use_threads=True) for g in groups)
-            for part in parts:
-                for batch in part:
-                    yield self._conform(batch, keys)
+            groups = list(range(file.num_row_groups)) if row_groups is None else row_groups
+            # Runs of consecutive row groups that need the row filter or not (all their rows in the window).
+            runs: list[tuple[bool, list[int]]] = []
+            for group in groups:
+                filtered = self.expression is not None and not self._inside_window(file, group, keys)
+                if runs and runs[-1][0] == filtered and self.local:
+                    runs[-1][1].append(group)
+                else:  # on object stores, one row group pre-buffered at a time
+                    runs.append((filtered, [group]))
+            for filtered, run in runs:
+                for batch in file.iter_batches(batch_size, run, columns, use_threads=True):
+                    yield self._conform(batch, keys, filtered)
         finally:
             file.close()
 
@@ -432,7 +438,34 @@ class _ParquetReader:
                     row_bytes += 4 + _STRING_BYTES_GUESS
         return int(min(self.batch_rows, max(MIN_BATCH_ROWS, DEFAULT_BATCH_BYTES // row_bytes)))
 
-    def _conform(self, batch: pa.RecordBatch, keys: dict) -> pa.RecordBatch:
+    def _inside_window(self, file: pq.ParquetFile, group: int, keys: dict) -> bool:
+        """Whether every row of a row group is in the window: its partition keys are this file's
+        own (the fragment passed the window's partition test) and its timestamp statistics lie
+        within [start, end). Then the row filter, a copy of every batch, is skipped."""
+        schema = self.source.schema
+        if any(name in schema.names and name not in keys for name in ("dt", "hour")):
+            return False
+        column = self.source.timestamp_column
+        if not column or column not in schema.names or not pa.types.is_timestamp(schema.field(column).type):
+            return True  # the filter tests partition keys only
+        metadata = file.metadata.row_group(group)
+        for index in range(metadata.num_columns):
+            chunk = metadata.column(index)
+            if chunk.path_in_schema != column:
+                continue
+            stats = chunk.statistics
+            if stats is None or not stats.has_min_max:
+                return False
+            low, high = stats.min, stats.max
+            if not (isinstance(low, datetime) and isinstance(high, datetime)):
+                return False
+            start, end = (None if t is None else _as_utc(t) for t in self.window)
+            if low.tzinfo is None:  # a naive column holds UTC wall-clock times (as the filter reads them)
+                start, end = (None if t is None else t.replace(tzinfo=None) for t in (start, end))
+            return (start is None or low >= start) and (end is None or high < end)
+        return False
+
+    def _conform(self, batch: pa.RecordBatch, keys: dict, filtered: bool = True) -> pa.RecordBatch:
         """The batch as the source's schema has it: missing columns null, partition keys filled in."""
         rows = batch.num_rows
         present = set(batch.schema.names)
@@ -452,9 +485,8 @@ class _ParquetReader:
             arrays.append(array)
             fields.append(pa.field(name, kind))
         conformed = pa.RecordBatch.from_arrays(arrays, schema=pa.schema(fields))
-        if self.expression is None:
-            return conformed
-        conformed = conformed.filter(self.expression)
+        if filtered and self.expression is not None:
+            conformed = conformed.filter(self.expression)
         return conformed.select(self.names) if self.filter_names else conformed
 
 
