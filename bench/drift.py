@@ -328,7 +328,7 @@ def render(result: dict) -> str:
         f"{len(CARDINALITIES)} categorical ({layout}) · best of {result['repeat']} run(s) per tool",
         "",
         "Each tool is a separate process reading the same Parquet files; wall time, CPU time and peak RSS are "
-        "that process's (`os.wait4` rusage). The load average is the machine's at the start of the run (other "
+        "that process's own (its rusage, read by the bench/_rusage.py launcher). The load average is the machine's at the start of the run (other "
         "work on a shared machine stretches wall times; CPU time is less affected).",
         "",
         "| tool | wall time | CPU time | peak RSS | load avg at start | status | Evidently's wall / this | "

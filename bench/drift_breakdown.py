@@ -20,7 +20,7 @@ from datetime import datetime, timezone
 os.environ.setdefault("ARROW_DEFAULT_MEMORY_POOL", "jemalloc")  # as the CLI does, before pyarrow loads
 
 from bench._results import read_block, write_block  # noqa: E402
-from bench.drift import datasets  # noqa: E402
+from bench.drift import SECTION_PREFIX, datasets  # noqa: E402
 
 START, END = "<!-- bench.drift_breakdown: start -->", "<!-- bench.drift_breakdown: end -->"
 
@@ -105,7 +105,11 @@ def main(argv: list[str] | None = None) -> int:
     text = render(args.rows, breakdown(args.rows))
     print(text)
     if args.write:
-        before, _, after = read_block(START, END)
+        before, block, after = read_block(START, END)
+        if block is None and SECTION_PREFIX in before + after:  # a first block goes above bench.drift's sections
+            whole = before + after
+            cut = whole.index(SECTION_PREFIX)
+            before, after = whole[:cut], "\n" + whole[cut:]
         write_block(START, END, before, text, after)
     return 0
 
