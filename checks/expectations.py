@@ -3,8 +3,9 @@
 Suites are built here as plain GX 1.x suite JSON (`{"name", "expectations": [{"type",
 "kwargs", "meta", "severity"}]}`), so deriving one needs no GX import; users edit the
 file and driftline loads it back through `great_expectations.ExpectationSuite`, which
-validates every expectation. GX itself (seconds to import) is imported only to validate,
-once per process, with one ephemeral context and one batch definition per backend (pandas,
+validates every expectation. On pandas the derived suite's expectation types are evaluated
+natively (checks.native_expectations, GX's results without GX's ~10 ms per expectation); GX
+itself (seconds to import) is imported only to validate the rest, once per process, with one ephemeral context and one batch definition per backend (pandas,
 and Spark for the spark engine) reused for every window.
 """
 
@@ -142,26 +143,46 @@ GROUP_COLUMNS = 200  # a wide pandas frame is validated this many columns at a t
 
 
 def validate_frame(suite: dict, frame, partial_count: int = 10, where: str = "suite",
-                   backend: str = "pandas") -> list[dict]:
+                   backend: str = "pandas", native: bool = True) -> list[dict]:
     """Validate a pandas (or, backend="spark", a Spark) DataFrame; one plain dict per expectation, in suite order.
 
-    GX resolves each column name against every column of the frame, so a suite over a wide
-    frame costs columns x expectations; on pandas the single-column expectations are
-    validated on frames of GROUP_COLUMNS columns at a time (the same results, in suite order).
+    On pandas the derived suite's expectation types are evaluated natively with GX's results
+    (checks.native_expectations; native=False: all by GX, the tests' oracle); the others go to
+    GX, which is imported only then. GX resolves
+    each column name against every column of the frame, so a suite over a wide frame costs
+    columns x expectations; its single-column expectations are validated on frames of
+    GROUP_COLUMNS columns at a time (the same results, in suite order).
     """
-    if backend != "pandas" or len(frame.columns) <= GROUP_COLUMNS:
-        by_config = _validate(suite, frame, partial_count, where, backend)
-    else:
-        by_config = []
-        for part, columns in _column_groups(suite, frame):
-            by_config += _validate(part, frame if columns is None else frame[columns], partial_count, where, backend)
+    native: dict[int, dict] = {}
+    if backend == "pandas" and native:
+        from checks.native_expectations import evaluate
+
+        for index, item in enumerate(suite["expectations"]):
+            result = evaluate(item, frame, partial_count)
+            if result is not None:
+                native[index] = result
+    rest = [item for index, item in enumerate(suite["expectations"]) if index not in native]
+    by_config: list[dict] = []
+    if rest:
+        part = {**suite, "expectations": rest}
+        if backend != "pandas" or len(frame.columns) <= GROUP_COLUMNS:
+            by_config = _validate(part, frame, partial_count, where, backend)
+        else:
+            for group, columns in _column_groups(part, frame):
+                by_config += _validate(group, frame if columns is None else frame[columns], partial_count, where,
+                                       backend)
     present = set(frame.columns)
     for item in by_config:
         column = item["kwargs"].get("column")
         if item["type"] != "expect_column_to_exist" and isinstance(column, str) and column not in present:
             # GX reports these unevenly (a plain failure, or an IndexError): say what it is, on every backend.
             item.update(success=False, result={}, exception=f"column '{column}' is missing")
-    return _in_suite_order(suite, by_config)
+    if not native:
+        return _in_suite_order(suite, by_config)
+    aligned, leftovers = _aligned(rest, by_config)
+    from_gx = iter(aligned)
+    ordered = [native[index] if index in native else next(from_gx) for index in range(len(suite["expectations"]))]
+    return [r for r in ordered if r is not None] + leftovers
 
 
 def _column_groups(suite: dict, frame):
@@ -208,6 +229,13 @@ def _validate(suite: dict, frame, partial_count: int, where: str, backend: str) 
 
 def _in_suite_order(suite: dict, results: list[dict]) -> list[dict]:
     """GX groups results by column; give them back in the order of the suite file."""
+    aligned, leftovers = _aligned(suite["expectations"], results)
+    return [r for r in aligned if r is not None] + leftovers
+
+
+def _aligned(items: list[dict], results: list[dict]) -> tuple[list[dict | None], list[dict]]:
+    """GX's results matched to the suite's items by type and kwargs (None where GX's normalised
+    kwargs differ from the file's), and the results left unmatched."""
     def key(item: dict) -> str:
         kwargs = {k: v for k, v in item.get("kwargs", {}).items() if k != "batch_id"}
         return item["type"] + json.dumps(kwargs, sort_keys=True, default=_plain)
@@ -215,13 +243,12 @@ def _in_suite_order(suite: dict, results: list[dict]) -> list[dict]:
     pending: dict[str, list[dict]] = {}
     for result in results:
         pending.setdefault(key(result), []).append(result)
-    ordered = []
-    for item in suite["expectations"]:
+    aligned = []
+    for item in items:
         bucket = pending.get(key(item)) or []
-        if bucket:
-            ordered.append(bucket.pop(0))
+        aligned.append(bucket.pop(0) if bucket else None)
     leftovers = [r for bucket in pending.values() for r in bucket]
-    return ordered + leftovers
+    return aligned, leftovers
 
 
 def _plain(value):
