@@ -148,74 +148,71 @@ def validate_frame(suite: dict, frame, partial_count: int = 10, where: str = "su
 
     On pandas the derived suite's expectation types are evaluated natively with GX's results
     (checks.native_expectations; native=False: all by GX, the tests' oracle); the others go to
-    GX, which is imported only then. GX resolves
-    each column name against every column of the frame, so a suite over a wide frame costs
-    columns x expectations; its single-column expectations are validated on frames of
-    GROUP_COLUMNS columns at a time (the same results, in suite order).
+    GX, which is imported only then. GX resolves each column name against every column of the
+    frame, so a suite over a wide frame costs columns x expectations; its single-column
+    expectations are validated on frames of GROUP_COLUMNS columns at a time (the same results).
     """
-    native: dict[int, dict] = {}
+    results: dict[int, dict] = {}
     if backend == "pandas" and native:
         from checks.native_expectations import evaluate
 
         for index, item in enumerate(suite["expectations"]):
             result = evaluate(item, frame, partial_count)
             if result is not None:
-                native[index] = result
-    rest = [item for index, item in enumerate(suite["expectations"]) if index not in native]
-    by_config: list[dict] = []
+                results[index] = result
+    rest = [(index, item) for index, item in enumerate(suite["expectations"]) if index not in results]
+    from_gx: dict[int, dict] = {}
     if rest:
-        part = {**suite, "expectations": rest}
         if backend != "pandas" or len(frame.columns) <= GROUP_COLUMNS:
-            by_config = _validate(part, frame, partial_count, where, backend)
+            from_gx = _validate(suite, rest, frame, partial_count, where, backend)
         else:
-            for group, columns in _column_groups(part, frame):
-                by_config += _validate(group, frame if columns is None else frame[columns], partial_count, where,
-                                       backend)
+            for group, columns in _column_groups(rest, frame):
+                from_gx |= _validate(suite, group, frame if columns is None else frame[columns], partial_count,
+                                     where, backend)
     present = set(frame.columns)
-    for item in by_config:
+    for item in from_gx.values():
         column = item["kwargs"].get("column")
         if item["type"] != "expect_column_to_exist" and isinstance(column, str) and column not in present:
             # GX reports these unevenly (a plain failure, or an IndexError): say what it is, on every backend.
             item.update(success=False, result={}, exception=f"column '{column}' is missing")
-    if not native:
-        return _in_suite_order(suite, by_config)
-    aligned, leftovers = _aligned(rest, by_config)
-    from_gx = iter(aligned)
-    ordered = [native[index] if index in native else next(from_gx) for index in range(len(suite["expectations"]))]
-    return [r for r in ordered if r is not None] + leftovers
+    results |= from_gx
+    return [results[index] for index in sorted(results)]
 
 
-def _column_groups(suite: dict, frame):
-    """(sub-suite, its frame's columns) per GROUP_COLUMNS columns; None: the whole frame (table-level,
-    multi-column and positional expectations)."""
+def _column_groups(items: list[tuple[int, dict]], frame):
+    """(indexed items, their frame's columns) per GROUP_COLUMNS columns; None: the whole frame
+    (table-level, multi-column and positional expectations)."""
     present = set(frame.columns)
     whole, by_column = [], {}
-    for item in suite["expectations"]:
+    for index, item in items:
         kwargs = item.get("kwargs", {})
         column = kwargs.get("column")
         if isinstance(column, str) and "column_index" not in kwargs:
-            by_column.setdefault(column, []).append(item)
+            by_column.setdefault(column, []).append((index, item))
         else:
-            whole.append(item)
+            whole.append((index, item))
     names = list(by_column)
     for start in range(0, len(names), GROUP_COLUMNS):
         group = names[start:start + GROUP_COLUMNS]
-        yield {**suite, "expectations": [e for c in group for e in by_column[c]]}, [c for c in group if c in present]
+        yield [e for c in group for e in by_column[c]], [c for c in group if c in present]
     if whole:
-        yield {**suite, "expectations": whole}, None
+        yield whole, None
 
 
-def _validate(suite: dict, frame, partial_count: int, where: str, backend: str) -> list[dict]:
-    gx_suite = build_gx_suite(suite, where)
+def _validate(suite: dict, items: list[tuple[int, dict]], frame, partial_count: int, where: str,
+              backend: str) -> dict[int, dict]:
+    """GX's result per suite index. GX orders its results by column and normalises kwargs (int
+    bounds to float, defaults left out): they are matched to the items by GX's own configurations."""
+    gx_suite = build_gx_suite({**suite, "expectations": [item for _, item in items]}, where)
     batch = _batch_definition(backend).get_batch(batch_parameters={"dataframe": frame})
     with _quiet():
         outcome = batch.validate(gx_suite, result_format={"result_format": "SUMMARY",
                                                           "partial_unexpected_count": partial_count})
-    by_config = []
+    pending: dict[str, list[dict]] = {}
     for item in outcome.results:
         config = item.expectation_config
         info = item.exception_info or {}
-        by_config.append({
+        record = {
             "type": config.type,
             "kwargs": {k: v for k, v in dict(config.kwargs).items() if k != "batch_id"},
             "severity": str(getattr(config.severity, "value", config.severity) or "critical"),
@@ -223,32 +220,22 @@ def _validate(suite: dict, frame, partial_count: int, where: str, backend: str) 
             "success": bool(item.success),
             "result": dict(item.result or {}),
             "exception": info.get("exception_message") if info.get("raised_exception") else None,
-        })
-    return by_config
-
-
-def _in_suite_order(suite: dict, results: list[dict]) -> list[dict]:
-    """GX groups results by column; give them back in the order of the suite file."""
-    aligned, leftovers = _aligned(suite["expectations"], results)
-    return [r for r in aligned if r is not None] + leftovers
-
-
-def _aligned(items: list[dict], results: list[dict]) -> tuple[list[dict | None], list[dict]]:
-    """GX's results matched to the suite's items by type and kwargs (None where GX's normalised
-    kwargs differ from the file's), and the results left unmatched."""
-    def key(item: dict) -> str:
-        kwargs = {k: v for k, v in item.get("kwargs", {}).items() if k != "batch_id"}
-        return item["type"] + json.dumps(kwargs, sort_keys=True, default=_plain)
-
-    pending: dict[str, list[dict]] = {}
-    for result in results:
-        pending.setdefault(key(result), []).append(result)
-    aligned = []
-    for item in items:
-        bucket = pending.get(key(item)) or []
-        aligned.append(bucket.pop(0) if bucket else None)
+        }
+        pending.setdefault(_key(record["type"], record["kwargs"]), []).append(record)
+    by_index = {}
+    for (index, _), expectation_ in zip(items, gx_suite.expectations):
+        config = expectation_.configuration
+        bucket = pending.get(_key(config.type, dict(config.kwargs))) or []
+        if bucket:
+            by_index[index] = bucket.pop(0)
+    # Not expected (a configuration GX did not give back as it was given): kept, after the suite's.
     leftovers = [r for bucket in pending.values() for r in bucket]
-    return aligned, leftovers
+    size, last = len(suite["expectations"]), items[-1][0]
+    return by_index | {size * (k + 1) + last: record for k, record in enumerate(leftovers)}
+
+
+def _key(kind: str, kwargs: dict) -> str:
+    return kind + json.dumps({k: v for k, v in kwargs.items() if k != "batch_id"}, sort_keys=True, default=_plain)
 
 
 def _plain(value):
