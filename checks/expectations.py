@@ -156,8 +156,9 @@ def validate_frame(suite: dict, frame, partial_count: int = 10, where: str = "su
     if backend == "pandas" and native:
         from checks.native_expectations import evaluate
 
+        columns: dict = {}
         for index, item in enumerate(suite["expectations"]):
-            result = evaluate(item, frame, partial_count)
+            result = evaluate(item, frame, partial_count, columns)
             if result is not None:
                 results[index] = result
     rest = [(index, item) for index, item in enumerate(suite["expectations"]) if index not in results]

@@ -84,8 +84,10 @@ def supported(item: dict) -> dict | None:
     return normal
 
 
-def evaluate(item: dict, frame: pd.DataFrame, partial_count: int = 10) -> dict | None:
-    """GX's result record for one expectation on a pandas frame, or None: GX must evaluate it."""
+def evaluate(item: dict, frame: pd.DataFrame, partial_count: int = 10, cache: dict | None = None) -> dict | None:
+    """GX's result record for one expectation on a pandas frame, or None: GX must evaluate it.
+
+    `cache` (one dict per frame) keeps each column's values and null mask for its next expectations."""
     kwargs = supported(item)
     if kwargs is None or frame.index.names != [None] or not frame.columns.is_unique:
         return None
@@ -98,28 +100,43 @@ def evaluate(item: dict, frame: pd.DataFrame, partial_count: int = 10) -> dict |
         return record
     if kind == "expect_column_to_exist":
         return {**record, "success": True}
-    series = frame[column]
+    series, missing = _column(frame, column, {} if cache is None else cache)
     if isinstance(series.dtype, pd.api.extensions.ExtensionDtype):
         return None  # pandas extension dtypes (categorical, nullable, Arrow): GX's own paths
     mostly = kwargs.get("mostly", 1.0)
     if kind == "expect_column_values_to_not_be_null":
-        missing = series.isnull().to_numpy()
         return {**record, **_not_null(series, missing, mostly, partial_count)}
     if kind == "expect_column_values_to_be_in_type_list":
-        outcome = _type_list(series, tuple(kwargs["type_list"]), mostly, partial_count)
+        outcome = _type_list(series, missing, tuple(kwargs["type_list"]), mostly, partial_count)
         return None if outcome is None else {**record, **outcome}
     if kind == "expect_column_values_to_be_between" and series.dtype not in (np.dtype("int64"),
                                                                               np.dtype("float64")):
         return None  # GX compares other dtypes value by value (and raises on text)
-    present = ~series.isnull().to_numpy()
-    values = series[present]
+    present = ~missing
     if kind == "expect_column_values_to_be_between":
-        expected = _between(values.to_numpy(), kwargs)
+        values = series.to_numpy()
+        expected = _between(values if not missing.any() else values[present], kwargs)
     elif kind == "expect_column_values_to_be_in_set":
-        expected = values.isin(kwargs["value_set"]).to_numpy()
+        expected = series[present].isin(kwargs["value_set"]).to_numpy()
     else:  # expect_column_values_to_be_unique
-        expected = (~values.duplicated(keep=False)).to_numpy()
+        expected = (~series[present].duplicated(keep=False)).to_numpy()
     return {**record, **_map_outcome(series, present, expected, mostly, partial_count)}
+
+
+def _column(frame: pd.DataFrame, name: str, cache: dict) -> tuple[pd.Series, np.ndarray]:
+    """The column and its null mask (pandas' isnull: NaN, None and NaT), once per frame."""
+    if name not in cache:
+        series = frame[name]
+        kind = getattr(series.dtype, "kind", "O") if not isinstance(series.dtype, pd.api.extensions.ExtensionDtype) \
+            else "X"
+        if kind == "f":
+            missing = np.isnan(series.to_numpy())
+        elif kind in "iub":
+            missing = np.zeros(len(series), dtype=bool)
+        else:
+            missing = series.isnull().to_numpy()
+        cache[name] = series, missing
+    return cache[name]
 
 
 def _between(values: np.ndarray, kwargs: dict) -> np.ndarray:
@@ -145,8 +162,11 @@ def _map_outcome(series: pd.Series, present: np.ndarray, expected: np.ndarray, m
                  partial_count: int) -> dict:
     """A column map expectation over the non-null rows (ColumnMapExpectation._validate)."""
     total, nonnull = len(series), int(np.count_nonzero(present))
-    unexpected_rows = np.zeros(total, dtype=bool)
-    unexpected_rows[np.flatnonzero(present)[~expected]] = True
+    if nonnull == total:
+        unexpected_rows = ~expected
+    else:
+        unexpected_rows = np.zeros(total, dtype=bool)
+        unexpected_rows[np.flatnonzero(present)[~expected]] = True
     unexpected = int(np.count_nonzero(unexpected_rows))
     success = True if total == 0 or nonnull == 0 else (nonnull - unexpected) / nonnull >= mostly
     return _format(success, total, nonnull, unexpected, series, unexpected_rows, partial_count)
@@ -164,8 +184,8 @@ def _format(success: bool, total: int, nonnull: int | None, unexpected: int, ser
             percent_nonmissing = unexpected / nonnull * 100 if nonnull > 0 else None
         else:
             percent_nonmissing = percent_total
-    rows = np.flatnonzero(unexpected_rows)[:partial_count]
-    values = list(series.iloc[rows])
+    rows = np.flatnonzero(unexpected_rows)[:partial_count] if unexpected else np.empty(0, dtype=np.intp)
+    values = list(series.iloc[rows]) if len(rows) else []
     result = {"element_count": total, "unexpected_count": unexpected, "unexpected_percent": percent_nonmissing,
               "partial_unexpected_list": values[:partial_count]}
     if missing is not None:
@@ -178,11 +198,12 @@ def _format(success: bool, total: int, nonnull: int | None, unexpected: int, ser
                 for key, count in sorted(Counter(values).most_common(partial_count), key=lambda x: (-x[1], x[0]))]
         except TypeError:  # values that do not order: GX leaves the counts out
             pass
-        result["partial_unexpected_index_list"] = list(series.index[rows])[:partial_count]
+        result["partial_unexpected_index_list"] = list(series.index[rows]) if len(rows) else []
     return {"success": bool(success), "result": result}
 
 
-def _type_list(series: pd.Series, type_list: tuple[str, ...], mostly: float, partial_count: int) -> dict | None:
+def _type_list(series: pd.Series, missing: np.ndarray, type_list: tuple[str, ...], mostly: float,
+               partial_count: int) -> dict | None:
     """GX's pandas paths: an object column is checked value by value (isinstance), any other by its dtype."""
     dtype = series.dtype
     if dtype.type.__name__ != "object_":
@@ -197,7 +218,7 @@ def _type_list(series: pd.Series, type_list: tuple[str, ...], mostly: float, par
     classes = _value_types(type_list)
     if not classes:
         return None  # GX raises "No recognized numpy/python type"
-    present = ~series.isnull().to_numpy()
+    present = ~missing
     values = series.to_numpy()[present]
     kinds = {t: issubclass(t, classes) for t in set(map(type, values))}
     expected = np.fromiter((kinds[type(v)] for v in values), dtype=bool, count=len(values))
