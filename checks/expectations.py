@@ -1,12 +1,13 @@
 """Great Expectations glue: suites as editable JSON, validation of a DataFrame.
 
 Suites are built here as plain GX 1.x suite JSON (`{"name", "expectations": [{"type",
-"kwargs", "meta", "severity"}]}`), so deriving one needs no GX import; users edit the
-file and driftline loads it back through `great_expectations.ExpectationSuite`, which
-validates every expectation. On pandas the derived suite's expectation types are evaluated
-natively (checks.native_expectations, GX's results without GX's ~10 ms per expectation); GX
-itself (seconds to import) is imported only to validate the rest, once per process, with one ephemeral context and one batch definition per backend (pandas,
-and Spark for the spark engine) reused for every window.
+"kwargs", "meta", "severity"}]}`), so deriving one needs no GX import; users edit the file.
+On pandas the derived suite's expectation types, with kwargs and dtypes as derived, are
+evaluated natively (checks.native_expectations: GX's results without GX's ~10 ms per
+expectation); the rest goes through `great_expectations.ExpectationSuite`, which validates
+each expectation (a bad one is a ConfigError naming it). GX itself (seconds to import) is
+imported only then, once per process, with one ephemeral context and one batch definition
+per backend (pandas, and Spark for the spark engine) reused for every window.
 """
 
 from __future__ import annotations

@@ -180,13 +180,9 @@ def test_an_edited_suite_mixes_native_and_great_expectations_results_in_suite_or
     native = validate_frame(suite, frame)
     oracle = validate_frame(suite, frame, native=False)
 
-    def key(result: dict) -> str:
-        return result["type"] + json.dumps(result["kwargs"], sort_keys=True, default=_plain)
-
     assert as_json(native) == as_json(oracle)
     assert [r["type"] for r in native] == [e["type"] for e in EDITED]
     assert [r["kwargs"]["column"] for r in native] == [e["kwargs"]["column"] for e in EDITED]
-    assert {key(r): r["success"] for r in native} == {key(r): r["success"] for r in oracle}
     assert native[-1]["success"] is False  # text against numeric bounds: GX's verdict
 
 
