@@ -18,20 +18,26 @@ from core.label_profile import LOSS, LOSS2, N, N_BINS, P, P2, PY, Y, GroupStats
 
 
 def _hist(stats: GroupStats) -> np.ndarray:
-    return stats.hist if stats.hist is not None else np.zeros((N_BINS, 3))
+    if stats.hist is not None:
+        return stats.hist
+    empty = np.zeros((N_BINS, 5))
+    empty[:, 3], empty[:, 4] = np.inf, -np.inf
+    return empty
 
 
-def binned_auc(pos: np.ndarray, neg: np.ndarray) -> tuple[float | None, float]:
+def binned_auc(pos: np.ndarray, neg: np.ndarray, spread: np.ndarray | None = None) -> tuple[float | None, float]:
     """(AUC with ties within a bin counted one half, the most that can differ from the rows' AUC).
 
     Within a bin the rows' own order is unknown: each of its pos x neg pairs counts 1/2 here
-    and 0, 1/2 or 1 in the rows' AUC, so |binned - exact| <= 1/2 x sum_b pos_b neg_b / (P N)."""
+    and 0, 1/2 or 1 in the rows' AUC, so |binned - exact| <= 1/2 x sum_b pos_b neg_b / (P N),
+    summed over the bins whose scores differ (`spread`; where all are equal, the rows tie too)."""
     total_pos, total_neg = float(pos.sum()), float(neg.sum())
     if total_pos <= 0 or total_neg <= 0:
         return None, math.nan
     below = np.cumsum(neg) - neg
     value = float(np.sum(pos * (below + 0.5 * neg)) / (total_pos * total_neg))
-    bound = float(0.5 * np.sum(pos * neg) / (total_pos * total_neg))
+    within = pos * neg if spread is None else np.where(spread, pos * neg, 0.0)
+    bound = float(0.5 * np.sum(within) / (total_pos * total_neg))
     return value, bound
 
 
@@ -53,7 +59,7 @@ def binned_delong_se(pos: np.ndarray, neg: np.ndarray) -> float:
 def auc_of(stats: GroupStats) -> tuple[float | None, float, float]:
     """(AUC, its bound, DeLong's error) of one group."""
     hist = _hist(stats)
-    value, bound = binned_auc(hist[:, 0], hist[:, 1])
+    value, bound = binned_auc(hist[:, 0], hist[:, 1], hist[:, 3] < hist[:, 4])
     return value, bound, binned_delong_se(hist[:, 0], hist[:, 1])
 
 

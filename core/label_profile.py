@@ -10,8 +10,8 @@ window, every value of every segment column, every value pair of a segment pair)
 - float sums: sum p^2, sum p*y, log loss and its square (Brier, log loss, its error);
 - (not for segment pairs) score histograms per label on fixed fine bins, uniform in logit:
   AUC from the binned ROC (ties within a bin count one half, which moves the AUC by at most
-  `auc_bound` = 1/2 x sum_b pos_b neg_b / (P N), reported with it), DeLong's error, and
-  equal-mass reliability bins made of whole fine bins.
+  `auc_bound` = 1/2 x sum_b pos_b neg_b / (P N) over the bins whose scores are not all equal,
+  reported with it), DeLong's error, and equal-mass reliability bins made of whole fine bins.
 
 Profiles of disjoint rows merge into the profile of the union, so the same kernel runs on
 local batches, Spark partitions and hourly slices. Rows with a null score or label are
@@ -125,13 +125,14 @@ class GroupTable:
     """The groups of one column (or segment pair): values, sums and, optionally, histograms.
 
     hist_keys = value index x N_BINS + bin (sorted, unique), with the positive count, negative
-    count and sum of scores of each (value, bin) present."""
+    count, sum, min and max of the scores of each (value, bin) present (a bin whose rows share
+    one score holds true ties: it adds nothing to the AUC's error bound)."""
 
     values: list = field(default_factory=list)
     sums: np.ndarray = field(default_factory=lambda: np.zeros((0, 7)))
     exact_p: list[int] = field(default_factory=list)
     hist_keys: np.ndarray | None = None
-    hist: np.ndarray | None = None  # (len(hist_keys), 3): positives, negatives, sum p
+    hist: np.ndarray | None = None  # (len(hist_keys), 5): positives, negatives, sum, min, max of p
     folded: int = 0  # values folded into (other) beyond max_values
 
     @classmethod
@@ -144,10 +145,14 @@ class GroupTable:
         table = cls(list(values), sums, _exact_sums(scores, codes, k))
         if histograms:
             keys, inverse = np.unique(codes * N_BINS + score_bins(scores), return_inverse=True)
+            inverse = inverse.reshape(-1)
+            low, high = np.full(len(keys), np.inf), np.full(len(keys), -np.inf)
+            np.minimum.at(low, inverse, scores)
+            np.maximum.at(high, inverse, scores)
+            positives = np.bincount(inverse, weights=labels, minlength=len(keys))
             table.hist_keys = keys.astype(np.int64)
-            table.hist = np.stack([np.bincount(inverse, weights=labels, minlength=len(keys)),
-                                   np.bincount(inverse, weights=1.0 - labels, minlength=len(keys)),
-                                   np.bincount(inverse, weights=scores, minlength=len(keys))], axis=1)
+            table.hist = np.stack([positives, np.bincount(inverse, minlength=len(keys)) - positives,
+                                   np.bincount(inverse, weights=scores, minlength=len(keys)), low, high], axis=1)
         return table._drop_empty()
 
     def _drop_empty(self) -> "GroupTable":
@@ -190,16 +195,13 @@ class GroupTable:
             theirs = other._hist_parts()
             keys = np.r_[mine[0], remap[theirs[0] // N_BINS] * N_BINS + theirs[0] % N_BINS] if len(theirs[0]) \
                 else mine[0]
-            unique, inverse = np.unique(keys, return_inverse=True)
             stacked = np.r_[mine[1], theirs[1]] if len(theirs[0]) else mine[1]
-            hist = np.zeros((len(unique), 3))
-            np.add.at(hist, inverse, stacked)
-            merged.hist_keys, merged.hist = unique.astype(np.int64), hist
+            merged.hist_keys, merged.hist = _reduce(keys, stacked)
         return merged._bounded(max_values)
 
     def _hist_parts(self) -> tuple[np.ndarray, np.ndarray]:
         if self.hist_keys is None:
-            return np.zeros(0, np.int64), np.zeros((0, 3))
+            return np.zeros(0, np.int64), np.zeros((0, 5))
         return self.hist_keys, self.hist
 
     def _bounded(self, max_values: int) -> "GroupTable":
@@ -218,10 +220,7 @@ class GroupTable:
             mapping = np.full(len(self.values), len(keep), np.int64)
             mapping[keep] = np.arange(len(keep))
             keys = mapping[self.hist_keys // N_BINS] * N_BINS + self.hist_keys % N_BINS
-            unique, inverse = np.unique(keys, return_inverse=True)
-            hist = np.zeros((len(unique), 3))
-            np.add.at(hist, inverse, self.hist)
-            target.hist_keys, target.hist = unique.astype(np.int64), hist
+            target.hist_keys, target.hist = _reduce(keys, self.hist)
         return target
 
     # ---------------------------------------------------------------- reading groups
@@ -234,8 +233,10 @@ class GroupTable:
         hist = None
         if self.hist_keys is not None:
             chosen = np.isin(self.hist_keys // N_BINS, np.asarray(indices, np.int64))
-            hist = np.zeros((N_BINS, 3))
-            np.add.at(hist, self.hist_keys[chosen] % N_BINS, self.hist[chosen])
+            bins, reduced = _reduce(self.hist_keys[chosen] % N_BINS, self.hist[chosen])
+            hist = np.zeros((N_BINS, 5))
+            hist[:, 3], hist[:, 4] = np.inf, -np.inf
+            hist[bins] = reduced
         return GroupStats(sums, exact, hist)
 
     def to_dict(self) -> dict:
@@ -253,8 +254,21 @@ class GroupTable:
                     folded=data.get("folded", 0))
         if "hist_keys" in data:
             table.hist_keys = np.asarray(data["hist_keys"], np.int64)
-            table.hist = np.asarray(data["hist"], np.float64).reshape(-1, 3)
+            table.hist = np.asarray(data["hist"], np.float64).reshape(-1, 5)
         return table
+
+
+def _reduce(keys: np.ndarray, hist: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Histogram rows with equal keys combined: counts and sums add, min and max combine."""
+    unique, inverse = np.unique(keys, return_inverse=True)
+    inverse = inverse.reshape(-1)
+    out = np.zeros((len(unique), 5))
+    for column in range(3):
+        out[:, column] = np.bincount(inverse, weights=hist[:, column], minlength=len(unique))
+    out[:, 3], out[:, 4] = np.inf, -np.inf
+    np.minimum.at(out[:, 3], inverse, hist[:, 3])
+    np.maximum.at(out[:, 4], inverse, hist[:, 4])
+    return unique.astype(np.int64), out
 
 
 @dataclass(frozen=True)
@@ -263,7 +277,7 @@ class GroupStats:
 
     sums: np.ndarray
     exact_p: int
-    hist: np.ndarray | None = None  # (N_BINS, 3): positives, negatives, sum p per fine bin
+    hist: np.ndarray | None = None  # (N_BINS, 5): positives, negatives, sum, min, max of p per fine bin
 
     @property
     def count(self) -> int:
@@ -321,7 +335,7 @@ class LabelProfile:
         """Raise SchemaError naming the column for labels not 0/1 or scores outside [0, 1]."""
         if self.bad_label is not None:
             raise SchemaError(f"{where}: label column '{self.spec.label}' must hold 0/1, found {self.bad_label:g}")
-        if self.count and (self.min_score < 0 or self.max_score > 1):
+        if self.rows > self.dropped and (self.min_score < 0 or self.max_score > 1):
             raise SchemaError(f"{where}: prediction column '{self.spec.prediction}' has values outside [0, 1] "
                               f"(min {self.min_score:g}, max {self.max_score:g})")
         return self
