@@ -92,19 +92,45 @@ def bin_edges() -> np.ndarray:
     return np.r_[0.0, 1.0 / (1.0 + np.exp(-logits)), 1.0]
 
 
-def _exact_sums(scores: np.ndarray, groups: np.ndarray, n_groups: int) -> list[int]:
+def _unique(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """np.unique(keys, return_inverse=True) for non-negative keys; without a sort when they are small."""
+    if not len(keys):
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    top = int(keys.max()) + 1
+    if top > max(4 * len(keys), 1 << 20):
+        unique, inverse = np.unique(keys, return_inverse=True)
+        return unique, inverse.reshape(-1)
+    present = np.bincount(keys, minlength=top) > 0
+    lookup = np.cumsum(present) - 1
+    return np.flatnonzero(present), lookup[keys]
+
+
+class _Batch:
+    """A batch's valid rows with what every group table sums over them, computed once."""
+
+    def __init__(self, scores: np.ndarray, labels: np.ndarray) -> None:
+        clipped = np.clip(scores, _EPS, 1 - _EPS)
+        loss = -(labels * np.log(clipped) + (1.0 - labels) * np.log1p(-clipped))
+        self.scores, self.labels = scores, labels
+        self.weights = (None, labels, scores, scores * scores, scores * labels, loss, loss * loss)
+        self.bins = score_bins(scores)
+        mantissa, exponent = np.frexp(scores)
+        whole = (mantissa * 2.0 ** 53).astype(np.int64)
+        self.hi, self.lo = (whole >> 27).astype(np.float64), (whole & ((1 << 27) - 1)).astype(np.float64)
+        self.exponent = exponent.astype(np.int64) + 1100
+
+
+def _exact_sums(rows: _Batch, groups: np.ndarray, n_groups: int) -> list[int]:
     """Per group, sum(scores) exactly, as an integer number of 2^-_SHIFT."""
-    mantissa, exponent = np.frexp(scores)
-    whole = (mantissa * 2.0 ** 53).astype(np.int64)
-    hi, lo = whole >> 27, whole & ((1 << 27) - 1)
-    key = groups * 1200 + (exponent + 1100)
     out = [0] * n_groups
-    if not len(scores):
+    if not len(rows.scores):
         return out
+    hi, lo = rows.hi, rows.lo
+    key = groups * 1200 + rows.exponent
     # bincount adds float64; each part is < 2^27, so sums of < 2^26 rows are exact
-    for start in range(0, len(scores), 1 << 25):
+    for start in range(0, len(rows.scores), 1 << 25):
         part = slice(start, start + (1 << 25))
-        keys, inverse = np.unique(key[part], return_inverse=True)
+        keys, inverse = _unique(key[part])
         hi_sum = np.bincount(inverse, weights=hi[part], minlength=len(keys))
         lo_sum = np.bincount(inverse, weights=lo[part], minlength=len(keys))
         for k, h, low in zip(keys.tolist(), hi_sum.tolist(), lo_sum.tolist()):
@@ -136,16 +162,15 @@ class GroupTable:
     folded: int = 0  # values folded into (other) beyond max_values
 
     @classmethod
-    def of(cls, codes: np.ndarray, values: list, scores: np.ndarray, labels: np.ndarray, loss: np.ndarray,
-           histograms: bool) -> "GroupTable":
+    def of(cls, codes: np.ndarray, values: list, rows: _Batch, histograms: bool) -> "GroupTable":
+        """The groups `codes` index into `values` (with histograms or not)."""
         k = len(values)
-        columns = (None, labels, scores, scores * scores, scores * labels, loss, loss * loss)
-        sums = np.stack([np.bincount(codes, weights=w, minlength=k).astype(np.float64) for w in columns], axis=1) \
-            if k else np.zeros((0, 7))
-        table = cls(list(values), sums, _exact_sums(scores, codes, k))
+        scores, labels = rows.scores, rows.labels
+        sums = np.stack([np.bincount(codes, weights=w, minlength=k).astype(np.float64) for w in rows.weights],
+                        axis=1) if k else np.zeros((0, 7))
+        table = cls(list(values), sums, _exact_sums(rows, codes, k))
         if histograms:
-            keys, inverse = np.unique(codes * N_BINS + score_bins(scores), return_inverse=True)
-            inverse = inverse.reshape(-1)
+            keys, inverse = _unique(codes * N_BINS + rows.bins)
             low, high = np.full(len(keys), np.inf), np.full(len(keys), -np.inf)
             np.minimum.at(low, inverse, scores)
             np.maximum.at(high, inverse, scores)
@@ -413,19 +438,17 @@ def profile_arrays(spec: LabelSpec, scores: np.ndarray, labels: np.ndarray,
             return profile
         if profile.min_score < 0 or profile.max_score > 1:
             return profile
-    clipped = np.clip(scores, _EPS, 1 - _EPS)
-    loss = -(labels * np.log(clipped) + (1.0 - labels) * np.log1p(-clipped))
-    zeros = np.zeros(len(scores), np.int64)
-    profile.tables[OVERALL] = GroupTable.of(zeros, [OVERALL], scores, labels, loss, True)
+    rows = _Batch(scores, labels)
+    profile.tables[OVERALL] = GroupTable.of(np.zeros(len(scores), np.int64), [OVERALL], rows, True)
     for column in spec.segments:
         codes, values = segments[column]
-        profile.tables[column] = GroupTable.of(codes, values, scores, labels, loss, True)._bounded(spec.max_values)
+        profile.tables[column] = GroupTable.of(codes, values, rows, True)._bounded(spec.max_values)
     for a, b in spec.pairs:
         (ca, va), (cb, vb) = segments[a], segments[b]
-        joint, inverse = np.unique(ca * max(len(vb), 1) + cb, return_inverse=True)
+        joint, inverse = _unique(ca * max(len(vb), 1) + cb)
         values = [(va[j // max(len(vb), 1)], vb[j % max(len(vb), 1)]) for j in joint.tolist()]
-        profile.tables[pair_key(a, b)] = GroupTable.of(inverse.reshape(-1).astype(np.int64), values, scores, labels,
-                                                       loss, False)._bounded(spec.max_values)
+        profile.tables[pair_key(a, b)] = GroupTable.of(inverse.astype(np.int64), values, rows,
+                                                       False)._bounded(spec.max_values)
     return profile
 
 
