@@ -299,7 +299,12 @@ def calibration_of(data: str, prediction: str, label: str, segments: list[str] =
         return read_rows(source.batches([prediction, label, *segments]), source.schema, prediction, label,
                          segments, where=f"{location} ({role})")
 
-    current = rows_of(data, "data")
+    from core.label_profile import LabelSpec, check_columns, profile_label_batches
+
+    source, where = Source(data), f"{data} (data)"
+    spec = LabelSpec(prediction, label, tuple(dict.fromkeys(segments)))
+    check_columns(source.schema, spec, where)
+    current = profile_label_batches(source.batches(spec.columns), spec, where).validate(where)  # streamed
     baseline = rows_of(reference, "reference") if reference else None
     check = CalibrationCheck(segments=tuple(segments), **params)
     return check.fit(baseline).evaluate(current, prediction=prediction, label=label)

@@ -182,14 +182,6 @@ def top_groups(segment: Segment, top_n: int) -> tuple[np.ndarray, list[str]]:
     return mapping[segment.codes], names
 
 
-def group_index(segment: Segment, names: list[str]) -> np.ndarray:
-    """Codes of `segment` mapped onto `names` (another table's groups); unknown values go to (other)."""
-    position = {name: i for i, name in enumerate(names)}
-    other = position.get(OTHER_SEGMENT, len(names))
-    mapping = np.array([position.get(c, other) for c in segment.categories] or [other], dtype=np.int64)
-    return mapping[segment.codes] if len(segment.codes) else np.zeros(0, dtype=np.int64)
-
-
 # ------------------------------------------------------------------ the window check shell
 
 
