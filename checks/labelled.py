@@ -19,6 +19,7 @@ own `now`, or the clock.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Iterable
@@ -273,7 +274,7 @@ class LabelledWindowCheck(WindowCheck):
         results, bad = [], ()
         for prediction, label, _ in self.pairs:
             reference = _reference_rows(context, prediction, label, self.segments)
-            current, bad_files = context.label_profile(self.spec(prediction, label))
+            current, bad_files = context.label_profile(shared_spec(context, self.spec(prediction, label)))
             bad = tuple(dict.fromkeys(bad + bad_files))
             results.append(self.evaluate_pair(prediction, label, reference, current, context))
         result = with_points(combine(self.name, results, context.result_context))
@@ -285,6 +286,28 @@ class LabelledWindowCheck(WindowCheck):
 
     def evaluate_pair(self, prediction, label, reference: Rows, current: LabelProfile, context) -> CheckResult:
         raise NotImplementedError  # pragma: no cover - interface
+
+
+SHARED_PROFILE_CHECKS = ("calibration", "performance", "concept_drift")
+
+
+def shared_spec(context, own: LabelSpec) -> LabelSpec:
+    """`own` widened to the segments (and concept pairs) of every enabled check of
+    SHARED_PROFILE_CHECKS that the data has, so one pass over the window serves them all."""
+    model = context.model
+    configs = [(n, getattr(model.checks, n, None)) for n in SHARED_PROFILE_CHECKS]
+    configs = [(n, c) for n, c in configs if c is not None and c.enabled]
+    if not configs:
+        return own
+    present = set(context.serving_source().schema.names)
+    segments, pairs = list(own.segments), list(own.pairs)
+    for name, config in configs:
+        chosen = list(model.model_schema.segments if config.segments is None else config.segments)
+        segments += [c for c in chosen if c in present]
+        if name == "concept_drift":
+            wanted = config.segment_pairs if config.segment_pairs is not None else itertools.combinations(chosen, 2)
+            pairs += [tuple(p) for p in wanted if all(c in present for c in p)]
+    return LabelSpec(own.prediction, own.label, tuple(dict.fromkeys(segments)), tuple(dict.fromkeys(pairs)))
 
 
 def combine(name: str, results: list[CheckResult], result_context: dict) -> CheckResult:

@@ -3,6 +3,7 @@ stated bound, calibration sums exactly those of the rows, and hourly slices thro
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 from datetime import timedelta
@@ -187,8 +188,9 @@ def _run(raw, small_world, tmp_path, name, granularity, start, end):
     try:
         runner = ModelRunner(config, config.models[0], store, clock=lambda: end + timedelta(days=2))
         results = {r.check: r for r in runner.run(start, end, LABEL_CHECKS)}
-        slices = store.load_profile(config.models[0].name, "labels", start, start + timedelta(hours=1),
-                                    LabelSpec("score", "click", ("os", "offer_id", "slot")).key())
+        segments = ("os", "offer_id", "slot")  # one profile serves all three checks: their segments and pairs
+        shared = LabelSpec("score", "click", segments, tuple(itertools.combinations(segments, 2)))
+        slices = store.load_profile(config.models[0].name, "labels", start, start + timedelta(hours=1), shared.key())
         return results, slices
     finally:
         store.close()
