@@ -51,12 +51,10 @@ def label_datasets(rows: int):
 
 def _guard(watched: str) -> dict:
     """Count serving rows that reach the driver (partial profiles, a `profile` column, are not rows)."""
-    from pyspark.sql import DataFrame
-
     try:
-        from pyspark.sql.classic.dataframe import DataFrame  # noqa: F811  (pyspark 4)
+        from pyspark.sql.classic.dataframe import DataFrame
     except ImportError:
-        pass
+        from pyspark.sql import DataFrame
     state = {"rows": 0, "partials": 0}
     for name in ("collect", "toArrow", "toPandas"):
         original = getattr(DataFrame, name)

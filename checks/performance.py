@@ -15,7 +15,6 @@ import math
 from dataclasses import dataclass, field
 from typing import Literal
 
-import numpy as np
 
 from checks import metrics, profile_metrics
 from checks.labelled import LabelledWindowCheck, Rows, fit_cached, named_stats, profile_of, top_names

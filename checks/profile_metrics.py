@@ -14,7 +14,7 @@ import math
 import numpy as np
 
 from checks import metrics
-from core.label_profile import LOSS, LOSS2, N, N_BINS, P, P2, PY, Y, GroupStats
+from core.label_profile import LOSS, LOSS2, N, N_BINS, P2, PY, Y, GroupStats
 
 
 def _hist(stats: GroupStats) -> np.ndarray:

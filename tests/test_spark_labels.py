@@ -25,12 +25,10 @@ SPEC = LabelSpec("score", "click", ("os", "offer_id"), (("offer_id", "os"),))
 def serving_rows_to_driver(monkeypatch):
     """Counts rows of frames reading `watched` files that come back to the driver (collect,
     toArrow, toPandas); partial profiles (a `profile` column) are not rows."""
-    from pyspark.sql import DataFrame
-
     try:  # pyspark 4: the classic (non-Connect) DataFrame defines these itself
         from pyspark.sql.classic.dataframe import DataFrame
     except ImportError:
-        pass
+        from pyspark.sql import DataFrame
     state = {"watched": "", "rows": 0, "partials": 0}
 
     def reads_watched(frame) -> bool:
@@ -114,3 +112,16 @@ def test_label_checks_on_spark_match_the_embedded_engine(spark, demo_raw_config,
         _close(mine.details, theirs.details)
     overall = results["spark"]["performance"].details["overall"]
     assert overall["auc_bound"] < 1e-3 and np.isfinite(overall["auc"])
+
+
+def test_many_partitions_are_merged_on_the_executors_with_the_same_profile(spark_engine, tmp_path, monkeypatch):
+    import core.engines.spark.label_profile as spark_labels
+
+    data = table(simulate(9_000, seed=7, ctr=0.03))
+    for i, start in enumerate(range(0, data.num_rows, 3_000)):
+        pq.write_table(data.slice(start, 3_000), tmp_path / f"part-{i}.parquet")
+    monkeypatch.setattr(spark_labels, "TREE_REDUCE_ABOVE", 0)  # every window goes through the tree reduce
+    remote = spark_engine.label_profile(spark_engine.source(str(tmp_path)), SPEC)
+    _same(LocalEngine().label_profile(Source(str(tmp_path)), SPEC), remote)
+    with pytest.raises(LimitExceededError, match="more than 8999 rows"):
+        spark_engine.label_profile(spark_engine.source(str(tmp_path), limits=Limits(max_rows=8_999)), SPEC)

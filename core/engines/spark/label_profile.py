@@ -4,7 +4,8 @@ sums and sparse fine histograms, never rows) are merged on the driver, or in a t
 on the executors when there are many partitions.
 
 `max_rows` is enforced inside the job: a partition that alone reads more rows than the limit
-stops with an error, and the driver refuses the sum of the partitions' rows before merging.
+stops with an error, and the driver refuses the partitions' total (partial profiles are
+bounded: per-group sums and at most values x bins histogram cells, whatever the rows).
 """
 
 from __future__ import annotations
@@ -58,11 +59,11 @@ def label_profile_frame(frame, spec: LabelSpec, max_rows: int | None = None, whe
     partitions = frame.rdd.getNumPartitions()
     partials = frame.mapInArrow(_kernel(json.dumps(spec.to_dict()), max_rows, where), _OUTPUT_SCHEMA)
     try:
-        if partitions > TREE_REDUCE_ABOVE:
-            total = partials.rdd.map(lambda row: row.rows).sum()
-            _check_rows(total, max_rows, location)
+        if partitions > TREE_REDUCE_ABOVE:  # merged on the executors; one profile comes back
             payload = partials.rdd.map(lambda row: bytes(row.profile)).treeReduce(_merge_payloads, depth=2)
-            return merged.merge(_decode(payload))
+            merged = merged.merge(_decode(payload))
+            _check_rows(merged.rows, max_rows, location)
+            return merged
         rows = partials.collect()  # one small payload per partition (at most TREE_REDUCE_ABOVE)
     except Exception as exc:
         if _TOO_MANY in str(exc):
