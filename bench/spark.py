@@ -116,7 +116,7 @@ def render(result: dict) -> str:
     local = next(r for r in result["runs"] if r["engine"] == "local")["phases"]
     lines += ["", "The embedded engine's phases: " + "; ".join(f"{k} {v:.2f} s" for k, v in local.items())]
     c = result["comparison"]
-    lines += ["", f"- label checks, same answers on every run: **{'yes' if result['labels_agree'] else 'NO'}** "
+    lines += ["", f"- label checks, same answers on every completed run: **{'yes' if result['labels_agree'] else 'NO'}** "
                   f"({result['label_summary']})",
               f"- same answers: counts, histograms, sketches and category counts identical: "
                   f"**{'yes' if c['counts_identical'] else 'NO'}**; largest relative difference of a mean: "
@@ -153,7 +153,9 @@ def run(rows: int, master: str, write: bool) -> dict:
                 if not engine.endswith("-rows"):
                     raise
                 print(f"{engine}: failed: {str(exc)[-300:]}", flush=True)
-                runs.append({"engine": engine, "failed": str(exc).strip().splitlines()[-1][:200]})
+                lines = str(exc).strip().splitlines()
+                cause = next((line for line in lines if "OutOfMemoryError" in line), lines[-1])
+                runs.append({"engine": engine, "failed": cause.strip()[:200]})
                 continue
             print(f"{engine}: {measured['wall_s']:.1f} s wall, {measured['peak_rss_bytes'] / 2**20:,.0f} MiB peak",
                   flush=True)
