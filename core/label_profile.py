@@ -159,7 +159,7 @@ class GroupTable:
     exact_p: list[int] = field(default_factory=list)
     hist_keys: np.ndarray | None = None
     hist: np.ndarray | None = None  # (len(hist_keys), 5): positives, negatives, sum, min, max of p
-    folded: int = 0  # values folded into (other) beyond max_values
+    folded: int = 0  # values folded into (other) beyond max_values (summed over the merged parts)
 
     @classmethod
     def of(cls, codes: np.ndarray, values: list, rows: _Batch, histograms: bool) -> "GroupTable":
@@ -236,7 +236,8 @@ class GroupTable:
         order = sorted(range(len(self.values)), key=lambda i: (-self.sums[i, N], str(self.values[i])))
         other_name = OTHER_SEGMENT if not isinstance(self.values[0], tuple) else (OTHER_SEGMENT,) * len(self.values[0])
         keep = [i for i in order if self.values[i] != other_name][: max_values - 1]
-        fold = [i for i in range(len(self.values)) if i not in set(keep)]
+        kept = set(keep)
+        fold = [i for i in range(len(self.values)) if i not in kept]
         target = GroupTable(
             [self.values[i] for i in keep] + [other_name], np.r_[self.sums[keep], self.sums[fold].sum(0)[None]],
             [self.exact_p[i] for i in keep] + [sum(self.exact_p[i] for i in fold)],
@@ -285,8 +286,7 @@ class GroupTable:
 
 def _reduce(keys: np.ndarray, hist: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Histogram rows with equal keys combined: counts and sums add, min and max combine."""
-    unique, inverse = np.unique(keys, return_inverse=True)
-    inverse = inverse.reshape(-1)
+    unique, inverse = _unique(keys)
     out = np.zeros((len(unique), 5))
     for column in range(3):
         out[:, column] = np.bincount(inverse, weights=hist[:, column], minlength=len(unique))
