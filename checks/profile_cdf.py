@@ -25,17 +25,18 @@ from core.sketch import _SKETCH_GAMMA, _SKETCH_MIN_MAGNITUDE, QuantileSketch
 def sketch_knots(sketch: QuantileSketch) -> tuple[np.ndarray, np.ndarray]:
     """(x, count of values <= x) at the sketch's bucket boundaries, ascending."""
     parts = []  # (lower bound, upper bound, count) per bucket, in ascending order of values
-    if sketch.negative:  # bucket k holds -x in (g**(k-1), g**k]
-        keys = np.array(sorted(sketch.negative, reverse=True), np.float64)
+    # The sketch keeps its buckets as arrays sorted by key (read here directly: its dict view is
+    # rebuilt on every access, which made this quadratic in the number of buckets).
+    if sketch.negative_keys.size:  # bucket k holds -x in (g**(k-1), g**k]: descending keys ascend in value
+        keys = sketch.negative_keys[::-1].astype(np.float64)
         parts.append((-(_SKETCH_GAMMA**keys), -(_SKETCH_GAMMA ** (keys - 1)),
-                      np.array([sketch.negative[k] for k in sorted(sketch.negative, reverse=True)], np.float64)))
+                      sketch.negative_counts[::-1].astype(np.float64)))
     if sketch.zero:
         parts.append((np.array([-_SKETCH_MIN_MAGNITUDE]), np.array([_SKETCH_MIN_MAGNITUDE]),
                       np.array([float(sketch.zero)])))
-    if sketch.positive:
-        keys = np.array(sorted(sketch.positive), np.float64)
-        parts.append((_SKETCH_GAMMA ** (keys - 1), _SKETCH_GAMMA**keys,
-                      np.array([sketch.positive[k] for k in sorted(sketch.positive)], np.float64)))
+    if sketch.positive_keys.size:
+        keys = sketch.positive_keys.astype(np.float64)
+        parts.append((_SKETCH_GAMMA ** (keys - 1), _SKETCH_GAMMA**keys, sketch.positive_counts.astype(np.float64)))
     if not parts:
         return np.zeros(0), np.zeros(0)
     lower, upper, counts = (np.concatenate(p) for p in zip(*parts))
