@@ -1,12 +1,13 @@
 """One timed profile of a window for bench.spark, on one engine; prints JSON.
 
-    python -m bench._spark_runner local|spark REFERENCE CURRENT PROFILE_OUT [MASTER]
+    python -m bench._spark_runner local|spark[-rows] REFERENCE CURRENT PROFILE_OUT MASTER LABEL_REF LABEL_CUR
 
 Both engines use the same spec (fixed here from a reference sample, as the runner does)
 and write the merged profile to PROFILE_OUT so the parent can check they agree. The
 Spark run also times its phases: session start, two read-only passes (`noop` sink: scan and
 decode, no kernel; the first warms the JVM up), the profile job (read + kernel, pipelined)
-and the driver merge.
+and the driver merge. Then the three label checks on the labelled window (bench/_spark_labels.py):
+from the window's label profile, or (`-rows`) from its rows brought to the driver, as before.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ import time
 def main(argv: list[str]) -> int:
     engine_name, reference_path, current_path, out = argv[:4]
     master = argv[4] if len(argv) > 4 else "local[2]"
+    label_paths = argv[5:7]
+    engine_name, mode = (engine_name.split("-", 1) + ["profile"])[:2]
     from core.profile import build_spec, infer_kind
     from core.sources import Source
 
@@ -30,7 +33,8 @@ def main(argv: list[str]) -> int:
     if engine_name == "local":
         from core.engines import LocalEngine
 
-        profile = LocalEngine().profile(Source(current_path), list(kinds), spec)
+        engine = LocalEngine()
+        profile = engine.profile(Source(current_path), list(kinds), spec)
         phases["profile (read + kernel + merge)"] = time.perf_counter() - started
     else:
         from core.engines import SparkSettings, get_engine
@@ -48,9 +52,16 @@ def main(argv: list[str]) -> int:
         phases["merge on the driver"] = engine.timings.merge
         phases["partitions"] = engine.timings.partitions
         phases["profile total"] = time.perf_counter() - begun
+    labels = {}
+    if label_paths:
+        from bench._spark_labels import run_label_checks
+
+        labels = run_label_checks(engine, engine_name, label_paths[0], label_paths[1], mode)
+        phases.update(labels.pop("phases"))
     with open(out, "w") as handle:
         json.dump(profile.to_dict(), handle)
-    json.dump({"engine": engine_name, "rows": profile.rows, "phases": phases}, sys.stdout)
+    name = engine_name if mode == "profile" else f"{engine_name}-rows"
+    json.dump({"engine": name, "rows": profile.rows, "phases": phases, "labels": labels}, sys.stdout)
     return 0
 
 

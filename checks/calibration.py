@@ -20,9 +20,10 @@ from typing import Literal
 
 import numpy as np
 
-from checks import metrics
+from checks import metrics, profile_metrics
+from checks.labelled import LabelledWindowCheck, Rows, fit_cached, named_stats, profile_of, top_names
+from core.label_profile import GroupStats, LabelProfile
 from core.results import CheckResult, worst_status
-from checks.labelled import LabelledWindowCheck, Rows, fit_cached, group_index, top_groups
 from core.checks import register_check
 from checks.settings import CalibrationCheckConfig
 from checks.thresholds import (
@@ -50,27 +51,23 @@ class Totals:
 
     @classmethod
     def of(cls, rows: Rows, mask: np.ndarray | None = None) -> "Totals":
+        """Of reference rows (chunks for the spread and learned modes)."""
         if mask is None:
-            return cls(rows.count, float(rows.scores.sum()), rows.positives)
-        return cls(int(mask.sum()), float(rows.scores[mask].sum()), float(rows.labels[mask].sum()))
+            return cls(rows.count, math.fsum(rows.scores), rows.positives)
+        return cls(int(mask.sum()), math.fsum(rows.scores[mask]), float(rows.labels[mask].sum()))
+
+    @classmethod
+    def of_stats(cls, stats: GroupStats) -> "Totals":
+        return cls(stats.count, stats.predicted, stats.positives)
 
 
-def group_totals(rows: Rows, column: str, names: list[str]) -> list[Totals]:
-    index = group_index(rows.segments[column], names)
-    k = len(names) + 1
-    counts = np.bincount(index, minlength=k)
-    expected = np.bincount(index, weights=rows.scores, minlength=k)
-    observed = np.bincount(index, weights=rows.labels, minlength=k)
-    return [Totals(int(counts[i]), float(expected[i]), float(observed[i])) for i in range(len(names))]
-
-
-def summary(scores: np.ndarray, labels: np.ndarray, n_bins: int, alpha: float) -> dict:
+def summary(stats: GroupStats, n_bins: int, alpha: float) -> dict:
     """Calibration of one group on its own: ratio with exact interval, ECE, Brier, reliability."""
-    count = len(scores)
-    expected = float(scores.sum())
-    observed = float(labels.sum())
+    count = stats.count
+    expected = stats.predicted
+    observed = stats.positives
     low, high = metrics.poisson_interval(observed, alpha)
-    curve = metrics.reliability(labels, scores, n_bins)
+    curve = profile_metrics.reliability(stats, n_bins)
     return {
         "count": count,
         "positives": observed,
@@ -82,7 +79,7 @@ def summary(scores: np.ndarray, labels: np.ndarray, n_bins: int, alpha: float) -
         "ci_low": expected / high if count else None,
         "ci_high": expected / low if low > 0 else math.inf,
         "ece": curve["ece"],
-        "brier": metrics.brier(labels, scores) if count else None,
+        "brier": profile_metrics.brier(stats),
         "reliability": {k: curve[k] for k in ("mean_predicted", "observed_rate", "counts")},
     }
 
@@ -114,10 +111,11 @@ class CalibrationCheck:
         tolerance = Tolerance(*self.thresholds)
         if reference is None or reference.count == 0:
             return FittedCalibration(self, None, None, tolerance)
-        whole = Totals.of(reference)
+        profile = profile_of(reference, self.segments)
+        whole = Totals.of_stats(profile.overall())
         if self.threshold_mode == "learned":
             tolerance = learned_ratio_tolerance(reference, whole, self.thresholds, self.chunks, self.learned_cap)
-        return FittedCalibration(self, whole, reference, tolerance)
+        return FittedCalibration(self, whole, reference, tolerance, profile)
 
 
 def learned_ratio_tolerance(reference: Rows, whole: Totals, static: tuple[float, float], chunks: int,
@@ -174,8 +172,9 @@ def spread_ratio_tolerance(reference: Rows | None, current: Totals, k: tuple[flo
 class FittedCalibration:
     check: CalibrationCheck
     reference: Totals | None
-    reference_rows: Rows | None = None  # segments are grouped like the current window's
+    reference_rows: Rows | None = None  # cut into chunks of a window's size (spread mode)
     tolerance: Tolerance = Tolerance(0.025, 0.05)
+    reference_profile: LabelProfile | None = None  # segments are grouped like the current window's
     _spread_cache: dict = field(default_factory=dict, compare=False, repr=False)
 
     def _decay(self, current: Totals, baseline: Totals | None, tolerance: Tolerance | None = None) -> dict:
@@ -205,11 +204,13 @@ class FittedCalibration:
     def _enough(self, totals: Totals) -> bool:
         return totals.count >= self.check.min_rows and totals.expected >= self.check.min_positives
 
-    def evaluate(self, current: Rows, prediction: str | None = None, label: str | None = None,
+    def evaluate(self, current: Rows | LabelProfile, prediction: str | None = None, label: str | None = None,
                  **context) -> CheckResult:
         check = self.check
-        whole = Totals.of(current)
-        overall = summary(current.scores, current.labels, check.n_bins, check.alpha)
+        current = profile_of(current, check.segments)
+        stats = current.overall()
+        whole = Totals.of_stats(stats)
+        overall = summary(stats, check.n_bins, check.alpha)
         spread, mode = None, check.threshold_mode
         if check.threshold_mode == "spread" and self.reference is not None:
             spread, mode = spread_ratio_tolerance(self.reference_rows, whole, check.spread_k, check.min_spread_chunks,
@@ -237,17 +238,18 @@ class FittedCalibration:
                            reference_rows=0 if self.reference is None else self.reference.count,
                            current_rows=current.count, details=details, **context)
 
-    def _segments(self, current: Rows) -> list[dict]:
+    def _segments(self, current: LabelProfile) -> list[dict]:
         check = self.check
         entries, p_warn, p_alert = [], [], []
         for column in check.segments:
-            index, names = top_groups(current.segments[column], check.top_n)
-            refs = [] if self.reference_rows is None else group_totals(self.reference_rows, column, names)
-            for i, value in enumerate(names):
-                mask = index == i
-                totals = Totals.of(current, mask)
+            table = current.table(column)
+            names = top_names(table, check.top_n)
+            refs = [] if self.reference_profile is None else [
+                Totals.of_stats(g) for g in named_stats(self.reference_profile.table(column), names)]
+            for i, (value, group) in enumerate(zip(names, named_stats(table, names))):
+                totals = Totals.of_stats(group)
                 entry = {"segment": column, "value": value}
-                entry.update(summary(current.scores[mask], current.labels[mask], check.n_bins, check.alpha))
+                entry.update(summary(group, check.n_bins, check.alpha))
                 baseline = refs[i] if refs else None
                 # A value the reference barely saw is compared with the reference as a whole.
                 use_own = baseline is not None and baseline.expected >= check.min_positives
@@ -297,7 +299,12 @@ def calibration_of(data: str, prediction: str, label: str, segments: list[str] =
         return read_rows(source.batches([prediction, label, *segments]), source.schema, prediction, label,
                          segments, where=f"{location} ({role})")
 
-    current = rows_of(data, "data")
+    from core.label_profile import LabelSpec, check_columns, profile_label_batches
+
+    source, where = Source(data), f"{data} (data)"
+    spec = LabelSpec(prediction, label, tuple(dict.fromkeys(segments)))
+    check_columns(source.schema, spec, where)
+    current = profile_label_batches(source.batches(spec.columns), spec, where).validate(where)  # streamed
     baseline = rows_of(reference, "reference") if reference else None
     check = CalibrationCheck(segments=tuple(segments), **params)
     return check.fit(baseline).evaluate(current, prediction=prediction, label=label)

@@ -26,10 +26,11 @@ from typing import Literal
 
 import numpy as np
 
-from checks import metrics
-from core.results import CheckResult, FeatureDrift, worst_status
+from checks import metrics, profile_metrics
 from checks.changepoint import page_hinkley
-from checks.labelled import LabelledWindowCheck, Rows, fit_cached, group_index, top_groups
+from checks.labelled import LabelledWindowCheck, Rows, fit_cached, profile_of, top_names, value_index
+from core.label_profile import P, Y, GroupStats, LabelProfile, LabelSpec
+from core.results import CheckResult, FeatureDrift, worst_status
 from core.checks import register_check
 from checks.settings import ConceptCheckConfig
 from checks.thresholds import (
@@ -74,20 +75,35 @@ def cross_fitted(scores: np.ndarray, labels: np.ndarray, folds: int = CROSS_FIT_
 
 def expected_vs_realized(scores, labels, calibrator, loss_noise: float = 0.0, baseline: dict | None = None,
                          q: np.ndarray | None = None) -> dict:
-    """Signal (a) for one set of rows: expected (from calibrated scores) and realized AUC and log loss.
+    """Signal (a) for rows (the reference and its chunks): expected (from calibrated scores) and
+    realized AUC and log loss. `q`: the rows' calibrated probabilities, if not calibrator(scores)."""
+    q = np.interp(scores, *calibrator) if q is None else q
+    expected_loss, loss_se = metrics.expected_log_loss(scores, q)
+    return _gaps(len(scores), float(q.sum()), metrics.auc(labels, scores), metrics.expected_auc(scores, q),
+                 expected_loss, loss_se, metrics.log_loss(labels, scores) if len(scores) else math.nan,
+                 loss_noise, baseline)
+
+
+def expected_vs_realized_profile(stats: GroupStats, calibrator, loss_noise: float = 0.0,
+                                 baseline: dict | None = None) -> dict:
+    """Signal (a) for a window's label profile: the binned counterparts of expected_vs_realized."""
+    expected = profile_metrics.expected_metrics(stats, calibrator)
+    realized_auc, _, _ = profile_metrics.auc_of(stats)
+    return _gaps(stats.count, expected["expected_positives"], realized_auc, expected["expected_auc"],
+                 expected["expected_log_loss"], expected["expected_log_loss_se"], profile_metrics.log_loss(stats)[0],
+                 loss_noise, baseline)
+
+
+def _gaps(count, positives, realized_auc, expected_auc, expected_loss, loss_se, realized_loss,
+          loss_noise: float, baseline: dict | None) -> dict:
+    """The expected-versus-realized gaps and their errors.
 
     `loss_noise` is the learned between-window spread of the relative loss gap; the
     standardised gap `loss_z` divides by it and the sampling error together. `baseline` is
     the reference's own cross-fitted gap (FittedConcept.baseline): an isotonic calibrator
     fitted on a finite reference is optimistic (it expects a higher AUC than any data gives
     it), so the gaps are measured from the reference's, and its uncertainty adds to theirs."""
-    q = np.interp(scores, *calibrator) if q is None else q
-    realized_auc = metrics.auc(labels, scores)
-    expected_auc = metrics.expected_auc(scores, q)
-    positives = float(q.sum())
-    expected_loss, loss_se = metrics.expected_log_loss(scores, q)
-    realized_loss = metrics.log_loss(labels, scores) if len(scores) else math.nan
-    auc_se = metrics.auc_se(expected_auc, positives, len(scores) - positives)
+    auc_se = metrics.auc_se(expected_auc, positives, count - positives)
     rise = realized_loss / expected_loss - 1 if expected_loss > 0 else None
     relative_se = loss_se / expected_loss if expected_loss > 0 else None
     auc_drop = None if realized_auc is None or expected_auc is None else expected_auc - realized_auc
@@ -99,7 +115,7 @@ def expected_vs_realized(scores, labels, calibrator, loss_noise: float = 0.0, ba
             rise -= baseline["loss_rise"]
             relative_se = math.hypot(relative_se, baseline["loss_rise_se"])
     return {
-        "count": len(scores),
+        "count": count,
         "expected_positives": positives,
         "expected_auc": expected_auc,
         "realized_auc": realized_auc,
@@ -150,6 +166,12 @@ class ConceptCheck:
         pairs = self.segment_pairs if self.segment_pairs is not None else itertools.combinations(self.segments, 2)
         return [(s,) for s in self.segments] + [tuple(p) for p in pairs]
 
+    def pairs(self) -> tuple[tuple[str, str], ...]:
+        return tuple(f for f in self.families() if len(f) == 2)
+
+    def profile(self, rows: "Rows | LabelProfile") -> LabelProfile:
+        return profile_of(rows, self.segments, self.pairs())
+
     def static_tolerances(self) -> dict[str, Tolerance]:
         cell = Tolerance(*self.residual_change)
         return {"auc_drop": Tolerance(*self.auc_drop), "loss_rise": Tolerance(*self.loss_rise),
@@ -169,7 +191,8 @@ class ConceptCheck:
         calibrator = fit_isotonic(reference.scores, reference.labels)
         baseline = expected_vs_realized(reference.scores, reference.labels, calibrator,
                                         q=cross_fitted(reference.scores, reference.labels))
-        static = FittedConcept(self, reference, calibrator, self.static_tolerances(), baseline=baseline)
+        static = FittedConcept(self, reference, calibrator, self.static_tolerances(), baseline=baseline,
+                               reference_profile=self.profile(reference))
         return static._learned() if self.threshold_mode == "learned" else static
 
 
@@ -183,6 +206,7 @@ class FittedConcept:
     dispersion: float = 1.0  # residual chi-square per degree of freedom between reference chunks (>= 1)
     baseline: dict | None = None  # the reference's own cross-fitted expected-versus-realized gap
     insufficient: str | None = None  # why the reference is too small to judge anything
+    reference_profile: LabelProfile | None = None  # the reference's cells, grouped like a window's
 
     def _learned(self) -> "FittedConcept":
         """Tolerances (and the loss series' noise) learned from chunk-versus-rest comparisons."""
@@ -204,9 +228,11 @@ class FittedConcept:
         usable = [c for c in signals if c["auc_drop"] is not None and c["loss_rise"] is not None]
         families_seen, cell_effects, cell_variances = [], [], []
         for chunk, rest in zip(parts, rests):
-            probe = FittedConcept(check, self.reference.take(rest), self.calibrator, self.tolerances)
+            probe = FittedConcept(check, self.reference.take(rest), self.calibrator, self.tolerances,
+                                  reference_profile=check.profile(self.reference.take(rest)))
+            chunk_profile = check.profile(chunk)
             for columns in check.families():
-                family = probe._family(chunk, columns)
+                family = probe._family(chunk_profile, columns)
                 if family["chi2"] is not None:
                     families_seen.append((family["chi2"], family["df"]))
                 for cell in family["_cells"]:
@@ -231,18 +257,20 @@ class FittedConcept:
             "residual_family": static["residual_family"],
         }
         noise = excess_spread([c["loss_rise"] for c in usable], [c["loss_rise_se"] ** 2 for c in usable])
-        return FittedConcept(check, self.reference, self.calibrator, learned, noise or 0.0, dispersion, self.baseline)
+        return FittedConcept(check, self.reference, self.calibrator, learned, noise or 0.0, dispersion, self.baseline,
+                             reference_profile=self.reference_profile)
 
-    def evaluate(self, current: Rows, history: list[float] | None = None, prediction: str | None = None,
-                 label: str | None = None, **context) -> CheckResult:
+    def evaluate(self, current: Rows | LabelProfile, history: list[float] | None = None,
+                 prediction: str | None = None, label: str | None = None, **context) -> CheckResult:
         check = self.check
+        current = check.profile(current)
         if self.insufficient:
             return CheckResult(check=check.name, status="insufficient_data", reference_rows=self.reference.count,
                                current_rows=current.count, details={"prediction": prediction, "label": label,
                                                                     "reason": self.insufficient}, **context)
-        enough = current.count >= check.min_rows and float(current.scores.sum()) >= check.min_positives
-        signal_a = expected_vs_realized(current.scores, current.labels, self.calibrator, self.loss_noise,
-                                        self.baseline)
+        whole = current.overall()
+        enough = whole.count >= check.min_rows and whole.predicted >= check.min_positives
+        signal_a = expected_vs_realized_profile(whole, self.calibrator, self.loss_noise, self.baseline)
         signal_a["statuses"] = self._judge_a(signal_a) if enough else {"auc_drop": "insufficient_data",
                                                                        "loss_rise": "insufficient_data"}
         families = [self._family(current, columns) for columns in check.families()]
@@ -282,21 +310,13 @@ class FittedConcept:
             pa.append(float(one_sided_p(effect, se, tol.alert)) if ok else math.nan)
         return dict(zip(("auc_drop", "loss_rise"), decide(pw, pa, self.check.alpha)))
 
-    def _family(self, current: Rows, columns: tuple[str, ...]) -> dict:
+    def _family(self, current: LabelProfile, columns: tuple[str, ...]) -> dict:
         """Cell sums of one segment family, tested against the reference's cells (signal b)."""
-        check, ref = self.check, self.reference
-        cur_index, ref_index, names, size = np.zeros(current.count, np.int64), np.zeros(ref.count, np.int64), [], 1
-        for column in columns:
-            index, values = top_groups(current.segments[column], check.top_n)
-            width = len(values) + 1  # + a slot for reference values the window does not have
-            cur_index = cur_index * width + index
-            ref_index = ref_index * width + group_index(ref.segments[column], values)
-            names.append(values)
-            size *= width
-        sums = [np.bincount(i, weights=w, minlength=size) for i, w in
-                ((cur_index, current.labels), (cur_index, current.scores), (ref_index, ref.labels),
-                 (ref_index, ref.scores))]
-        observed, expected, ref_observed, ref_expected = sums
+        check = self.check
+        names = [top_names(current.table(column), check.top_n) for column in columns]
+        size = math.prod(len(values) + 1 for values in names)  # + a slot for values only the reference has
+        observed, expected = _cell_sums(current, columns, names, size)
+        ref_observed, ref_expected = _cell_sums(self.reference_profile, columns, names, size)
         total_rate = observed.sum() / max(expected.sum(), 1e-12)
         ref_rate = ref_observed.sum() / max(ref_expected.sum(), 1e-12)
         scale = total_rate / ref_rate if ref_rate > 0 else math.nan  # R: the window's overall relative rate
@@ -382,6 +402,17 @@ class FittedConcept:
                                reasons=reasons)
 
 
+def _cell_sums(profile: LabelProfile, columns: tuple[str, ...], names: list[list], size: int):
+    """(clicks, predicted clicks) per cell of a family: each column's values placed among `names`."""
+    table = profile.table(columns[0]) if len(columns) == 1 else profile.pair_table(*columns)
+    index = np.zeros(len(table.values), np.int64)
+    for position, values in enumerate(names):
+        own = [v if len(columns) == 1 else v[position] for v in table.values]
+        index = index * (len(values) + 1) + value_index(own, values)
+    return (np.bincount(index, weights=table.sums[:, Y], minlength=size),
+            np.bincount(index, weights=table.sums[:, P], minlength=size))
+
+
 def _dispersion(families: list[tuple[float, float]], guard: float = 0.01) -> float:
     """Pooled chi-square per degree of freedom of chunk-versus-rest residual tests; 1 unless
     the excess is significant (p < guard), so noise alone never loosens the test."""
@@ -414,11 +445,17 @@ def loss_history(store, model: str, check: str, start, window, prediction: str |
 class ConceptWindowCheck(LabelledWindowCheck):
     name = "concept_drift"
 
-    def evaluate_pair(self, prediction, label, reference, current, context) -> CheckResult:
+    def check(self) -> ConceptCheck:
         params = self.config.check_params() if self.config is not None else {}
         if params.get("segment_pairs") is not None:
             params["segment_pairs"] = tuple(tuple(p) for p in params["segment_pairs"])
-        check = ConceptCheck(name=self.name, segments=tuple(self.segments), **params)
+        return ConceptCheck(name=self.name, segments=tuple(self.segments), **params)
+
+    def spec(self, prediction: str, label: str) -> LabelSpec:
+        return LabelSpec(prediction, label, tuple(self.segments), self.check().pairs())
+
+    def evaluate_pair(self, prediction, label, reference, current, context) -> CheckResult:
+        check = self.check()
         history = loss_history(getattr(context, "store", None), context.model.name, self.name, context.start,
                                context.end - context.start, prediction)
         return fit_cached(context, check, reference).evaluate(current, history=history, prediction=prediction, label=label)

@@ -1,11 +1,13 @@
 """Great Expectations glue: suites as editable JSON, validation of a DataFrame.
 
 Suites are built here as plain GX 1.x suite JSON (`{"name", "expectations": [{"type",
-"kwargs", "meta", "severity"}]}`), so deriving one needs no GX import; users edit the
-file and driftline loads it back through `great_expectations.ExpectationSuite`, which
-validates every expectation. GX itself (seconds to import) is imported only to validate,
-once per process, with one ephemeral context and one batch definition per backend (pandas,
-and Spark for the spark engine) reused for every window.
+"kwargs", "meta", "severity"}]}`), so deriving one needs no GX import; users edit the file.
+On pandas the derived suite's expectation types, with kwargs and dtypes as derived, are
+evaluated natively (checks.native_expectations: GX's results without GX's ~10 ms per
+expectation); the rest goes through `great_expectations.ExpectationSuite`, which validates
+each expectation (a bad one is a ConfigError naming it). GX itself (seconds to import) is
+imported only then, once per process, with one ephemeral context and one batch definition
+per backend (pandas, and Spark for the spark engine) reused for every window.
 """
 
 from __future__ import annotations
@@ -142,59 +144,77 @@ GROUP_COLUMNS = 200  # a wide pandas frame is validated this many columns at a t
 
 
 def validate_frame(suite: dict, frame, partial_count: int = 10, where: str = "suite",
-                   backend: str = "pandas") -> list[dict]:
+                   backend: str = "pandas", native: bool = True) -> list[dict]:
     """Validate a pandas (or, backend="spark", a Spark) DataFrame; one plain dict per expectation, in suite order.
 
-    GX resolves each column name against every column of the frame, so a suite over a wide
-    frame costs columns x expectations; on pandas the single-column expectations are
-    validated on frames of GROUP_COLUMNS columns at a time (the same results, in suite order).
+    On pandas the derived suite's expectation types are evaluated natively with GX's results
+    (checks.native_expectations; native=False: all by GX, the tests' oracle); the others go to
+    GX, which is imported only then. GX resolves each column name against every column of the
+    frame, so a suite over a wide frame costs columns x expectations; its single-column
+    expectations are validated on frames of GROUP_COLUMNS columns at a time (the same results).
     """
-    if backend != "pandas" or len(frame.columns) <= GROUP_COLUMNS:
-        by_config = _validate(suite, frame, partial_count, where, backend)
-    else:
-        by_config = []
-        for part, columns in _column_groups(suite, frame):
-            by_config += _validate(part, frame if columns is None else frame[columns], partial_count, where, backend)
+    results: dict[int, dict] = {}
+    if backend == "pandas" and native:
+        from checks.native_expectations import evaluate
+
+        columns: dict = {}
+        for index, item in enumerate(suite["expectations"]):
+            result = evaluate(item, frame, partial_count, columns)
+            if result is not None:
+                results[index] = result
+    rest = [(index, item) for index, item in enumerate(suite["expectations"]) if index not in results]
+    from_gx: dict[int, dict] = {}
+    if rest:
+        if backend != "pandas" or len(frame.columns) <= GROUP_COLUMNS:
+            from_gx = _validate(suite, rest, frame, partial_count, where, backend)
+        else:
+            for group, columns in _column_groups(rest, frame):
+                from_gx |= _validate(suite, group, frame if columns is None else frame[columns], partial_count,
+                                     where, backend)
     present = set(frame.columns)
-    for item in by_config:
+    for item in from_gx.values():
         column = item["kwargs"].get("column")
         if item["type"] != "expect_column_to_exist" and isinstance(column, str) and column not in present:
             # GX reports these unevenly (a plain failure, or an IndexError): say what it is, on every backend.
             item.update(success=False, result={}, exception=f"column '{column}' is missing")
-    return _in_suite_order(suite, by_config)
+    results |= from_gx
+    return [results[index] for index in sorted(results)]
 
 
-def _column_groups(suite: dict, frame):
-    """(sub-suite, its frame's columns) per GROUP_COLUMNS columns; None: the whole frame (table-level,
-    multi-column and positional expectations)."""
+def _column_groups(items: list[tuple[int, dict]], frame):
+    """(indexed items, their frame's columns) per GROUP_COLUMNS columns; None: the whole frame
+    (table-level, multi-column and positional expectations)."""
     present = set(frame.columns)
     whole, by_column = [], {}
-    for item in suite["expectations"]:
+    for index, item in items:
         kwargs = item.get("kwargs", {})
         column = kwargs.get("column")
         if isinstance(column, str) and "column_index" not in kwargs:
-            by_column.setdefault(column, []).append(item)
+            by_column.setdefault(column, []).append((index, item))
         else:
-            whole.append(item)
+            whole.append((index, item))
     names = list(by_column)
     for start in range(0, len(names), GROUP_COLUMNS):
         group = names[start:start + GROUP_COLUMNS]
-        yield {**suite, "expectations": [e for c in group for e in by_column[c]]}, [c for c in group if c in present]
+        yield [e for c in group for e in by_column[c]], [c for c in group if c in present]
     if whole:
-        yield {**suite, "expectations": whole}, None
+        yield whole, None
 
 
-def _validate(suite: dict, frame, partial_count: int, where: str, backend: str) -> list[dict]:
-    gx_suite = build_gx_suite(suite, where)
+def _validate(suite: dict, items: list[tuple[int, dict]], frame, partial_count: int, where: str,
+              backend: str) -> dict[int, dict]:
+    """GX's result per suite index. GX orders its results by column and normalises kwargs (int
+    bounds to float, defaults left out): they are matched to the items by GX's own configurations."""
+    gx_suite = build_gx_suite({**suite, "expectations": [item for _, item in items]}, where)
     batch = _batch_definition(backend).get_batch(batch_parameters={"dataframe": frame})
     with _quiet():
         outcome = batch.validate(gx_suite, result_format={"result_format": "SUMMARY",
                                                           "partial_unexpected_count": partial_count})
-    by_config = []
+    pending: dict[str, list[dict]] = {}
     for item in outcome.results:
         config = item.expectation_config
         info = item.exception_info or {}
-        by_config.append({
+        record = {
             "type": config.type,
             "kwargs": {k: v for k, v in dict(config.kwargs).items() if k != "batch_id"},
             "severity": str(getattr(config.severity, "value", config.severity) or "critical"),
@@ -202,26 +222,22 @@ def _validate(suite: dict, frame, partial_count: int, where: str, backend: str) 
             "success": bool(item.success),
             "result": dict(item.result or {}),
             "exception": info.get("exception_message") if info.get("raised_exception") else None,
-        })
-    return by_config
-
-
-def _in_suite_order(suite: dict, results: list[dict]) -> list[dict]:
-    """GX groups results by column; give them back in the order of the suite file."""
-    def key(item: dict) -> str:
-        kwargs = {k: v for k, v in item.get("kwargs", {}).items() if k != "batch_id"}
-        return item["type"] + json.dumps(kwargs, sort_keys=True, default=_plain)
-
-    pending: dict[str, list[dict]] = {}
-    for result in results:
-        pending.setdefault(key(result), []).append(result)
-    ordered = []
-    for item in suite["expectations"]:
-        bucket = pending.get(key(item)) or []
+        }
+        pending.setdefault(_key(record["type"], record["kwargs"]), []).append(record)
+    by_index = {}
+    for (index, _), expectation_ in zip(items, gx_suite.expectations):
+        config = expectation_.configuration
+        bucket = pending.get(_key(config.type, dict(config.kwargs))) or []
         if bucket:
-            ordered.append(bucket.pop(0))
+            by_index[index] = bucket.pop(0)
+    # Not expected (a configuration GX did not give back as it was given): kept, after the suite's.
     leftovers = [r for bucket in pending.values() for r in bucket]
-    return ordered + leftovers
+    size, last = len(suite["expectations"]), items[-1][0]
+    return by_index | {size * (k + 1) + last: record for k, record in enumerate(leftovers)}
+
+
+def _key(kind: str, kwargs: dict) -> str:
+    return kind + json.dumps({k: v for k, v in kwargs.items() if k != "batch_id"}, sort_keys=True, default=_plain)
 
 
 def _plain(value):

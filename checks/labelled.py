@@ -1,9 +1,14 @@
-"""Rows with predictions, labels and segments: reading, validating, and label maturity.
+"""Label profiles of windows, scored reference rows, and label maturity.
 
-Calibration, performance and concept checks need rows, not profiles: sums of scores and
-clicks per segment, ranks for AUC. They read only the prediction, label and segment
-columns of a window (or of the scored reference) into numpy arrays, with segments
-dictionary-encoded so group sums are `bincount`s.
+Calibration, performance and concept checks judge a window from its label profile
+(core.label_profile: per-segment sums and fine score histograms, mergeable like feature
+profiles), computed by the model's engine (local batches, Spark partitions) and stored per
+profile_granularity slice, so no check holds a window's rows. The scored reference is a
+bounded uniform sample of rows (REFERENCE_MAX_ROWS), read once per runner: the concept
+check fits its calibration map on it, and the spread and learned modes cut it into chunks
+of a window's size; its own statistics come from its label profile, by the same kernel.
+`Rows` (numpy arrays with dictionary-encoded segments) is that sample, and what the
+one-off commands and tests hand to a check; a check profiles it before judging it.
 
 Labels arrive late (a click within hours, a conversion within a day). A window is only
 judged once every label it uses has matured (window end + delay <= now); until then its
@@ -14,6 +19,7 @@ own `now`, or the clock.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Iterable
@@ -23,12 +29,19 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from core.checks import WindowCheck
+from core.label_profile import (  # noqa: F401  (NULL_SEGMENT re-exported)
+    NULL_SEGMENT,
+    OTHER_SEGMENT,
+    GroupStats,
+    GroupTable,
+    LabelProfile,
+    LabelSpec,
+    profile_arrays,
+)
 from core.metric_points import with_points
 from core.results import CheckResult
 from core.errors import ConfigError, SchemaError
 
-NULL_SEGMENT = "(null)"
-OTHER_SEGMENT = "(other)"
 REFERENCE_MAX_ROWS = 2_000_000  # a larger scored reference is sampled uniformly to this size
 
 
@@ -124,6 +137,39 @@ def read_rows(batches: Iterable[pa.RecordBatch], schema: pa.Schema, prediction: 
     return Rows(scores[valid], labels[valid], encoded, dropped=int((~valid).sum()))
 
 
+def profile_of(rows: "Rows | LabelProfile", segments=(), pairs=()) -> LabelProfile:
+    """A check's input as a label profile: a profile as is, rows through the kernel."""
+    if isinstance(rows, LabelProfile):
+        return rows
+    spec = LabelSpec("score", "label", tuple(segments), tuple(tuple(p) for p in pairs))
+    encoded = {c: (s.codes, list(s.categories)) for c, s in rows.segments.items()}
+    profile = profile_arrays(spec, rows.scores, rows.labels, encoded)
+    profile.dropped += rows.dropped
+    return profile
+
+
+def top_names(table: GroupTable, top_n: int) -> list:
+    """The top_n most frequent values of a profiled column (ties by value), plus `(other)` for the rest."""
+    order = sorted(range(len(table.values)), key=lambda i: (-table.sums[i, 0], str(table.values[i])))
+    names = [table.values[i] for i in order[:top_n]]
+    if len(order) > top_n:
+        names.append(OTHER_SEGMENT)
+    return names
+
+
+def value_index(values: list, names: list) -> np.ndarray:
+    """Each profiled value's position among `names`; others go to `(other)` (or past the end)."""
+    position = {name: i for i, name in enumerate(names)}
+    other = position.get(OTHER_SEGMENT, len(names))
+    return np.array([position.get(v, other) for v in values], dtype=np.int64)
+
+
+def named_stats(table: GroupTable, names: list) -> list[GroupStats]:
+    """The statistics of each of `names` (a value, or `(other)`: every value not named) in `table`."""
+    index = value_index(table.values, names)
+    return [table.stats(np.flatnonzero(index == i)) for i in range(len(names))]
+
+
 def top_groups(segment: Segment, top_n: int) -> tuple[np.ndarray, list[str]]:
     """Codes remapped to the top_n most frequent categories plus one `(other)` group."""
     counts = np.bincount(segment.codes, minlength=len(segment.categories))
@@ -135,14 +181,6 @@ def top_groups(segment: Segment, top_n: int) -> tuple[np.ndarray, list[str]]:
     if counts.sum() > counts[keep].sum():
         names.append(OTHER_SEGMENT)
     return mapping[segment.codes], names
-
-
-def group_index(segment: Segment, names: list[str]) -> np.ndarray:
-    """Codes of `segment` mapped onto `names` (another table's groups); unknown values go to (other)."""
-    position = {name: i for i, name in enumerate(names)}
-    other = position.get(OTHER_SEGMENT, len(names))
-    mapping = np.array([position.get(c, other) for c in segment.categories] or [other], dtype=np.int64)
-    return mapping[segment.codes] if len(segment.codes) else np.zeros(0, dtype=np.int64)
 
 
 # ------------------------------------------------------------------ the window check shell
@@ -233,20 +271,43 @@ class LabelledWindowCheck(WindowCheck):
                                  {lab: str(delay) for _, lab, delay in self.pairs}, self.now)
         if pending is not None:
             return pending
-        source = context.serving_source()
-        results = []
+        results, bad = [], ()
         for prediction, label, _ in self.pairs:
             reference = _reference_rows(context, prediction, label, self.segments)
-            current = read_rows(source.batches([prediction, label, *self.segments], context.start, context.end),
-                                source.schema, prediction, label, self.segments,
-                                where=f"{source.location} (window)")
+            current, bad_files = context.label_profile(shared_spec(context, self.spec(prediction, label)))
+            bad = tuple(dict.fromkeys(bad + bad_files))
             results.append(self.evaluate_pair(prediction, label, reference, current, context))
-        bad = tuple(f"{path}: {why}" for path, why in source.report.bad_files)
         result = with_points(combine(self.name, results, context.result_context))
         return result.with_updates(partial=bool(bad), bad_files=bad) if bad else result
 
-    def evaluate_pair(self, prediction, label, reference: Rows, current: Rows, context) -> CheckResult:
+    def spec(self, prediction: str, label: str) -> LabelSpec:
+        """What this check needs profiled of a window (checks with the same spec share the profile)."""
+        return LabelSpec(prediction, label, tuple(self.segments))
+
+    def evaluate_pair(self, prediction, label, reference: Rows, current: LabelProfile, context) -> CheckResult:
         raise NotImplementedError  # pragma: no cover - interface
+
+
+SHARED_PROFILE_CHECKS = ("calibration", "performance", "concept_drift")
+
+
+def shared_spec(context, own: LabelSpec) -> LabelSpec:
+    """`own` widened to the segments (and concept pairs) of every enabled check of
+    SHARED_PROFILE_CHECKS that the data has, so one pass over the window serves them all."""
+    model = context.model
+    configs = [(n, getattr(model.checks, n, None)) for n in SHARED_PROFILE_CHECKS]
+    configs = [(n, c) for n, c in configs if c is not None and c.enabled]
+    if not configs:
+        return own
+    present = set(context.serving_source().schema.names)
+    segments, pairs = list(own.segments), list(own.pairs)
+    for name, config in configs:
+        chosen = list(model.model_schema.segments if config.segments is None else config.segments)
+        segments += [c for c in chosen if c in present]
+        if name == "concept_drift":
+            wanted = config.segment_pairs if config.segment_pairs is not None else itertools.combinations(chosen, 2)
+            pairs += [tuple(p) for p in wanted if all(c in present for c in p)]
+    return LabelSpec(own.prediction, own.label, tuple(dict.fromkeys(segments)), tuple(dict.fromkeys(pairs)))
 
 
 def combine(name: str, results: list[CheckResult], result_context: dict) -> CheckResult:

@@ -15,11 +15,11 @@ import math
 from dataclasses import dataclass, field
 from typing import Literal
 
-import numpy as np
 
-from checks import metrics
+from checks import metrics, profile_metrics
+from checks.labelled import LabelledWindowCheck, Rows, fit_cached, named_stats, profile_of, top_names
+from core.label_profile import GroupStats, LabelProfile
 from core.results import CheckResult, worst_status
-from checks.labelled import LabelledWindowCheck, Rows, fit_cached, group_index, top_groups
 from core.checks import register_check
 from checks.settings import PerformanceCheckConfig
 from checks.thresholds import (
@@ -41,29 +41,32 @@ from core.errors import ConfigError
 METRICS = ("auc_drop", "ne_rise", "calibration")
 
 
-def group_metrics(scores: np.ndarray, labels: np.ndarray) -> dict:
-    """The metrics of one group, with the standard errors the comparisons need."""
-    count = len(scores)
-    positives = float(labels.sum())
+def group_metrics(stats: "GroupStats | Rows") -> dict:
+    """The metrics of one group, with the standard errors the comparisons need (from its label
+    profile statistics; reference chunks given as rows are profiled first)."""
+    if isinstance(stats, Rows):
+        stats = profile_of(stats).overall()
+    count = stats.count
+    positives = stats.positives
     if count == 0:
         return {"count": 0, "positives": 0.0}
-    auc = metrics.auc(labels, scores)
-    losses = metrics.row_log_loss(labels, scores)
-    log_loss = float(losses.mean())
-    log_loss_se = float(losses.std(ddof=1) / math.sqrt(count)) if count > 1 else math.nan
+    auc, auc_bound, auc_se = profile_metrics.auc_of(stats)
+    log_loss, log_loss_se = profile_metrics.log_loss(stats)
     base = metrics.entropy(positives / count)
+    predicted = stats.predicted
     return {
         "count": count,
         "positives": positives,
-        "predicted_positives": float(scores.sum()),
+        "predicted_positives": predicted,
         "auc": auc,
-        "auc_se": metrics.auc_se_delong(labels, scores),
+        "auc_bound": None if auc is None else auc_bound,  # |binned AUC - the rows' AUC| <= this
+        "auc_se": auc_se,
         "log_loss": log_loss,
         "log_loss_se": log_loss_se,
         "ne": log_loss / base if base > 0 else None,
         "ne_se": log_loss_se / base if base > 0 else None,
-        "brier": metrics.brier(labels, scores),
-        "calibration_ratio": float(scores.sum()) / positives if positives > 0 else math.inf,
+        "brier": profile_metrics.brier(stats),
+        "calibration_ratio": predicted / positives if positives > 0 else math.inf,
     }
 
 
@@ -94,16 +97,17 @@ class PerformanceCheck:
     def fit(self, reference: Rows) -> "FittedPerformance":
         if reference.count == 0:
             raise ConfigError("performance: the scored reference has no rows with a prediction and a label")
-        overall = group_metrics(reference.scores, reference.labels)
+        profile = profile_of(reference, self.segments)
+        overall = group_metrics(profile.overall())
         tolerances = {name: Tolerance(*getattr(self, name)) for name in METRICS}
         if self.threshold_mode == "learned":
             tolerances = self._learn(reference, overall, tolerances)
-        return FittedPerformance(self, overall, reference, tolerances)
+        return FittedPerformance(self, overall, reference, tolerances, reference_profile=profile)
 
     def _learn(self, reference: Rows, overall: dict, static: dict) -> dict:
         from checks.calibration import Totals, learned_ratio_tolerance
 
-        chunks = [group_metrics(c.scores, c.labels) for c in reference.chunks(self.chunks)]
+        chunks = [group_metrics(c) for c in reference.chunks(self.chunks)]
         auc = [(c.get("auc"), c.get("auc_se")) for c in chunks if c.get("auc") is not None]
         ne = [(c["ne"], c["ne_se"]) for c in chunks if c.get("ne") is not None]
         learned = dict(static)
@@ -122,8 +126,9 @@ class PerformanceCheck:
 class FittedPerformance:
     check: PerformanceCheck
     reference: dict
-    reference_rows: Rows | None = None  # segments are grouped like the current window's
+    reference_rows: Rows | None = None  # cut into chunks of a window's size (spread mode)
     tolerances: dict[str, Tolerance] = field(default_factory=dict)
+    reference_profile: LabelProfile | None = None  # segments are grouped like the current window's
     _spread_cache: dict = field(default_factory=dict, compare=False, repr=False)
 
     def spread_tolerances(self, current: dict) -> tuple[dict[str, Tolerance] | None, str]:
@@ -139,7 +144,7 @@ class FittedPerformance:
         if n not in self._spread_cache:
             from checks.calibration import ratio_excess
 
-            parts = [group_metrics(c.scores, c.labels) for c in rows.chunks(chunks)]
+            parts = [group_metrics(c) for c in rows.chunks(chunks)]
             ref = self.reference
             auc = [(ref["auc"] - p["auc"], p["auc_se"] ** 2) for p in parts
                    if p.get("auc") is not None and ref.get("auc") is not None]
@@ -201,19 +206,19 @@ class FittedPerformance:
         check = self.check
         return cur.get("count", 0) >= check.min_rows and cur.get("predicted_positives", 0) >= check.min_positives
 
-    def evaluate(self, current: Rows, prediction: str | None = None, label: str | None = None,
+    def evaluate(self, current: Rows | LabelProfile, prediction: str | None = None, label: str | None = None,
                  **context) -> CheckResult:
-        overall = group_metrics(current.scores, current.labels)
+        current = profile_of(current, self.check.segments)
+        overall = group_metrics(current.overall())
         overall["reference"] = _public(self.reference)
         groups = [(overall, self.reference)]
         for column in self.check.segments:
-            index, names = top_groups(current.segments[column], self.check.top_n)
-            ref_index = group_index(self.reference_rows.segments[column], names)
-            for i, value in enumerate(names):
-                mask = index == i
-                entry = {"segment": column, "value": value, **group_metrics(current.scores[mask], current.labels[mask])}
-                ref_mask = ref_index == i
-                ref = group_metrics(self.reference_rows.scores[ref_mask], self.reference_rows.labels[ref_mask])
+            table = current.table(column)
+            names = top_names(table, self.check.top_n)
+            refs = named_stats(self.reference_profile.table(column), names)
+            for value, group, ref_group in zip(names, named_stats(table, names), refs):
+                entry = {"segment": column, "value": value, **group_metrics(group)}
+                ref = group_metrics(ref_group)
                 enough_ref = ref is not None and ref.get("predicted_positives", 0) >= self.check.min_positives
                 entry["reference"] = _public(ref)
                 groups.append((entry, ref if enough_ref else None))

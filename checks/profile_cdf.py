@@ -25,8 +25,9 @@ from core.sketch import _SKETCH_GAMMA, _SKETCH_MIN_MAGNITUDE, QuantileSketch
 def sketch_knots(sketch: QuantileSketch) -> tuple[np.ndarray, np.ndarray]:
     """(x, count of values <= x) at the sketch's bucket boundaries, ascending."""
     parts = []  # (lower bound, upper bound, count) per bucket, in ascending order of values
-    # The sketch's sorted bucket arrays are read directly: its dict views cost a Python dict per call.
-    if sketch.negative_keys.size:  # bucket k holds -x in (g**(k-1), g**k]
+    # The sketch keeps its buckets as arrays sorted by key (read here directly: its dict view is
+    # rebuilt on every access, which made this quadratic in the number of buckets).
+    if sketch.negative_keys.size:  # bucket k holds -x in (g**(k-1), g**k]: descending keys ascend in value
         keys = sketch.negative_keys[::-1].astype(np.float64)
         parts.append((-(_SKETCH_GAMMA**keys), -(_SKETCH_GAMMA ** (keys - 1)),
                       sketch.negative_counts[::-1].astype(np.float64)))

@@ -10,8 +10,10 @@ can edit (`--write-suite`, then `--suite` / `checks.data_quality.suite`).
 
 Each window is validated in full up to `sample_rows` rows (default 1M), beyond that on a
 uniform sample of that size; the result states which (`validated_rows`, `window_rows`,
-`sampled`). Measured (bench/RESULTS.md, `bench.detect --gx-cost`): a 24-expectation suite
-takes ~2.5 s on a 1M-row window plus ~2 s to build the pandas frame, a 100k sample ~0.5 s.
+`sampled`). Measured through GX (bench/RESULTS.md, `bench.detect --gx-cost`): a 24-expectation
+suite takes ~2.5 s on a 1M-row window plus ~2 s to build the pandas frame, a 100k sample ~0.5 s;
+the derived suite's expectation types now run natively with GX's results
+(checks.native_expectations), GX only for the rest of an edited suite.
 A sample finds a range fault as well, but sees a duplicated id only when both rows are
 drawn, so windows are validated whole up to the bound, which only stops runaway windows.
 
@@ -72,10 +74,11 @@ def derive_suite(reference: pa.Table, kinds: dict[str, str], id_column: str | No
     """The expectation suite (GX 1.x JSON) that the reference sample satisfies."""
     items: list[dict] = []
     rows = reference.num_rows
+    position = {name: index for index, name in enumerate(reference.column_names)}  # by name: O(columns) each
     for column, kind in kinds.items():
-        if column not in reference.column_names:
+        if column not in position:
             raise SchemaError(f"reference: column '{column}' is missing")
-        values = reference.column(column)
+        values = reference.column(position[column])
         items.append(expectation("expect_column_to_exist", column=column))
         family = type_family(values.type)
         if family:
@@ -90,7 +93,7 @@ def derive_suite(reference: pa.Table, kinds: dict[str, str], id_column: str | No
         elif kind != "timestamp":  # a timestamp keeps its type and null rate; its range moves with time
             items.extend(_value_set(column, values, params))
     if id_column:
-        if id_column not in reference.column_names:
+        if id_column not in position:
             raise SchemaError(f"reference: id column '{id_column}' is missing")
         items.append(expectation("expect_column_values_to_be_unique", why="id", column=id_column))
         items.append(expectation("expect_column_values_to_not_be_null", why="id", column=id_column))
@@ -179,9 +182,11 @@ def judge(results: list[dict]) -> tuple[list[dict], tuple[FeatureDrift, ...]]:
             "kwargs": {k: _short(v) for k, v in item["kwargs"].items()},
             "message": item["exception"][:300] if item["exception"] else None,
         })
+    by_column: dict[str, list[dict]] = {}
+    for record in records:
+        by_column.setdefault(record["column"], []).append(record)
     features = []
-    for column in dict.fromkeys(r["column"] for r in records):
-        own = [r for r in records if r["column"] == column]
+    for column, own in by_column.items():
         failed = [r for r in own if r["status"] != "ok"]
         fractions = [r["unexpected_fraction"] for r in own if r["unexpected_fraction"] is not None]
         statuses = [r["status"] for r in own]
@@ -288,7 +293,8 @@ class QualityWindowCheck(WindowCheck):
         source = context.reference_source()
         kinds = dict(self.model.feature_kinds)
         if self.config.columns is not None:
-            missing = [c for c in self.config.columns if c not in kinds and c not in source.schema.names]
+            names = set(source.schema.names)
+            missing = [c for c in self.config.columns if c not in kinds and c not in names]
             if missing:
                 raise SchemaError(f"{source.location}: column '{missing[0]}' is not in the reference data")
             kinds = {c: kinds.get(c) or infer_kind(source.schema.field(c).type) for c in self.config.columns}
@@ -296,11 +302,12 @@ class QualityWindowCheck(WindowCheck):
                schema.example_id)
 
         def derive() -> dict:
-            present = [c for c in kinds if c in source.schema.names]
-            missing = [c for c in kinds if c not in source.schema.names]
+            names = set(source.schema.names)
+            present = [c for c in kinds if c in names]
+            missing = [c for c in kinds if c not in names]
             if missing:
                 raise SchemaError(f"{source.location}: column '{missing[0]}' is not in the reference data")
-            id_column = schema.example_id if schema.example_id in source.schema.names else None
+            id_column = schema.example_id if schema.example_id in names else None
             sample = source.sample(200_000, present + ([id_column] if id_column else []), seed=0)
             return derive_suite(sample, kinds, id_column, list(schema.predictions),
                                 [label.name for label in schema.labels], self.params,
@@ -315,8 +322,8 @@ class QualityWindowCheck(WindowCheck):
         source = context.serving_source()  # a SparkSource on the spark engine
         # Predictions and labels may live elsewhere than the serving logs: judge them only when present.
         schema = self.model.model_schema
-        absent = {c for c in [*schema.predictions, *(label.name for label in schema.labels)]
-                  if c not in source.schema.names}
+        names = set(source.schema.names)
+        absent = {c for c in [*schema.predictions, *(label.name for label in schema.labels)] if c not in names}
         if absent:
             suite = {**suite, "expectations": [e for e in suite["expectations"]
                                                if e.get("kwargs", {}).get("column") not in absent]}
@@ -326,7 +333,7 @@ class QualityWindowCheck(WindowCheck):
 
             return validate_on_spark(suite, source, self.params.sample_rows, context.start, context.end, where,
                                      **context.result_context)
-        columns = [c for c in suite_columns(suite) if c in source.schema.names]
+        columns = [c for c in suite_columns(suite) if c in names]
         table, rows = read_for_suite(source.batches(columns, context.start, context.end), suite,
                                      self.params.sample_rows, source.schema)
         bad = tuple(f"{path}: {why}" for path, why in source.report.bad_files)
@@ -378,7 +385,8 @@ def quality_between(current: str, reference: str | None = None, suite_path: str 
 
         return validate_on_spark(suite, engine.source(current), params.sample_rows, where=where)
     current_source = Source(current)
-    columns = [c for c in suite_columns(suite) if c in current_source.schema.names]
+    names = set(current_source.schema.names)
+    columns = [c for c in suite_columns(suite) if c in names]
     table, rows = read_for_suite(current_source.batches(columns), suite, params.sample_rows, current_source.schema)
     bad = tuple(f"{path}: {why}" for path, why in current_source.report.bad_files)
     return validate_table(suite, table, rows, where=where, partial=bool(bad), bad_files=bad)

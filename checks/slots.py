@@ -18,11 +18,14 @@ read their segments from it too); this check adds the slot x version cross and n
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 from pydantic import Field
 
 from checks.calibration import CalibrationCheck
-from checks.labelled import Rows, Segment, label_maturity, prediction_pairs, read_rows
+from checks.labelled import Segment, label_maturity, prediction_pairs
+from core.label_profile import OVERALL, LabelSpec
 from core.checks import CheckParams, WindowCheck, register_check
 from core.errors import ConfigError
 from core.results import CheckResult, MetricPoint
@@ -77,17 +80,18 @@ class SlotCalibrationCheck(WindowCheck):
         pending = label_maturity(self.name, context, context.end + self.delay, {self.label: str(self.delay)})
         if pending is not None:
             return pending
-        source = context.serving_source()
         slot, version = self.params.slot_column, self.version
-        rows = read_rows(source.batches([self.prediction, self.label, slot, version], context.start, context.end),
-                         source.schema, self.prediction, self.label, [slot, version],
-                         where=f"{source.location} (window)")
-        segments = {slot: rows.segments[slot], CROSS: cross(rows.segments[slot], rows.segments[version])}
-        result = self.statistic.fit(None).evaluate(Rows(rows.scores, rows.labels, segments, rows.dropped),
-                                                   prediction=self.prediction, label=self.label)
+        # The window's label profile (no rows): slot groups, and the slot x version pair's sums as "slot|version".
+        profile, bad = context.label_profile(LabelSpec(self.prediction, self.label, (slot,), ((slot, version),)))
+        crossed = profile.pair_table(slot, version)
+        tables = {OVERALL: profile.table(OVERALL), slot: profile.table(slot),
+                  CROSS: replace(crossed, values=["|".join(map(str, v)) for v in crossed.values])}
+        profile = replace(profile, spec=LabelSpec(self.prediction, self.label, (slot, CROSS)), tables=tables)
+        result = self.statistic.fit(None).evaluate(profile, prediction=self.prediction, label=self.label)
         details = dict(result.details)
         details["cells"] = [cell(s, slot) for s in details["segments"]]
-        return result.with_updates(details=details, metrics=points(details["cells"]), **context.result_context)
+        result = result.with_updates(details=details, metrics=points(details["cells"]), **context.result_context)
+        return result.with_updates(partial=True, bad_files=bad) if bad else result
 
 
 def cell(segment: dict, slot: str) -> dict:

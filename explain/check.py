@@ -243,7 +243,7 @@ class AttributionDriftCheck(WindowCheck):
             return result.with_updates(details={**result.details, "report_error": str(exc)[:300]})
 
 
-@register_check("attribution_drift", params=AttributionDriftConfig, needs=("rows", "model"), preload=("lightgbm", "shap", "matplotlib"),
+@register_check("attribution_drift", params=AttributionDriftConfig, needs=("rows", "model"), preload=("lightgbm", "numba", "matplotlib"),
                 exports=("feature_importance",),
                 summary="what drives the model (SHAP, permutation importance) vs a baseline")
 def attribution_drift_check(model_config, check_config) -> AttributionDriftCheck:

@@ -13,7 +13,7 @@ import hashlib
 import json
 import logging
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Callable, Iterator
@@ -73,6 +73,7 @@ class WindowContext:
     now: datetime | None = None  # the run's clock (label maturity); None: the wall clock
     reports_wanted: bool = True
     _profile: tuple[DatasetProfile, Source] | None = None
+    _label_profiles: dict = field(default_factory=dict)
 
     @property
     def model(self) -> ModelConfig:
@@ -91,6 +92,15 @@ class WindowContext:
         if self._profile is None:
             self._profile = self.runner.window_profile(self.start, self.end)
         return self._profile[0]
+
+    def label_profile(self, spec) -> tuple:
+        """(the window's label profile for `spec` (core.label_profile), its unreadable files); computed
+        once per spec by the engine (no rows come back), from stored slices with a granularity."""
+        from monitor.label_slices import window_label_profile
+
+        if spec not in self._label_profiles:
+            self._label_profiles[spec] = window_label_profile(self.runner, spec, self.start, self.end)
+        return self._label_profiles[spec]
 
     def bad_files(self) -> tuple[str, ...]:
         """Files of the window that could not be read (the profile was computed without them)."""

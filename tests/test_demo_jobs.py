@@ -62,6 +62,17 @@ def test_the_week_runs_through_the_ledger_and_delivers_alerts(small_world, demo_
         assert sent == sum(week.delivered.values())
         assert samples[("driftline_job_windows", (("check", "data_drift"), ("model", "offer-ctr"),
                                                   ("state", "succeeded")))] == days
+        # The week ends on the price rise (serving day 6): what /metrics shows first, each check's
+        # latest window, is that incident, still alerting, and its alert is active and delivered.
+        last_day = small_world.serving_day(days - 1)
+        last = next(r for r in week.by_day[last_day] if r.check == "data_drift")
+        assert last.status == "alert" and "offer_price" in last.alerting_features
+        check = (("check", "data_drift"), ("model", "offer-ctr"))
+        assert samples[("driftline_check_status", check)] == 2
+        assert samples[("driftline_check_window_end_timestamp_seconds", check)] == \
+               (small_world.serving_start + timedelta(days=days)).timestamp()
+        assert samples[("driftline_alerts_active", check + (("severity", "alert"),))] == 1
+        assert "alert firing [alert] offer-ctr data_drift offer_price" in log_text
         # Again: every window is done; nothing runs or is delivered twice, the results are the same.
         again = run_week(config, store, tmp_path, messages.append)
         assert again.ran == 0 and again.delivered == {}

@@ -132,3 +132,32 @@ def test_wasserstein_within_bound_on_criteo_integer_columns():
         exact = _exact_w1(train[column].dropna().to_numpy(float), test[column].dropna().to_numpy(float))
         assert _within_bound(ours, exact), (column, ours, exact)
     assert scored["I5"] == pytest.approx(0.0605, abs=5e-4) and scored["I7"] == pytest.approx(0.1020, abs=5e-4)
+
+
+def test_sketch_knots_from_the_bucket_arrays_equal_the_dict_view():
+    """sketch_knots reads the sorted bucket arrays (the dict view copies every bucket per lookup:
+    O(buckets²), minutes on a 10,000-column drift check); the knots are the dict view's."""
+    from core.sketch import _SKETCH_GAMMA, _SKETCH_MIN_MAGNITUDE, QuantileSketch
+    from checks.profile_cdf import sketch_knots
+
+    def by_dicts(sketch):
+        negative, positive = sketch.negative, sketch.positive
+        lower, upper, counts = [], [], []
+        for k in sorted(negative, reverse=True):
+            lower.append(-(_SKETCH_GAMMA**k)), upper.append(-(_SKETCH_GAMMA ** (k - 1))), counts.append(negative[k])
+        if sketch.zero:
+            lower.append(-_SKETCH_MIN_MAGNITUDE), upper.append(_SKETCH_MIN_MAGNITUDE), counts.append(sketch.zero)
+        for k in sorted(positive):
+            lower.append(_SKETCH_GAMMA ** (k - 1)), upper.append(_SKETCH_GAMMA**k), counts.append(positive[k])
+        ends = np.cumsum(np.array(counts, np.float64))
+        starts = ends - np.array(counts, np.float64)
+        return np.column_stack([lower, upper]).ravel(), np.column_stack([starts, ends]).ravel()
+
+    rng = np.random.default_rng(3)
+    for trial in range(40):
+        values = np.concatenate([rng.normal(rng.normal(0, 3), rng.uniform(0.01, 10), rng.integers(1, 2000)),
+                                 np.zeros(trial % 3)])
+        sketch = QuantileSketch.from_values(values).merge(QuantileSketch.from_values(rng.standard_cauchy(300)))
+        x, f = sketch_knots(sketch)
+        want_x, want_f = by_dicts(sketch)
+        assert np.allclose(x, want_x, rtol=1e-12, atol=0) and np.array_equal(f, want_f)

@@ -25,13 +25,14 @@ def test_metrics_equal_sklearn_overall_and_per_segment(reference):
     result = PerformanceCheck(segments=("os",)).fit(reference).evaluate(current)
     overall = result.details["overall"]
     y, p = current.labels, current.scores
-    assert overall["auc"] == pytest.approx(roc_auc_score(y, p), abs=1e-12)
-    assert overall["log_loss"] == pytest.approx(log_loss(y, p), rel=1e-12)
-    assert overall["brier"] == pytest.approx(brier_score_loss(y, p), rel=1e-12)
-    assert overall["ne"] == pytest.approx(log_loss(y, p) / metrics.entropy(y.mean()), rel=1e-12)
+    # AUC from the label profile's binned ROC: within its stated bound (and 1e-3) of the rows' AUC.
+    assert abs(overall["auc"] - roc_auc_score(y, p)) <= min(overall["auc_bound"], 1e-3)
+    assert overall["log_loss"] == pytest.approx(log_loss(y, p), rel=1e-9)
+    assert overall["brier"] == pytest.approx(brier_score_loss(y, p), rel=1e-9)
+    assert overall["ne"] == pytest.approx(log_loss(y, p) / metrics.entropy(y.mean()), rel=1e-9)
     ios = next(s for s in result.details["segments"] if s["value"] == "ios")
     mask = current.segments["os"].codes == 1
-    assert ios["auc"] == pytest.approx(roc_auc_score(y[mask], p[mask]), abs=1e-12)
+    assert abs(ios["auc"] - roc_auc_score(y[mask], p[mask])) <= min(ios["auc_bound"], 1e-3)
     assert ios["reference"]["count"] == int((reference.segments["os"].codes == 1).sum())
     json.dumps(result.to_dict(), allow_nan=False)
 

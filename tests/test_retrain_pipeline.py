@@ -19,7 +19,7 @@ from monitor.cli import app
 from monitor.config import parse_config
 from core.errors import ConfigError
 from retrain.base import Dataset, FeatureSet, TrainingError, load_model
-from monitor.demo.retrain import shuffled_labels
+from monitor.demo.retrain import BAD_DATA_KINDS, shuffled_labels
 from retrain.infra_validate import infra_validate
 from retrain.lightgbm_trainer import LightGBMModel
 from retrain.pipeline import import_model, registry_for, run_retrain
@@ -32,7 +32,7 @@ NOW = datetime(2030, 1, 1, tzinfo=timezone.utc)  # long after the world: every l
 def _raw_config(world, workdir: Path, **retrain) -> dict:
     features = [{"name": n, "kind": "numeric"} for n in world.numeric_features]
     features += [{"name": n, "kind": "categorical"} for n in world.categorical_features]
-    incidents = [datetime.fromisoformat(i["day"]) for i in world.incidents()]
+    incidents = [datetime.fromisoformat(i["day"]) for i in world.incidents() if i["kind"] in BAD_DATA_KINDS]
     policy = {
         "trainer": "lightgbm", "registry": "registry", "sources": ["reference", "serving"],
         "training_window": "21d", "holdout": "1d", "params": {"num_threads": 1},
@@ -96,7 +96,8 @@ def test_a_retrained_candidate_passes_and_is_promoted(setup, retrained):
     report = json.loads((version_dir / "evaluation.json").read_text())
     assert report["candidate"]["segments"]["os"] and "slot=1" in {c["scope"] for c in report["gates"]["checks"]}
     assert "<svg" in (version_dir / "evaluation.html").read_text()
-    # The holdout is the last day, out of the training rows; excluded incident days are nowhere.
+    # The holdout is the last day (the repriced one: an input shift, valid rows), out of the training
+    # rows; the excluded days of bad data are nowhere.
     assert good.window["holdout_start"] >= "2024-06-09"
 
 

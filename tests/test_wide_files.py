@@ -85,3 +85,21 @@ def test_wide_quality_validated_in_column_groups_equals_validated_whole(tmp_path
     assert whole.exit_code == grouped.exit_code == 0
     assert json.loads(whole.stdout) == json.loads(grouped.stdout)
     assert json.loads(whole.stdout)["status"] == "alert"  # the shifted columns leave their ranges
+
+
+def test_wide_quality_natively_equals_great_expectations_through_the_cli(tmp_path, monkeypatch):
+    """The one-off command end to end (suite derived, frame validated in column groups, judged):
+    the same JSON with the derived expectations evaluated natively or all by GX."""
+    import checks.expectations as expectations
+    import checks.native_expectations as native
+
+    ref = _wide(tmp_path / "ref.parquet", 12, 500, 0)
+    cur = _wide(tmp_path / "cur.parquet", 12, 500, 1, shift=3.0)
+    args = ["check", "quality", "--reference", str(ref), "--current", str(cur), "--format", "json"]
+    monkeypatch.setattr(expectations, "GROUP_COLUMNS", 5)
+    ours = CliRunner().invoke(app, args, catch_exceptions=False)
+    monkeypatch.setattr(native, "evaluate", lambda *args, **kwargs: None)
+    theirs = CliRunner().invoke(app, args, catch_exceptions=False)
+    assert ours.exit_code == theirs.exit_code == 0
+    assert ours.stdout == theirs.stdout
+    assert json.loads(ours.stdout)["status"] == "alert"

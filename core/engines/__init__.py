@@ -36,6 +36,10 @@ class Engine(Protocol):
                 end: datetime | None = None) -> DatasetProfile:
         """The merged profile of the window's rows of `columns` (absent columns become feature errors)."""
 
+    def label_profile(self, source, spec, start: datetime | None = None, end: datetime | None = None,
+                      where: str = "data"):
+        """The merged label profile (core.label_profile.LabelProfile) of the window's rows."""
+
     def reference(self, source, features: dict[str, str], max_categories: int = 10_000):
         """The reference's spec (from a sample), profile and chunk profiles (core.reference.Reference)."""
 
@@ -57,6 +61,13 @@ class LocalEngine:
     def profile(self, source: Source, columns: list[str], spec: ProfileSpec, start: datetime | None = None,
                 end: datetime | None = None) -> DatasetProfile:
         return profile_batches(source.batches(columns, start, end, dictionary_strings=True), spec)
+
+    def label_profile(self, source: Source, spec, start: datetime | None = None, end: datetime | None = None,
+                      where: str = "data"):
+        """The window's label profile (core.label_profile), streamed batch by batch."""
+        from core.label_profile import profile_label_batches
+
+        return profile_label_batches(source.batches(spec.columns, start, end), spec, where)
 
 
 @dataclass(frozen=True)

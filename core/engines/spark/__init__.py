@@ -46,6 +46,16 @@ class SparkEngine:
         source.count_rows(profiles[0].rows)
         return profiles[0]
 
+    def label_profile(self, source: SparkSource, spec, start: datetime | None = None, end: datetime | None = None,
+                      where: str = "data"):
+        """The window's label profile (core.label_profile), computed on the executors: no rows leave them."""
+        from core.engines.spark.label_profile import label_profile_frame
+
+        profile = source.run(lambda frame: label_profile_frame(frame, spec, source.limits.max_rows, where,
+                                                               source.location), spec.columns, start, end)
+        source.count_rows(profile.rows)
+        return profile
+
     def reference(self, source: SparkSource, features: dict[str, str], n_chunks: int = 10,
                   sample_rows: int = 200_000, max_categories: int = 10_000):
         """As `core.reference.build_reference`: the spec from a sample, then the profile in chunks.
