@@ -14,6 +14,8 @@ import json
 import os
 import sys
 
+os.environ.setdefault("ARROW_DEFAULT_MEMORY_POOL", "jemalloc")  # as the CLI does (monitor/cli.py), before pyarrow loads
+
 from checks.drift import DriftCheck
 from core.profile import build_spec, infer_kind, profile_batches
 from core.sources import Source

@@ -26,15 +26,13 @@ import pyarrow.compute as pc
 
 from core.buffers import scratch
 from core.errors import SchemaError
+from core.pipeline import map_bounded
 from core.sketch import SKETCH_RELATIVE_ACCURACY, QuantileSketch  # noqa: F401  (re-exported)
 
 PROFILE_SCHEMA_VERSION = 1
 Kind = Literal["numeric", "categorical"]
 
 DEFAULT_NUMERIC_BINS = 100
-# Batches queued per worker thread in profile_batches: enough to keep the workers busy
-# while the reader decodes the next batch, few enough to bound memory.
-_PENDING_PER_WORKER = 2
 DEFAULT_MAX_CATEGORIES = 10_000
 
 
@@ -246,9 +244,14 @@ class NumericProfile:
                 values = converted
             else:
                 values = values.astype(np.float64)
-        if pa.types.is_integer(array.type):
+        # A NaN or an infinity makes the sum NaN or infinite: a finite sum (the mean's, computed once)
+        # shows every value finite without a mask. (An overflowing sum of finite values takes the mask path.)
+        with np.errstate(invalid="ignore", over="ignore"):  # inf + -inf, or an overflow: the mask path
+            total = float(values.sum()) if values.size else 0.0
+        if pa.types.is_integer(array.type) or math.isfinite(total):
             finite = values  # integers are always finite
         else:
+            total = None
             finite_mask = scratch("finite_mask", values.size, np.bool_)
             np.isfinite(values, out=finite_mask)
             finite_count = int(np.count_nonzero(finite_mask))
@@ -260,7 +263,7 @@ class NumericProfile:
                 finite = values[finite_mask]
         profile.count = int(finite.size)
         if finite.size:
-            profile.mean = float(finite.mean())
+            profile.mean = total / finite.size if total is not None else float(finite.mean())  # as ndarray.mean
             deviations = scratch("deviations", finite.size, np.float64)
             np.subtract(finite, profile.mean, out=deviations)
             np.multiply(deviations, deviations, out=deviations)
@@ -273,7 +276,7 @@ class NumericProfile:
                 np.searchsorted(np.asarray(edges), finite, side="right")
             profile.bin_counts = np.bincount(bins, minlength=len(edges) + 1).astype(np.int64)
             profile.bin_sums = np.bincount(bins, weights=finite, minlength=len(edges) + 1)
-            profile.sketch = QuantileSketch.from_values(finite)
+            profile.sketch = QuantileSketch.from_values(finite, profile.min, profile.max)
         return profile
 
     def merge(self, other: "NumericProfile") -> "NumericProfile":
@@ -540,24 +543,15 @@ def profile_batch(batch: pa.RecordBatch | pa.Table, spec: ProfileSpec) -> Datase
 
 
 def profile_batches(batches: Iterable[pa.RecordBatch], spec: ProfileSpec, workers: int = 2) -> DatasetProfile:
-    """Stream batches through the kernel and merge; memory stays bounded by one batch per worker."""
+    """Stream batches through the kernel and merge; decoded batches in flight are bounded in bytes."""
     result = empty_profile(spec)
-    if workers <= 1:
-        for batch in batches:
-            result = result.merge(profile_batch(batch, spec))
-        return result
-    from concurrent.futures import ThreadPoolExecutor
-
-    # numpy and pyarrow release the GIL in the heavy calls, so threads give real parallelism.
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        pending = []
-        for batch in batches:
-            pending.append(pool.submit(profile_batch, batch, spec))
-            if len(pending) >= workers * _PENDING_PER_WORKER:
-                result = result.merge(pending.pop(0).result())
-        for future in pending:
-            result = result.merge(future.result())
+    for profile in map_bounded(batches, lambda batch: profile_batch(batch, spec), _batch_bytes, workers):
+        result = result.merge(profile)
     return result
+
+
+def _batch_bytes(batch: pa.RecordBatch | pa.Table) -> int:
+    return batch.nbytes
 
 
 def profile_table(table: pa.Table, spec: ProfileSpec, batch_rows: int = 262_144) -> DatasetProfile:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Iterator
 
@@ -26,12 +25,12 @@ from core.profile import (
     profile_batch,
 )
 from core.errors import SchemaError
+from core.pipeline import map_bounded
 from core.sources import Source
 
 REFERENCE_SAMPLE_ROWS = 200_000
 REFERENCE_CHUNKS = 10
 REPORT_SAMPLE_ROWS = 20_000
-_MAX_PENDING_BATCHES = 4  # bounds memory: at most this many batches in flight
 
 
 @dataclass
@@ -39,7 +38,7 @@ class Reference:
     spec: ProfileSpec
     profile: DatasetProfile
     chunks: list[DatasetProfile]
-    sample: pa.Table | None = None  # only when built in this process; used for reports
+    sample: pa.Table | None = None  # only when built in this process: REPORT_SAMPLE_ROWS rows for reports
 
 
 def spec_key(spec: ProfileSpec) -> str:
@@ -85,19 +84,26 @@ def build_reference(
                 offset += take
             seen += batch.num_rows
 
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        pending: list = []
-        for index, batch in slices():
-            pending.append((index, pool.submit(profile_batch, batch, spec)))
-            if len(pending) >= _MAX_PENDING_BATCHES:
-                done_index, future = pending.pop(0)
-                chunks[done_index] = chunks[done_index].merge(future.result())
-        for done_index, future in pending:
-            chunks[done_index] = chunks[done_index].merge(future.result())
+    def profiled(item: tuple[int, pa.RecordBatch]) -> tuple[int, DatasetProfile]:
+        return item[0], profile_batch(item[1], spec)
+
+    for index, part in map_bounded(slices(), profiled, lambda item: item[1].nbytes):
+        chunks[index] = chunks[index].merge(part)
     profile = empty_profile(spec)
     for chunk in chunks:
         profile = profile.merge(chunk)
-    return Reference(spec, profile, [c for c in chunks if c.rows], sample)
+    return Reference(spec, profile, [c for c in chunks if c.rows], _report_sample(sample))
+
+
+def _report_sample(sample: pa.Table, rows: int = REPORT_SAMPLE_ROWS, seed: int = 0) -> pa.Table:
+    """A uniform subsample of the edge sample, as many rows as a report draws from the window: the
+    reference is kept for the runner's lifetime, and 200k rows of 30 columns are ~50 MiB."""
+    if sample.num_rows <= rows:
+        return sample
+    import numpy as np
+
+    chosen = np.sort(np.random.default_rng(seed).choice(sample.num_rows, rows, replace=False))
+    return sample.take(pa.array(chosen))
 
 
 def combine_references(features: Reference, scores: Reference) -> Reference:

@@ -21,6 +21,7 @@ import pyarrow.compute as pc
 import pyarrow.csv  # noqa: F401  (pa.csv.ParseOptions)
 import pyarrow.dataset as ds
 import pyarrow.fs as pafs
+import pyarrow.parquet as pq
 
 from core.errors import DataSourceError, LimitExceededError, SchemaError
 
@@ -34,10 +35,16 @@ FORMATS = {
     ".ndjson": "json",
     ".json": "json",
 }
-DEFAULT_BATCH_ROWS = 131_072  # ~40 MB of 30 columns: small enough to keep several in flight
-# Batches the scanner decodes ahead of the consumer. Arrow's default (16) holds ~16
-# batches of every column in memory at once; two keep the reader busy while a batch is
-# profiled and bound memory to a few batches.
+DEFAULT_BATCH_ROWS = 131_072  # at most this many rows a batch
+# Parquet is read in batches of about this many decoded bytes (fewer rows for wide data), so
+# memory depends neither on the data's size nor on its row-group layout: the reader streams
+# each column chunk through a small buffer instead of holding whole row groups.
+DEFAULT_BATCH_BYTES = 8 << 20
+MIN_BATCH_ROWS = 1024  # however wide the rows: per-batch overheads stay small
+_READ_BUFFER_BYTES = 1 << 20  # per column being read (the buffered stream of a column chunk)
+_STRING_BYTES_GUESS = 32  # decoded bytes per value of a string column read as plain strings
+# Batches the CSV/JSON scanner decodes ahead of the consumer (Arrow's default, 16, holds ~16
+# batches of every column at once).
 DEFAULT_BATCH_READAHEAD = 2
 _LAST_INSTANT = timedelta(microseconds=1)  # datetimes are whole microseconds: no hour starts inside the last one
 
@@ -187,9 +194,11 @@ class Source:
     def schema(self) -> pa.Schema:
         return self.dataset.schema
 
-    def _window_filter(self, start: datetime | None, end: datetime | None) -> ds.Expression | None:
+    def _window_filters(self, start: datetime | None, end: datetime | None
+                        ) -> tuple[ds.Expression | None, ds.Expression | None]:
+        """The window as (a filter on rows and partition keys, its part on the file's own columns)."""
         if start is None and end is None:
-            return None
+            return None, None
         schema = self.schema
         expression = None
         column = self.timestamp_column
@@ -202,6 +211,7 @@ class Source:
                     expression = _and(expression, ds.field(column) >= pa.scalar(_as_utc(start), field_type))
                 if end is not None:
                     expression = _and(expression, ds.field(column) < pa.scalar(_as_utc(end), field_type))
+        in_files = expression
         # Prune hive `dt=YYYY-MM-DD` (and integer `hour=HH`) partitions, the UTC date (and hour)
         # of their rows' timestamps, so a window opens only its own files: an hourly window of
         # hourly partitions reads one file, not the day's 24 (and a day ending at midnight does
@@ -223,7 +233,7 @@ class Source:
                 expression = _and(expression, dt <= day)
                 if hour is not None and last.hour < 23:
                     expression = _and(expression, (dt < day) | (hour <= last.hour))
-        return expression
+        return expression, in_files
 
     def batches(
         self,
@@ -247,21 +257,19 @@ class Source:
             needs_ts = not pa.types.is_timestamp(self.schema.field(self.timestamp_column).type)
             if needs_ts and self.timestamp_column not in projected:
                 projected.append(self.timestamp_column)
-        expression = self._window_filter(start, end)
-        schema, dictionary_format = self.schema, None
-        if dictionary_strings:
-            schema, dictionary_format = self._dictionary_reading(projected)
-        for fragment in self.dataset.get_fragments(filter=expression):
+        expression, in_files = self._window_filters(start, end)
+        if self.format == "parquet":
+            reader = _ParquetReader(self, projected, expression, in_files, batch_rows, dictionary_strings, (start, end))
+            fragments = ((f, reader.batches(f)) for f in self.dataset.get_fragments(filter=expression))
+        else:
+            fragments = ((f, f.to_batches(schema=self.schema, columns=projected, filter=expression,
+                                          batch_size=batch_rows, batch_readahead=batch_readahead,
+                                          fragment_readahead=1, use_threads=True))
+                         for f in self.dataset.get_fragments(filter=expression))
+        for fragment, batches in fragments:
             self.report.files += 1
             try:
-                if dictionary_format is not None:
-                    fragment = dictionary_format.make_fragment(
-                        fragment.path, self.filesystem, partition_expression=fragment.partition_expression
-                    )
-                for batch in fragment.to_batches(
-                    schema=schema, columns=projected, filter=expression, batch_size=batch_rows,
-                    batch_readahead=batch_readahead, fragment_readahead=1, use_threads=True,
-                ):
+                for batch in batches:
                     batch = self._filter_text_timestamps(batch, start, end)
                     if batch.num_rows == 0:
                         continue
@@ -271,30 +279,8 @@ class Source:
                             f"{self.location}: more than {self.limits.max_rows} rows in the window (limit max_rows)"
                         )
                     yield batch
-            except (pa.ArrowInvalid, OSError) as exc:
+            except _READ_ERRORS as exc:
                 self.report.bad_files.append((fragment.path, _short(exc)))
-
-    def _dictionary_reading(self, projected: list[str] | None) -> tuple[pa.Schema, ds.ParquetFileFormat | None]:
-        """The schema and Parquet format that read the wanted string columns as dictionaries."""
-        if self.format != "parquet":
-            return self.schema, None
-        partitioning = getattr(self.dataset, "partitioning", None)
-        skip = {self.timestamp_column, "dt", "hour"} | set(partitioning.schema.names if partitioning else ())
-        wanted = self.schema.names if projected is None else projected
-        fields = {f.name: f for f in self.schema}
-        names = [n for n in wanted if n not in skip and pa.types.is_string(fields[n].type)]
-        if not names:
-            return self.schema, None
-        file_format = ds.ParquetFileFormat(
-            read_options=ds.ParquetReadOptions(dictionary_columns=names),
-            default_fragment_scan_options=_parquet_scan_options(self.filesystem),
-        )
-        as_dictionary = set(names)
-        schema = pa.schema(
-            [f.with_type(pa.dictionary(pa.int32(), f.type)) if f.name in as_dictionary else f for f in self.schema],
-            metadata=self.schema.metadata,
-        )
-        return schema, file_format
 
     def _filter_text_timestamps(self, batch: pa.RecordBatch, start, end) -> pa.RecordBatch:
         """CSV/JSON may carry timestamps as text; filter those after parsing."""
@@ -337,13 +323,26 @@ def sample_batches(batches, rows: int, seed: int, schema: pa.Schema | None = Non
     kept_keys = np.empty(0)
     for batch in batches:
         keys = rng.random(batch.num_rows)
+        if len(kept_keys) >= rows:
+            # Once `rows` are kept, only rows with a smaller key than the largest kept can enter:
+            # filter before concatenating, so the copies stay small (same rows, same order).
+            entering = keys < kept_keys.max()
+            if not entering.any():
+                continue
+            batch, keys = batch.filter(pa.array(entering)), keys[entering]
         table = pa.Table.from_batches([batch])
         if kept is not None:
             table = pa.concat_tables([kept, table], promote_options="permissive")
             keys = np.concatenate([kept_keys, keys])
+            kept = None  # the concatenation holds the rows now; each column is freed once taken from
         if len(keys) > rows:
             chosen = np.sort(np.argpartition(keys, rows - 1)[:rows])
-            table = table.take(pa.array(chosen))
+            # A column at a time, each source column freed once taken from: a compaction holds
+            # about one sample, not two.
+            schema, columns, table = table.schema, table.columns, None
+            for i in range(len(columns)):
+                columns[i] = columns[i].take(pa.array(chosen))
+            table = pa.Table.from_arrays(columns, schema=schema)
             keys = keys[chosen]
         kept, kept_keys = table, keys
     if kept is None:
@@ -353,6 +352,142 @@ def sample_batches(batches, rows: int, seed: int, schema: pa.Schema | None = Non
         names = [c for c in (columns or schema.names) if c in present]
         return pa.schema([schema.field(n) for n in names]).empty_table()
     return kept
+
+
+_READ_ERRORS = (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, OSError)
+
+
+class _ParquetReader:
+    """Reads one window's Parquet files as bounded batches, with what the dataset scanner gave:
+    the source's schema (columns a file lacks are null, others cast), hive partition columns,
+    row groups pruned by their statistics and rows filtered by the window.
+
+    The scanner decodes whole row groups (and reads ahead by row groups), so its memory grew
+    with the row-group size: a 1M-row group of 30 columns is ~250 MB decoded. Here each column
+    chunk streams through a 1 MiB buffer and a batch holds DEFAULT_BATCH_BYTES of decoded rows.
+    On object stores each row group's byte ranges are fetched together (pre-buffered, one row
+    group at a time), which bounds memory by one compressed row group.
+    """
+
+    def __init__(self, source: "Source", projected: list[str] | None, expression: ds.Expression | None,
+                 in_files: ds.Expression | None, batch_rows: int, dictionary_strings: bool,
+                 window: tuple[datetime | None, datetime | None] = (None, None)) -> None:
+        self.source = source
+        self.window = window
+        self.expression = expression
+        self.in_files = in_files  # the part of the expression row-group statistics can answer
+        schema = source.schema
+        self.names = list(schema.names) if projected is None else list(projected)
+        # (The dataset's `partitioning.schema` lists every column for a file outside key=value
+        # folders, so partition keys are taken from each file's partition expression instead.)
+        skip = {source.timestamp_column, "dt", "hour"}
+        self.dictionary_names = [
+            n for n in self.names if dictionary_strings and n not in skip and pa.types.is_string(schema.field(n).type)
+        ]
+        as_dictionary = set(self.dictionary_names)
+        self.types = {n: pa.dictionary(pa.int32(), schema.field(n).type) if n in as_dictionary else schema.field(n).type
+                      for n in self.names}
+        # The expression may read columns that are not returned (the timestamp, partition keys).
+        self.filter_names = [] if expression is None else [
+            n for n in (source.timestamp_column, "dt", "hour") if n and n in schema.names and n not in self.types
+        ]
+        for name in self.filter_names:
+            self.types[name] = schema.field(name).type
+        self.batch_rows = batch_rows
+        self.local = isinstance(source.filesystem, pafs.LocalFileSystem)
+
+    def batches(self, fragment) -> Iterator[pa.RecordBatch]:
+        row_groups = None
+        if self.in_files is not None:  # statistics prune row groups the window cannot hold
+            row_groups = [rg.id for piece in fragment.split_by_row_group(self.in_files) for rg in piece.row_groups]
+            if not row_groups:
+                return
+        keys = ds.get_partition_keys(fragment.partition_expression)
+        file = pq.ParquetFile(fragment.path, filesystem=self.source.filesystem, buffer_size=_READ_BUFFER_BYTES,
+                              pre_buffer=not self.local, read_dictionary=self.dictionary_names or None)
+        try:
+            in_file = set(file.schema_arrow.names)
+            columns = [n for n in self.types if n in in_file and n not in keys]
+            batch_size = self._batch_size(file, columns)
+            groups = list(range(file.num_row_groups)) if row_groups is None else row_groups
+            # Runs of consecutive row groups that need the row filter or not (all their rows in the window).
+            runs: list[tuple[bool, list[int]]] = []
+            for group in groups:
+                filtered = self.expression is not None and not self._inside_window(file, group, keys)
+                if runs and runs[-1][0] == filtered and self.local:
+                    runs[-1][1].append(group)
+                else:  # on object stores, one row group pre-buffered at a time
+                    runs.append((filtered, [group]))
+            for filtered, run in runs:
+                for batch in file.iter_batches(batch_size, run, columns, use_threads=True):
+                    yield self._conform(batch, keys, filtered)
+        finally:
+            file.close()
+
+    def _batch_size(self, file: pq.ParquetFile, columns: list[str]) -> int:
+        """Rows per batch: about DEFAULT_BATCH_BYTES decoded, within [MIN_BATCH_ROWS, batch_rows]."""
+        row_bytes = 1.0
+        for name in columns:
+            kind = self.types[name]
+            if pa.types.is_dictionary(kind):
+                row_bytes += 4
+            else:
+                try:
+                    row_bytes += kind.bit_width / 8
+                except ValueError:  # variable width
+                    row_bytes += 4 + _STRING_BYTES_GUESS
+        return int(min(self.batch_rows, max(MIN_BATCH_ROWS, DEFAULT_BATCH_BYTES // row_bytes)))
+
+    def _inside_window(self, file: pq.ParquetFile, group: int, keys: dict) -> bool:
+        """Whether every row of a row group is in the window: its partition keys are this file's
+        own (the fragment passed the window's partition test) and its timestamp statistics lie
+        within [start, end). Then the row filter, a copy of every batch, is skipped."""
+        schema = self.source.schema
+        if any(name in schema.names and name not in keys for name in ("dt", "hour")):
+            return False
+        column = self.source.timestamp_column
+        if not column or column not in schema.names or not pa.types.is_timestamp(schema.field(column).type):
+            return True  # the filter tests partition keys only
+        metadata = file.metadata.row_group(group)
+        for index in range(metadata.num_columns):
+            chunk = metadata.column(index)
+            if chunk.path_in_schema != column:
+                continue
+            stats = chunk.statistics
+            if stats is None or not stats.has_min_max:
+                return False
+            low, high = stats.min, stats.max
+            if not (isinstance(low, datetime) and isinstance(high, datetime)):
+                return False
+            start, end = (None if t is None else _as_utc(t) for t in self.window)
+            if low.tzinfo is None:  # a naive column holds UTC wall-clock times (as the filter reads them)
+                start, end = (None if t is None else t.replace(tzinfo=None) for t in (start, end))
+            return (start is None or low >= start) and (end is None or high < end)
+        return False
+
+    def _conform(self, batch: pa.RecordBatch, keys: dict, filtered: bool = True) -> pa.RecordBatch:
+        """The batch as the source's schema has it: missing columns null, partition keys filled in."""
+        rows = batch.num_rows
+        present = set(batch.schema.names)
+        arrays, fields = [], []
+        for name, kind in self.types.items():
+            if name in keys:
+                value_type = kind.value_type if pa.types.is_dictionary(kind) else kind
+                array = pa.repeat(pa.scalar(keys[name], value_type), rows)
+                if value_type != kind:
+                    array = array.dictionary_encode()
+            elif name in present:
+                array = batch.column(name)
+                if array.type != kind:
+                    array = array.cast(kind)
+            else:
+                array = pa.nulls(rows, kind)
+            arrays.append(array)
+            fields.append(pa.field(name, kind))
+        conformed = pa.RecordBatch.from_arrays(arrays, schema=pa.schema(fields))
+        if filtered and self.expression is not None:
+            conformed = conformed.filter(self.expression)
+        return conformed.select(self.names) if self.filter_names else conformed
 
 
 def _and(left: ds.Expression | None, right: ds.Expression) -> ds.Expression:

@@ -4,15 +4,32 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from enum import Enum
 from pathlib import Path
 from typing import Optional
 
-import typer
-from rich.console import Console
 
-from core.errors import DriftlineError
+def use_returning_memory_pool() -> None:
+    """Have Arrow allocate from jemalloc in this process, unless ARROW_DEFAULT_MEMORY_POOL says otherwise.
+
+    Arrow's default pool (mimalloc) keeps pages its threads freed: `check drift` over 1M rows
+    peaked ~80 MiB higher than with jemalloc, which hands them back. Arrow reads the variable
+    when it first allocates (importing pyarrow does), so this runs when the CLI module loads,
+    before any command imports pyarrow; the installed `driftline` script calls `app` directly.
+    Windows builds of pyarrow have no jemalloc.
+    """
+    if sys.platform != "win32" and "pyarrow" not in sys.modules:
+        os.environ.setdefault("ARROW_DEFAULT_MEMORY_POOL", "jemalloc")
+
+
+use_returning_memory_pool()  # the CLI is the application: a process-wide choice belongs here
+
+import typer  # noqa: E402  (after the memory pool choice above)
+from rich.console import Console  # noqa: E402
+
+from core.errors import DriftlineError  # noqa: E402
 
 # rich_markup_mode=None everywhere: help is plain text, so `{feature: [category, ...]}` keeps its
 # brackets (rich markup would read them as tags) and flags show no `<bool>` type.

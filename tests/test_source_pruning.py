@@ -71,3 +71,18 @@ def test_a_data_column_named_hour_is_not_taken_for_a_partition_key(tmp_path):
     pq.write_table(pa.table({"ts": pa.array(ts, pa.timestamp("us", tz="UTC")),
                              "hour": pa.array([(t.hour + 5) % 24 for t in ts], pa.int32())}), folder / "part-0.parquet")
     assert read(tmp_path, START + timedelta(hours=3), START + timedelta(hours=4)) == (6, 1)
+
+
+@pytest.mark.parametrize("tz", ["UTC", None])
+def test_row_groups_inside_the_window_are_read_whole_and_the_cut_one_filtered(tmp_path, tz):
+    """Row groups whose timestamp statistics lie inside the window skip the row filter; the row
+    group the window cuts is filtered: the rows are exactly those of a filtered full read."""
+    ts = [START + timedelta(minutes=m) for m in range(600)]
+    path = tmp_path / "logs.parquet"
+    table = pa.table({"ts": pa.array(ts if tz else [t.replace(tzinfo=None) for t in ts], pa.timestamp("us", tz=tz)),
+                      "x": np.arange(600.0)})
+    pq.write_table(table, path, row_group_size=100)  # six row groups of 100 minutes
+    start, end = START + timedelta(minutes=150), START + timedelta(minutes=500)  # cuts group 1, ends at group 5
+    source = Source(path, timestamp_column="ts")
+    read = pa.Table.from_batches(list(source.batches(["x"], start, end)))
+    assert read.column("x").to_pylist() == [float(m) for m in range(150, 500)]
