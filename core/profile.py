@@ -237,6 +237,14 @@ class NumericProfile:
         if profile.null_count:
             array = pc.drop_null(array)
         values = array.to_numpy(zero_copy_only=False)
+        if values.dtype.kind == "i" and values.size >= _GRID_MIN_VALUES:
+            low, high = int(values.min()), int(values.max())
+            if high - low < values.size:  # counts, flags, small codes: profile the distinct values
+                offsets = scratch("int_offsets", values.size, np.intp)
+                np.subtract(values, np.int64(low), out=offsets, casting="unsafe")
+                tally = np.bincount(offsets)
+                present = np.flatnonzero(tally)
+                return profile._with_counts((present + low).astype(np.float64), tally[present])
         if values.dtype != np.float64:
             if values.dtype.kind in "iuf":
                 converted = scratch("values", values.size, np.float64)
@@ -278,6 +286,22 @@ class NumericProfile:
             profile.bin_sums = np.bincount(bins, weights=finite, minlength=len(edges) + 1)
             profile.sketch = QuantileSketch.from_values(finite, profile.min, profile.max)
         return profile
+
+    def _with_counts(self, values: np.ndarray, counts: np.ndarray) -> "NumericProfile":
+        """Fill in the statistics of finite sorted distinct `values` occurring `counts` (> 0) times.
+
+        The same profile as of the values repeated: counts and sums of integers are exact either
+        way; m2 differs only in rounding."""
+        self.count = int(counts.sum())
+        weighted = values * counts
+        self.mean = float(weighted.sum()) / self.count
+        self.m2 = float((counts * (values - self.mean) ** 2).sum())
+        self.min, self.max = float(values[0]), float(values[-1])
+        bins = np.searchsorted(np.asarray(self.edges), values, side="right")
+        self.bin_counts = np.bincount(bins, weights=counts, minlength=len(self.edges) + 1).astype(np.int64)
+        self.bin_sums = np.bincount(bins, weights=weighted, minlength=len(self.edges) + 1)
+        self.sketch = QuantileSketch.from_counts(values, counts)
+        return self
 
     def merge(self, other: "NumericProfile") -> "NumericProfile":
         if self.edges is not other.edges and tuple(self.edges) != tuple(other.edges):

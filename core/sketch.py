@@ -85,6 +85,23 @@ class QuantileSketch:
             parts.append(_buckets(selected) if selected.size else empty)
         return QuantileSketch._of(parts[0], parts[1], int(np.count_nonzero(is_zero)))
 
+    @staticmethod
+    def from_counts(values: np.ndarray, counts: np.ndarray) -> "QuantileSketch":
+        """The sketch of finite distinct `values`, each occurring `counts` times: the same as from_values
+        of the values repeated."""
+        magnitude = np.abs(values)
+        is_zero = magnitude < _SKETCH_MIN_MAGNITUDE
+        parts = []
+        for sign_mask in ((values > 0) & ~is_zero, (values < 0) & ~is_zero):
+            if not sign_mask.any():
+                parts.append((_NO_KEYS, _NO_COUNTS))
+                continue
+            keys, position = np.unique(_log_keys(magnitude[sign_mask]), return_inverse=True)
+            tally = np.zeros(keys.size, np.int64)
+            np.add.at(tally, position, counts[sign_mask])
+            parts.append((keys.astype(np.int32), tally))
+        return QuantileSketch._of(parts[0], parts[1], int(counts[is_zero].sum()))
+
     def merge(self, other: "QuantileSketch") -> "QuantileSketch":
         return QuantileSketch._of(
             _merged(self.positive_keys, self.positive_counts, other.positive_keys, other.positive_counts),
