@@ -1,6 +1,6 @@
 """Where the CPU time of profiling a window goes: decode, numeric binning, sketch, categorical counting, merge.
 
-    python -m bench.drift_breakdown [--rows 10000000] [--write]
+    python -m bench.drift_breakdown [--rows 10000000] [--row-group 500000] [--write]
 
 Uses bench.drift's data (generated if absent). Two passes over the window, one thread each so
 the parts add up: (1) decode only, Parquet to Arrow batches as the engine reads them (process
@@ -20,19 +20,19 @@ from datetime import datetime, timezone
 os.environ.setdefault("ARROW_DEFAULT_MEMORY_POOL", "jemalloc")  # as the CLI does, before pyarrow loads
 
 from bench._results import read_block, write_block  # noqa: E402
-from bench.drift import SECTION_PREFIX, datasets  # noqa: E402
+from bench.drift import CHUNK_ROWS, SECTION_PREFIX, datasets  # noqa: E402
 
 START, END = "<!-- bench.drift_breakdown: start -->", "<!-- bench.drift_breakdown: end -->"
 
 
-def breakdown(rows: int) -> dict[str, float]:
+def breakdown(rows: int, row_group: int = CHUNK_ROWS) -> dict[str, float]:
     from core import profile as kernel
     from core.reference import build_reference
     from core.sketch import QuantileSketch
     from core.sources import Source
     from monitor.oneoff import drift_features
 
-    reference_path, current_path = datasets(rows)
+    reference_path, current_path = datasets(rows, row_group)
     reference, current = Source(reference_path), Source(current_path)
     kinds = drift_features(reference, None, {})
     spec = build_reference(reference, kinds, n_chunks=1).spec
@@ -78,7 +78,7 @@ def breakdown(rows: int) -> dict[str, float]:
     return dict(spent)
 
 
-def render(rows: int, spent: dict[str, float]) -> str:
+def render(rows: int, spent: dict[str, float], row_group: int = CHUNK_ROWS) -> str:
     total = spent["total: decode and profile, one worker"]
     lines = [
         f"## Where the time goes: profiling {rows:,} rows × 30 features (`python -m bench.drift_breakdown`)",
@@ -86,7 +86,7 @@ def render(rows: int, spent: dict[str, float]) -> str:
         f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M UTC}, 2-core shared dev VM (load average "
         f"{' / '.join(f'{x:.1f}' for x in os.getloadavg())} at the end). CPU seconds, one worker so the parts "
         "add up; decode measured alone (its Arrow threads included), kernel parts with per-thread CPU time. "
-        "The window: bench.drift's current file (20 numeric, 10 string columns, 500k-row row groups).",
+        f"The window: bench.drift's current file (20 numeric, 10 string columns, {row_group:,}-row row groups).",
         "",
         "| part | CPU s | share | rows per CPU-second |",
         "|---|---:|---:|---:|",
@@ -100,9 +100,10 @@ def render(rows: int, spent: dict[str, float]) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.drift_breakdown", description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", type=int, default=10_000_000)
+    parser.add_argument("--row-group", type=int, default=CHUNK_ROWS, help="rows per row group of the window's file")
     parser.add_argument("--write", action="store_true", help="record the table in bench/RESULTS.md")
     args = parser.parse_args(argv)
-    text = render(args.rows, breakdown(args.rows))
+    text = render(args.rows, breakdown(args.rows, args.row_group), args.row_group)
     print(text)
     if args.write:
         before, block, after = read_block(START, END)

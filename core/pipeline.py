@@ -15,9 +15,9 @@ from typing import Callable, Iterable, Iterator, TypeVar
 Item = TypeVar("Item")
 Result = TypeVar("Result")
 
-# Decoded bytes waiting for, or in, the workers: with batches of ~8 MiB (core.sources) that
+# Decoded bytes waiting for, or in, the workers: with batches of ~16 MiB (core.sources) that
 # is a batch per worker plus one queued, enough to keep two workers busy.
-DEFAULT_INFLIGHT_BYTES = 24 << 20
+DEFAULT_INFLIGHT_BYTES = 48 << 20
 
 
 def map_bounded(items: Iterable[Item], reduce: Callable[[Item], Result], size: Callable[[Item], int],

@@ -122,13 +122,17 @@ class _Binner:
     holds at most one edge (the grid is refined until it does), so one comparison with
     that edge finishes the job; values in cells that still hold several edges (edges
     closer than 2**-16 of the span) fall back to searchsorted. The result is exactly
-    searchsorted's, so histograms do not depend on which path counted them.
+    searchsorted's, so histograms do not depend on which path counted them. Positive edges (most
+    features: prices, durations, scores) take a cheaper table over the values' bits (`_bit_cells`).
     """
 
     def __init__(self, edges: tuple[float, ...]) -> None:
         self.edges = np.asarray(edges, dtype=np.float64)
         self.sentinel = np.append(self.edges, np.inf)
-        self.grid = False
+        self.grid = self.bits = False
+        if self.edges.size and self.edges[0] > 0 and math.isfinite(self.edges[-1]):
+            self._bit_cells()
+            return
         if self.edges.size < 2:
             return
         low, span = float(self.edges[0]), float(self.edges[-1] - self.edges[0])
@@ -149,6 +153,25 @@ class _Binner:
         self.any_crowded = bool(self.crowded.any())
         self.grid = True
 
+    def _bit_cells(self) -> None:
+        """Positive edges: cells are runs of doubles with the same top bits (a positive double's bits
+        grow with it), as many as fit in `_BIT_CELLS` between the first and the last edge. A cell
+        without an edge has one bin, searchsorted's at its two ends (binning is monotone); the
+        cells below and above the edges, and every value <= 0 (its bits are below the first
+        cell's as integers), are clipped to bin 0 and the last bin. Values in the few cells that
+        hold an edge are binned with searchsorted: about four ns a value less than the grid."""
+        low, high = (int(b) for b in self.edges[[0, -1]].view(np.int64))
+        shift = 1  # at least 1: a negative value's bits, shifted, minus the first cell cannot overflow
+        while (high >> shift) - (low >> shift) >= _BIT_CELLS:
+            shift += 1
+        cells = np.arange(low >> shift, (high >> shift) + 1, dtype=np.int64)
+        ends = np.stack([cells << shift, ((cells + 1) << shift) - 1]).view(np.float64)
+        bins = np.searchsorted(self.edges, ends, side="right")
+        self.table = np.concatenate(([0], np.where(bins[0] == bins[1], bins[0], -1), [self.edges.size]))
+        self.shift, self.first = shift, int(cells[0]) - 1
+        self.any_unsafe = bool((self.table < 0).any())
+        self.bits = True
+
     def cells(self, values: np.ndarray) -> np.ndarray:
         position = scratch("bin_position", values.size, np.float64)
         with np.errstate(over="ignore", invalid="ignore"):
@@ -161,6 +184,19 @@ class _Binner:
 
     def __call__(self, values: np.ndarray) -> np.ndarray:
         """Bin indices; the array is a scratch buffer, valid until this thread bins again."""
+        if self.bits:
+            index = scratch("bin_cells", values.size, np.intp)
+            np.right_shift(values.view(np.int64), self.shift, out=index)
+            index -= self.first
+            bins = scratch("bin_bins", values.size, np.intp)
+            np.take(self.table, index, out=bins, mode="clip")  # below the edges: bin 0; above: the last
+            if self.any_unsafe:
+                unsafe = scratch("bin_above", values.size, np.bool_)
+                np.less(bins, 0, out=unsafe)
+                if unsafe.any():
+                    where = np.flatnonzero(unsafe)
+                    bins[where] = np.searchsorted(self.edges, values[where], side="right")
+            return bins
         if not self.grid:
             return np.searchsorted(self.edges, values, side="right")
         cells = self.cells(values)
@@ -178,6 +214,7 @@ class _Binner:
         return bins
 
 
+_BIT_CELLS = 1 << 16  # cells of the bit binner (a 512 KiB table, as the grid's largest)
 _GRID_MIN_VALUES = 4096  # below this many values a column is binned with searchsorted directly
 
 
@@ -237,6 +274,14 @@ class NumericProfile:
         if profile.null_count:
             array = pc.drop_null(array)
         values = array.to_numpy(zero_copy_only=False)
+        if values.dtype.kind == "i" and values.size >= _GRID_MIN_VALUES:
+            low, high = int(values.min()), int(values.max())
+            if high - low < values.size:  # counts, flags, small codes: profile the distinct values
+                offsets = scratch("int_offsets", values.size, np.intp)
+                np.subtract(values, np.int64(low), out=offsets, casting="unsafe")
+                tally = np.bincount(offsets)
+                present = np.flatnonzero(tally)
+                return profile._with_counts((present + low).astype(np.float64), tally[present])
         if values.dtype != np.float64:
             if values.dtype.kind in "iuf":
                 converted = scratch("values", values.size, np.float64)
@@ -278,6 +323,22 @@ class NumericProfile:
             profile.bin_sums = np.bincount(bins, weights=finite, minlength=len(edges) + 1)
             profile.sketch = QuantileSketch.from_values(finite, profile.min, profile.max)
         return profile
+
+    def _with_counts(self, values: np.ndarray, counts: np.ndarray) -> "NumericProfile":
+        """Fill in the statistics of finite sorted distinct `values` occurring `counts` (> 0) times.
+
+        The same profile as of the values repeated: counts and sums of integers are exact either
+        way; m2 differs only in rounding."""
+        self.count = int(counts.sum())
+        weighted = values * counts
+        self.mean = float(weighted.sum()) / self.count
+        self.m2 = float((counts * (values - self.mean) ** 2).sum())
+        self.min, self.max = float(values[0]), float(values[-1])
+        bins = np.searchsorted(np.asarray(self.edges), values, side="right")
+        self.bin_counts = np.bincount(bins, weights=counts, minlength=len(self.edges) + 1).astype(np.int64)
+        self.bin_sums = np.bincount(bins, weights=weighted, minlength=len(self.edges) + 1)
+        self.sketch = QuantileSketch.from_counts(values, counts)
+        return self
 
     def merge(self, other: "NumericProfile") -> "NumericProfile":
         if self.edges is not other.edges and tuple(self.edges) != tuple(other.edges):

@@ -74,9 +74,9 @@ class QuantileSketch:
         if low is None or high is None:
             low, high = float(values.min()), float(values.max())
         if low >= _SKETCH_MIN_MAGNITUDE:  # all positive (the common case): no masks, no copies
-            return QuantileSketch._of(_buckets(values), empty, 0)
+            return QuantileSketch._of(_buckets(values, low, high), empty, 0)
         if high <= -_SKETCH_MIN_MAGNITUDE:
-            return QuantileSketch._of(empty, _buckets(-values), 0)
+            return QuantileSketch._of(empty, _buckets(-values, -high, -low), 0)
         magnitude = np.abs(values)
         is_zero = magnitude < _SKETCH_MIN_MAGNITUDE
         parts = []
@@ -84,6 +84,23 @@ class QuantileSketch:
             selected = magnitude[sign_mask]
             parts.append(_buckets(selected) if selected.size else empty)
         return QuantileSketch._of(parts[0], parts[1], int(np.count_nonzero(is_zero)))
+
+    @staticmethod
+    def from_counts(values: np.ndarray, counts: np.ndarray) -> "QuantileSketch":
+        """The sketch of finite distinct `values`, each occurring `counts` times: the same as from_values
+        of the values repeated."""
+        magnitude = np.abs(values)
+        is_zero = magnitude < _SKETCH_MIN_MAGNITUDE
+        parts = []
+        for sign_mask in ((values > 0) & ~is_zero, (values < 0) & ~is_zero):
+            if not sign_mask.any():
+                parts.append((_NO_KEYS, _NO_COUNTS))
+                continue
+            keys, position = np.unique(_log_keys(magnitude[sign_mask]), return_inverse=True)
+            tally = np.zeros(keys.size, np.int64)
+            np.add.at(tally, position, counts[sign_mask])
+            parts.append((keys.astype(np.int32), tally))
+        return QuantileSketch._of(parts[0], parts[1], int(counts[is_zero].sum()))
 
     def merge(self, other: "QuantileSketch") -> "QuantileSketch":
         return QuantileSketch._of(
@@ -156,16 +173,92 @@ def _merged(keys: np.ndarray, counts: np.ndarray, other_keys: np.ndarray,
     return both[starts], np.add.reduceat(np.concatenate((counts, other_counts))[order], starts)
 
 
-def _buckets(magnitudes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Count positive magnitudes (all >= the zero threshold) into log buckets ceil(log(x) / log(gamma))."""
+def _log_keys(magnitudes: np.ndarray) -> np.ndarray:
+    """The definition of a bucket: ceil(log(x) / log(gamma)), as int64 (a scratch buffer)."""
     index = scratch("sketch_index", magnitudes.size, np.float64)
     np.log(magnitudes, out=index)
     index /= _SKETCH_LOG_GAMMA
     np.ceil(index, out=index)
-    buckets = scratch("sketch_buckets", magnitudes.size, np.int64)
-    np.copyto(buckets, index, casting="unsafe")  # what astype(np.int64) does, into a reused buffer
-    low = int(buckets.min())
-    buckets -= low
+    keys = scratch("sketch_buckets", magnitudes.size, np.int64)
+    np.copyto(keys, index, casting="unsafe")  # what astype(np.int64) does, into a reused buffer
+    return keys
+
+
+# Bucket keys without a logarithm per value. A positive double's bits, read as an integer, grow
+# with its value; the top bits (exponent and 12 mantissa bits) cut each octave into 4096 cells,
+# each far narrower than a bucket (an octave holds ~69 buckets). A table gives the key of every
+# cell that lies inside one bucket, found by `_log_keys` at the cell's two ends with a margin
+# (about a million float64 ulps of the bucket index) that np.log's few-ulp error cannot cross,
+# so every value in the cell gets the key `_log_keys` gives it. Cells that hold a bucket boundary
+# (~1.7% of them) are marked, and their values take the logarithm. The table is the same for
+# every column, so it is built once per range of octaves seen (a few milliseconds) and shared.
+_CELL_SHIFT = 40  # 52 mantissa bits - 12
+_UNSAFE = np.iinfo(np.int64).min
+_MAX_TABLE_CELLS = 1 << 21  # 512 octaves (16 MiB): beyond, the values take the logarithm
+_MIN_CELL = int(np.float64(_SKETCH_MIN_MAGNITUDE).view(np.int64)) >> _CELL_SHIFT
+_OCTAVE_CELLS = 1 << (52 - _CELL_SHIFT)
+_key_table: tuple[int, np.ndarray] = (0, np.empty(0, np.int64))  # (first cell, keys); replaced, never changed
+
+
+def _cell_keys(first: int, last: int) -> np.ndarray:
+    """Keys of cells first..last, `_UNSAFE` for a cell whose values may fall in two buckets."""
+    cells = np.arange(first, last + 1, dtype=np.int64)
+    low = (cells << _CELL_SHIFT).view(np.float64)
+    high = (((cells + 1) << _CELL_SHIFT) - 1).view(np.float64)
+    key_low, key_high = _log_keys(low).copy(), _log_keys(high).copy()
+    with np.errstate(invalid="ignore", divide="ignore"):
+        index_low = np.log(low) / _SKETCH_LOG_GAMMA
+        index_high = np.log(high) / _SKETCH_LOG_GAMMA
+    margin = 1e-9 * np.maximum(1.0, np.abs(index_high))
+    safe = (key_low == key_high) & (index_low > key_low - 1 + margin) & (index_high < key_high - margin)
+    return np.where(safe, key_high, _UNSAFE)
+
+
+def _table_for(first: int, last: int) -> tuple[int, np.ndarray] | None:
+    """The shared key table covering cells first..last (grown to whole octaves), or None if too wide."""
+    global _key_table
+    start, table = _key_table
+    if table.size and start <= first and last < start + table.size:
+        return start, table
+    if table.size:
+        first, last = min(first, start), max(last, start + table.size - 1)
+    first -= first % _OCTAVE_CELLS
+    last += _OCTAVE_CELLS - 1 - last % _OCTAVE_CELLS
+    if first < _MIN_CELL - _OCTAVE_CELLS or last - first + 1 > _MAX_TABLE_CELLS:
+        return None
+    first = max(first, _MIN_CELL)  # cells below the zero threshold are never looked up
+    _key_table = (first, _cell_keys(first, last))  # one assignment: other threads see the old or the new table
+    return _key_table
+
+
+def bucket_keys(magnitudes: np.ndarray, low: float, high: float) -> np.ndarray:
+    """`_log_keys(magnitudes)` (positive finite values within [low, high]) by table look-up: the same keys."""
+    found = _table_for(int(np.float64(low).view(np.int64)) >> _CELL_SHIFT,
+                       int(np.float64(high).view(np.int64)) >> _CELL_SHIFT) if low >= _SKETCH_MIN_MAGNITUDE else None
+    if found is None:
+        return _log_keys(magnitudes)
+    start, table = found
+    cells = scratch("sketch_cells", magnitudes.size, np.int64)
+    np.right_shift(magnitudes.view(np.int64), _CELL_SHIFT, out=cells)
+    cells -= start
+    keys = scratch("sketch_keys", magnitudes.size, np.int64)
+    np.take(table, cells, out=keys, mode="clip")  # indices are in range; "clip" avoids a buffered copy
+    unsafe = scratch("sketch_unsafe", magnitudes.size, np.bool_)
+    np.equal(keys, _UNSAFE, out=unsafe)
+    if unsafe.any():
+        where = np.flatnonzero(unsafe)
+        keys[where] = _log_keys(magnitudes[where])
+    return keys
+
+
+def _buckets(magnitudes: np.ndarray, low: float | None = None,
+             high: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Count positive magnitudes (all >= the zero threshold) into log buckets ceil(log(x) / log(gamma))."""
+    if low is None or high is None:
+        low, high = float(magnitudes.min()), float(magnitudes.max())
+    buckets = bucket_keys(magnitudes, low, high)
+    low_key = int(buckets.min())
+    buckets -= low_key
     counts = np.bincount(buckets)
     present = np.flatnonzero(counts)
-    return (present + low).astype(np.int32), counts[present].astype(np.int64)
+    return (present + low_key).astype(np.int32), counts[present].astype(np.int64)

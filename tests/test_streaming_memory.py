@@ -2,7 +2,7 @@
 
 The dataset scanner decoded whole row groups and read ahead by row groups, so the peak grew
 with the row-group size (a 1M-row group of 20 columns is ~160 MB decoded, several in flight);
-now Parquet streams in batches of ~8 MiB. Each run here is its own process, as users run it
+now Parquet streams in batches of ~16 MiB. Each run here is its own process, as users run it
 (`python -m monitor.cli`), and its peak RSS is the kernel's rusage of that one child. Memory
 only: no wall-clock asserts (bench/drift.py times the same thing at 1M-100M rows).
 """
