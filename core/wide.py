@@ -40,19 +40,21 @@ def column_groups(source: Source, names: list[str]) -> list[list[str]]:
 
 
 def read_in_groups(source: Source, groups: list[list[str]], read: Callable[[list[str]], Part]) -> list[Part]:
-    """`read(group)` for each group; the source's report counts the rows and files of the first read only
-    (later reads see the same rows) and each skipped file once."""
+    """`read(group)` for each group. Each group reads the same rows, so each counts from where the
+    first began (a row limit trips as in one read) and the report ends as after one read, with
+    each skipped file once."""
     parts = []
     report = source.report
+    rows, files, bad = report.rows, report.files, list(report.bad_files)
+    counted = (rows, files)
     for index, names in enumerate(groups):
-        if index == 0:
-            parts.append(read(names))
-            rows, files, bad = report.rows, report.files, list(report.bad_files)
-            continue
-        parts.append(read(names))
         report.rows, report.files = rows, files
-        report.bad_files[:] = bad + [b for b in report.bad_files[len(bad):] if b not in bad]
-        bad = list(report.bad_files)
+        parts.append(read(names))
+        if index == 0:
+            counted = (report.rows, report.files)
+        bad += [b for b in report.bad_files[len(bad):] if b not in bad]
+        report.bad_files[:] = bad
+    report.rows, report.files = counted
     return parts
 
 

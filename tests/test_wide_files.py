@@ -159,6 +159,13 @@ def test_wide_parquet_read_in_column_groups_gives_the_profiles_and_sample_of_one
     assert grouped[2].features["gone"].message == "column 'gone' is missing"
     assert (grouped[3], grouped[4]) == (whole[3], whole[4])
     assert grouped[4].rows == 5_000 and grouped[4].files == 1
+    # A row limit counts the rows once: the file's 5,000 pass, 4,999 trip it.
+    from core.errors import LimitExceededError
+
+    spec = whole[0].spec
+    assert profile_source(sources.Source(str(path), limits=sources.Limits(max_rows=5_000)), spec).rows == 5_000
+    with pytest.raises(LimitExceededError):
+        profile_source(sources.Source(str(path), limits=sources.Limits(max_rows=4_999)), spec)
 
 
 @pytest.mark.skipif(not hasattr(os, "wait4"), reason="needs os.wait4 (Unix) to read one child's rusage")
