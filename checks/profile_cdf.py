@@ -41,8 +41,10 @@ def sketch_knots(sketch: QuantileSketch) -> tuple[np.ndarray, np.ndarray]:
         return np.zeros(0), np.zeros(0)
     lower, upper, counts = (np.concatenate(p) for p in zip(*parts))
     ends = np.cumsum(counts)
-    x = np.column_stack([lower, upper]).ravel()
-    f = np.column_stack([ends - counts, ends]).ravel()
+    x = np.empty(2 * len(counts))  # (lower, upper) of each bucket in turn
+    x[0::2], x[1::2] = lower, upper
+    f = np.empty(2 * len(counts))
+    f[0::2], f[1::2] = ends - counts, ends
     return x, f
 
 
@@ -53,16 +55,18 @@ def profile_cdf(profile) -> tuple[np.ndarray, np.ndarray]:
     if total <= 0:
         raise ValueError("cannot build the distribution of an empty profile")
     edges = np.asarray(profile.edges, np.float64)
-    lows = np.r_[profile.min, np.maximum(edges, profile.min)]
-    highs = np.r_[np.minimum(edges, profile.max), profile.max]
-    starts = np.r_[0.0, np.cumsum(counts)[:-1]]
+    # (np.concatenate and np.minimum / np.maximum rather than np.r_ and np.clip: the same values
+    # without their per-call overhead, paid twice per feature of a 10,000-column file.)
+    lows = np.concatenate(([profile.min], np.maximum(edges, profile.min)))
+    highs = np.concatenate((np.minimum(edges, profile.max), [profile.max]))
+    starts = np.concatenate(([0.0], np.cumsum(counts)[:-1]))
     ends = starts + counts
     # Sketch knots strictly inside a bin refine it; their counts are clipped to the bin's exact ones.
     sketch_x, sketch_f = sketch_knots(profile.sketch)
     bin_of = np.searchsorted(edges, sketch_x, side="right")
     inside = (sketch_x > lows[bin_of]) & (sketch_x < highs[bin_of]) & (counts[bin_of] > 0)
     bin_of, sketch_x = bin_of[inside], sketch_x[inside]
-    sketch_f = np.clip(sketch_f[inside], starts[bin_of], ends[bin_of])
+    sketch_f = np.minimum(np.maximum(sketch_f[inside], starts[bin_of]), ends[bin_of])
     filled = np.flatnonzero(counts)
     bins = np.concatenate([filled, bin_of, filled])
     x = np.concatenate([lows[filled], sketch_x, highs[filled]])
@@ -74,7 +78,7 @@ def profile_cdf(profile) -> tuple[np.ndarray, np.ndarray]:
     rises = np.bincount(bins[1:][(np.diff(f) > 0) & (bins[1:] == bins[:-1])], minlength=len(counts))
     atom = (rises <= 1) | (highs <= lows)
     means = np.asarray(profile.bin_sums, np.float64) / np.maximum(counts, 1)
-    means = np.clip(means, lows, np.maximum(lows, highs))
+    means = np.minimum(np.maximum(means, lows), np.maximum(lows, highs))
     spread = ~atom[bins]
     atoms = filled[atom[filled]]
     x = np.concatenate([x[spread], means[atoms], means[atoms]])

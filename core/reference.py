@@ -27,6 +27,7 @@ from core.profile import (
 from core.errors import SchemaError
 from core.pipeline import map_bounded
 from core.sources import Source
+from core.wide import column_groups, join_profiles, read_in_groups, sample_source, sub_spec
 
 REFERENCE_SAMPLE_ROWS = 200_000
 REFERENCE_CHUNKS = 10
@@ -57,7 +58,7 @@ def build_reference(
     columns = set(source.schema.names)
     present = [name for name in features if name in columns]
     counted = source.report.rows  # the source may have been read before (a sniffing sample, say)
-    sample = source.sample(sample_rows, present, seed=0)
+    sample = sample_source(source, sample_rows, present, seed=0)
     spec = build_spec(sample, {n: features[n] for n in present}, max_categories=max_categories,
                       **({"n_bins": n_bins} if n_bins else {}))
     # Columns the reference lacks still get a spec, so they are reported per feature, not fatal.
@@ -66,33 +67,42 @@ def build_reference(
     )
     total = source.report.rows - counted
     chunk_rows = max(1, -(-total // n_chunks))
-    chunks = [empty_profile(spec) for _ in range(n_chunks)]
-
     # A reference no larger than the sample is all in the sample, in row order: profile that
     # instead of reading every file again (on a wide file the second read is most of the time).
     whole = sample.num_rows == total
+    groups = [present] if whole else column_groups(source, list(features))  # absent ones: reported missing
 
-    def slices() -> Iterator[tuple[int, pa.RecordBatch]]:
-        seen = 0
-        for batch in sample.to_batches() if whole else source.batches(present, dictionary_strings=True):
-            offset = 0
-            while offset < batch.num_rows:
-                index = min((seen + offset) // chunk_rows, n_chunks - 1)
-                take = min(batch.num_rows - offset, chunk_rows * (index + 1) - (seen + offset))
-                take = batch.num_rows - offset if index == n_chunks - 1 else max(take, 1)
-                yield index, batch.slice(offset, take)
-                offset += take
-            seen += batch.num_rows
+    def group_chunks(names: list[str]) -> list[DatasetProfile]:
+        group_spec = spec if len(groups) == 1 else sub_spec(spec, names)
+        chunks = [empty_profile(group_spec) for _ in range(n_chunks)]
+        width = present if len(groups) > 1 else None  # rows cut where a read of all columns cuts them
+        batches = sample.to_batches() if whole else source.batches(names, dictionary_strings=True, batch_width=width)
+        for index, part in map_bounded(_slices(batches, chunk_rows, n_chunks),
+                                       lambda item: (item[0], profile_batch(item[1], group_spec)),
+                                       lambda item: item[1].nbytes):
+            chunks[index] = chunks[index].merge(part)
+        return chunks
 
-    def profiled(item: tuple[int, pa.RecordBatch]) -> tuple[int, DatasetProfile]:
-        return item[0], profile_batch(item[1], spec)
-
-    for index, part in map_bounded(slices(), profiled, lambda item: item[1].nbytes):
-        chunks[index] = chunks[index].merge(part)
+    by_group = read_in_groups(source, groups, group_chunks)
+    chunks = by_group[0] if len(by_group) == 1 else [join_profiles(spec, list(parts)) for parts in zip(*by_group)]
     profile = empty_profile(spec)
     for chunk in chunks:
         profile = profile.merge(chunk)
     return Reference(spec, profile, [c for c in chunks if c.rows], _report_sample(sample))
+
+
+def _slices(batches, chunk_rows: int, n_chunks: int) -> Iterator[tuple[int, pa.RecordBatch]]:
+    """(chunk index, rows) for each run of a batch in one row-order chunk of `chunk_rows` rows."""
+    seen = 0
+    for batch in batches:
+        offset = 0
+        while offset < batch.num_rows:
+            index = min((seen + offset) // chunk_rows, n_chunks - 1)
+            take = min(batch.num_rows - offset, chunk_rows * (index + 1) - (seen + offset))
+            take = batch.num_rows - offset if index == n_chunks - 1 else max(take, 1)
+            yield index, batch.slice(offset, take)
+            offset += take
+        seen += batch.num_rows
 
 
 def _report_sample(sample: pa.Table, rows: int = REPORT_SAMPLE_ROWS, seed: int = 0) -> pa.Table:

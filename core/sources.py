@@ -246,8 +246,13 @@ class Source:
         batch_rows: int = DEFAULT_BATCH_ROWS,
         batch_readahead: int = DEFAULT_BATCH_READAHEAD,
         dictionary_strings: bool = False,
+        batch_width: list[str] | None = None,
     ) -> Iterator[pa.RecordBatch]:
         """Stream the window's rows; columns absent from the data are simply not returned.
+
+        `batch_width`: Parquet batches hold as many rows as a read of these columns would (a wide
+        file read a group of columns at a time, core/wide.py, cuts its rows where the whole read
+        does, so profiles add up in the same order and give the same floats).
 
         `dictionary_strings` reads Parquet string columns dictionary-encoded, as they are
         stored: no per-row strings are built, and the profile kernel counts the indices.
@@ -262,7 +267,9 @@ class Source:
                 projected.append(self.timestamp_column)
         expression, in_files = self._window_filters(start, end)
         if self.format == "parquet":
-            reader = _ParquetReader(self, projected, expression, in_files, batch_rows, dictionary_strings, (start, end))
+            width = None if batch_width is None else list(dict.fromkeys([*batch_width, *(projected or ())]))
+            reader = _ParquetReader(self, projected, expression, in_files, batch_rows, dictionary_strings, (start, end),
+                                    width)
             fragments = ((f, reader.batches(f)) for f in self.dataset.get_fragments(filter=expression))
         else:
             fragments = ((f, f.to_batches(schema=self.schema, columns=projected, filter=expression,
@@ -374,7 +381,8 @@ class _ParquetReader:
 
     def __init__(self, source: "Source", projected: list[str] | None, expression: ds.Expression | None,
                  in_files: ds.Expression | None, batch_rows: int, dictionary_strings: bool,
-                 window: tuple[datetime | None, datetime | None] = (None, None)) -> None:
+                 window: tuple[datetime | None, datetime | None] = (None, None),
+                 batch_width: list[str] | None = None) -> None:
         self.source = source
         self.window = window
         self.expression = expression
@@ -384,12 +392,14 @@ class _ParquetReader:
         # (The dataset's `partitioning.schema` lists every column for a file outside key=value
         # folders, so partition keys are taken from each file's partition expression instead.)
         skip = {source.timestamp_column, "dt", "hour"}
-        self.dictionary_names = [
-            n for n in self.names if dictionary_strings and n not in skip and pa.types.is_string(schema.field(n).type)
-        ]
-        as_dictionary = set(self.dictionary_names)
-        self.types = {n: pa.dictionary(pa.int32(), schema.field(n).type) if n in as_dictionary else schema.field(n).type
-                      for n in self.names}
+
+        def read_type(name: str) -> pa.DataType:
+            kind = schema.field(name).type
+            as_dictionary = dictionary_strings and name not in skip and pa.types.is_string(kind)
+            return pa.dictionary(pa.int32(), kind) if as_dictionary else kind
+
+        self.types = {n: read_type(n) for n in self.names}
+        self.dictionary_names = [n for n, kind in self.types.items() if kind is not schema.field(n).type]
         # The expression may read columns that are not returned (the timestamp, partition keys).
         self.filter_names = [] if expression is None else [
             n for n in (source.timestamp_column, "dt", "hour") if n and n in schema.names and n not in self.types
@@ -398,6 +408,19 @@ class _ParquetReader:
             self.types[name] = schema.field(name).type
         self.batch_rows = batch_rows
         self.local = isinstance(source.filesystem, pafs.LocalFileSystem)
+        self.sizing = self.types  # the columns (and read types) whose width sizes a batch
+        self.companion: str | None = None  # a column read only to cut batches as the whole read does
+        if batch_width is not None:
+            known = set(schema.names)
+            self.sizing = {n: read_type(n) for n in batch_width if n in known}
+            self.sizing.update({n: self.types[n] for n in self.filter_names})
+            # Arrow ends a batch at each row group's end when it reads a dictionary column (then reads
+            # the rest of the batch): a group without one would cut rows elsewhere than the whole read,
+            # so it reads one of the whole read's dictionary columns too (dropped by _conform).
+            if not any(pa.types.is_dictionary(kind) for kind in self.types.values()):
+                self.companion = next((n for n, kind in self.sizing.items() if pa.types.is_dictionary(kind)), None)
+                if self.companion is not None and pa.types.is_string(schema.field(self.companion).type):
+                    self.dictionary_names.append(self.companion)
 
     def batches(self, fragment) -> Iterator[pa.RecordBatch]:
         row_groups = None
@@ -411,7 +434,9 @@ class _ParquetReader:
         try:
             in_file = set(file.schema_arrow.names)
             columns = [n for n in self.types if n in in_file and n not in keys]
-            batch_size = self._batch_size(file, columns)
+            if self.companion in in_file and self.companion not in keys:
+                columns.append(self.companion)
+            batch_size = self._batch_size([n for n in self.sizing if n in in_file and n not in keys])
             groups = list(range(file.num_row_groups)) if row_groups is None else row_groups
             # Runs of consecutive row groups that need the row filter or not (all their rows in the window).
             runs: list[tuple[bool, list[int]]] = []
@@ -427,11 +452,11 @@ class _ParquetReader:
         finally:
             file.close()
 
-    def _batch_size(self, file: pq.ParquetFile, columns: list[str]) -> int:
+    def _batch_size(self, columns: list[str]) -> int:
         """Rows per batch: about DEFAULT_BATCH_BYTES decoded, within [MIN_BATCH_ROWS, batch_rows]."""
         row_bytes = 1.0
         for name in columns:
-            kind = self.types[name]
+            kind = self.sizing[name]
             if pa.types.is_dictionary(kind):
                 row_bytes += 4
             else:

@@ -10,10 +10,10 @@ import pyarrow.compute as pc
 
 from checks.drift import DriftCheck
 from core.errors import SchemaError
-from core.profile import profile_batches
 from core.reference import REPORT_SAMPLE_ROWS, build_reference, feature_kinds
 from core.results import CheckResult
 from core.sources import Source
+from core.wide import profile_source, sample_source
 
 # Columns that are not features: compared as features they alert on every window (ids, times)
 # or measure the model and the outcome rather than its inputs (labels, scores). Names propose,
@@ -115,7 +115,7 @@ def drift_between(
         built = build_reference(reference_source, kinds, **({"n_chunks": 1} if check.threshold_mode == "static" else {}))
         if report is None:
             built.sample = None  # rows kept for the report only: free them before reading the current data
-        current_profile = profile_batches(current_source.batches(list(kinds), dictionary_strings=True), built.spec)
+        current_profile = profile_source(current_source, built.spec)  # wide files: a column group at a time
     else:
         built = engine.reference(reference_source, kinds)
         current_profile = engine.profile(current_source, list(kinds), built.spec)
@@ -127,9 +127,9 @@ def drift_between(
     if report is not None:
         from checks.drift_report import render_result_report
 
-        current_sample = current_source.sample(REPORT_SAMPLE_ROWS, list(kinds), seed=1)
-        reference_sample = built.sample if built.sample is not None else reference_source.sample(
-            REPORT_SAMPLE_ROWS, list(kinds), seed=0)
+        current_sample = sample_source(current_source, REPORT_SAMPLE_ROWS, list(kinds), seed=1)
+        reference_sample = built.sample if built.sample is not None else sample_source(
+            reference_source, REPORT_SAMPLE_ROWS, list(kinds), seed=0)
         render_result_report(result, reference_sample, current_sample, report, kinds)
         result = result.with_updates(report_path=str(report))
     return result

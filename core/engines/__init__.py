@@ -60,6 +60,10 @@ class LocalEngine:
 
     def profile(self, source: Source, columns: list[str], spec: ProfileSpec, start: datetime | None = None,
                 end: datetime | None = None) -> DatasetProfile:
+        if set(columns) == set(spec.names):  # a wide Parquet file is read a group of columns at a time
+            from core.wide import profile_source
+
+            return profile_source(source, spec, start, end)
         return profile_batches(source.batches(columns, start, end, dictionary_strings=True), spec)
 
     def label_profile(self, source: Source, spec, start: datetime | None = None, end: datetime | None = None,
