@@ -226,24 +226,33 @@ class ModelRunner:
         step = self.model.profile_granularity
         if step is None:
             return self.engine.profile(source, columns, reference.spec, start, end), source
-        key = spec_key(reference.spec)
-        profile = empty_profile(reference.spec)
-        cursor = start
+        profile = self.merged_slices("serving", spec_key(reference.spec), start, end, source,
+                                     empty_profile(reference.spec), DatasetProfile.from_dict,
+                                     lambda lo, hi: self.engine.profile(source, columns, reference.spec, lo, hi))
+        return profile, source
+
+    def merged_slices(self, role: str, key: str, start: datetime, end: datetime, source, empty, from_dict,
+                      compute):
+        """[start, end) in profile_granularity slices, merged: a stored slice is reused, a missing one
+        is `compute(lo, hi)` and stored. A slice keeps the unreadable files met when it was computed,
+        and a reuse adds them to `source.report`, so a window merged from stored slices is still partial."""
+        step = self.model.profile_granularity
+        profile, cursor = empty, start
         while cursor < end:
             upper = min(cursor + step, end)
-            stored = self.store.load_slice(self.model.name, cursor, upper, key)
+            stored = self.store.load_slice(self.model.name, cursor, upper, key, role=role)
             if stored is None:
                 before = len(source.report.bad_files)
-                piece = self.engine.profile(source, columns, reference.spec, cursor, upper)
-                bad = source.report.bad_files[before:]  # kept with the slice: a reuse still says partial
-                self.store.save_profile(self.model.name, "serving", cursor, upper, key,
+                piece = compute(cursor, upper)
+                bad = source.report.bad_files[before:]
+                self.store.save_profile(self.model.name, role, cursor, upper, key,
                                         {**piece.to_dict(), "bad_files": [list(b) for b in bad]}, bool(bad))
             else:
-                piece = DatasetProfile.from_dict(stored.profile)
+                piece = from_dict(stored.profile)
                 source.report.bad_files.extend(b for b in stored.bad_files if b not in source.report.bad_files)
             profile = profile.merge(piece)
             cursor = upper
-        return profile, source
+        return profile
 
     def run(self, start: datetime, end: datetime, checks: list[str] | None = None,
             report: bool = True) -> list[CheckResult]:

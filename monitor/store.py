@@ -175,11 +175,13 @@ class ResultsStore:
             row = connection.execute(query).first()
         return None if row is None else json.loads(row[0])
 
-    def load_slice(self, model: str, start: datetime, end: datetime, spec_key: str) -> StoredSlice | None:
-        """A stored serving profile with the unreadable files met when it was computed."""
+    def load_slice(self, model: str, start: datetime, end: datetime, spec_key: str,
+                   role: str = "serving") -> StoredSlice | None:
+        """A stored slice profile of the window (serving features, or labels) with the unreadable
+        files met when it was computed."""
         query = select(profiles.c.profile_json, profiles.c.partial).where(
             profiles.c.model == model,
-            profiles.c.role == "serving",
+            profiles.c.role == role,
             profiles.c.window_start == _naive_utc(start),
             profiles.c.window_end == _naive_utc(end),
             profiles.c.spec_key == spec_key,
