@@ -22,13 +22,15 @@ os.environ.setdefault("ARROW_DEFAULT_MEMORY_POOL", "jemalloc")  # as the CLI doe
 from bench._results import read_block, write_block  # noqa: E402
 from bench.drift import CHUNK_ROWS, SECTION_PREFIX, datasets  # noqa: E402
 
+MOMENTS = "numeric: moments (sum, min, max, squared deviations)"
+HISTOGRAM = "numeric: binning, histogram and quantile sketch (compiled)"
 START, END = "<!-- bench.drift_breakdown: start -->", "<!-- bench.drift_breakdown: end -->"
 
 
 def breakdown(rows: int, row_group: int = CHUNK_ROWS) -> dict[str, float]:
+    from core import numeric_kernel
     from core import profile as kernel
     from core.reference import build_reference
-    from core.sketch import QuantileSketch
     from core.sources import Source
     from monitor.oneoff import drift_features
 
@@ -54,9 +56,10 @@ def breakdown(rows: int, row_group: int = CHUNK_ROWS) -> dict[str, float]:
         return wrapper
 
     patches = [
-        (kernel._Binner, "__call__", timed("numeric: binning on the reference's edges", kernel._Binner.__call__)),
-        (QuantileSketch, "from_values",
-         staticmethod(timed("numeric: quantile sketch (log buckets)", QuantileSketch.from_values))),
+        *((numeric_kernel._passes, name, timed(MOMENTS, getattr(numeric_kernel._passes, name)))
+          for name in ("scan", "scan_finite", "squared_deviations")),
+        *((numeric_kernel._passes, name, timed(HISTOGRAM, getattr(numeric_kernel._passes, name)))
+          for name in ("bin_indices", "histogram_and_sketch")),
         (kernel.NumericProfile, "from_array", staticmethod(timed("numeric: all", kernel.NumericProfile.from_array))),
         (kernel.CategoricalProfile, "from_array",
          staticmethod(timed("categorical: counting dictionary indices", kernel.CategoricalProfile.from_array))),
@@ -73,8 +76,8 @@ def breakdown(rows: int, row_group: int = CHUNK_ROWS) -> dict[str, float]:
         for owner, name, original in saved:
             setattr(owner, name, original)
     numeric = spent.pop("numeric: all")
-    spent["numeric: the rest (nulls, moments, min/max, histogram bincounts)"] = (
-        numeric - spent["numeric: binning on the reference's edges"] - spent["numeric: quantile sketch (log buckets)"])
+    spent["numeric: the rest (nulls, integer value counts, conversions, sketch assembly)"] = (
+        numeric - spent[MOMENTS] - spent[HISTOGRAM])
     return dict(spent)
 
 

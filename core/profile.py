@@ -26,6 +26,7 @@ import pyarrow.compute as pc
 
 from core.buffers import scratch
 from core.errors import SchemaError
+from core.numeric_kernel import _GRID_MIN_VALUES, numeric_state
 from core.pipeline import map_bounded
 from core.sketch import SKETCH_RELATIVE_ACCURACY, QuantileSketch  # noqa: F401  (re-exported)
 
@@ -110,119 +111,6 @@ def edges_from_sample(values: np.ndarray, n_bins: int = DEFAULT_NUMERIC_BINS) ->
     return tuple(float(e) for e in np.unique(quantiles))
 
 
-# --------------------------------------------------------------------------- binning
-
-
-class _Binner:
-    """`np.searchsorted(edges, x, side="right")` for finite x, about ten times faster.
-
-    A uniform grid of cells over [edges[0], edges[-1]] maps a value to a cell with
-    arithmetic; the cell formula is monotone in x, so every edge whose own cell is below
-    a value's cell is <= the value and every edge whose cell is above is > it. A cell
-    holds at most one edge (the grid is refined until it does), so one comparison with
-    that edge finishes the job; values in cells that still hold several edges (edges
-    closer than 2**-16 of the span) fall back to searchsorted. The result is exactly
-    searchsorted's, so histograms do not depend on which path counted them. Positive edges (most
-    features: prices, durations, scores) take a cheaper table over the values' bits (`_bit_cells`).
-    """
-
-    def __init__(self, edges: tuple[float, ...]) -> None:
-        self.edges = np.asarray(edges, dtype=np.float64)
-        self.sentinel = np.append(self.edges, np.inf)
-        self.grid = self.bits = False
-        if self.edges.size and self.edges[0] > 0 and math.isfinite(self.edges[-1]):
-            self._bit_cells()
-            return
-        if self.edges.size < 2:
-            return
-        low, span = float(self.edges[0]), float(self.edges[-1] - self.edges[0])
-        if not (math.isfinite(span) and span > 0):
-            return
-        cells = 1 << max(10, (4 * self.edges.size - 1).bit_length())
-        while True:
-            self.low, self.scale, self.top = low, cells / span, cells - 1
-            if not math.isfinite(self.scale):
-                return
-            edge_cells = self.cells(self.edges).copy()
-            per_cell = np.bincount(edge_cells, minlength=cells)
-            if per_cell.max() <= 1 or cells >= 1 << 16:
-                break
-            cells *= 4
-        self.base = np.searchsorted(edge_cells, np.arange(cells), side="left").astype(np.intp)  # edges in lower cells
-        self.crowded = per_cell > 1
-        self.any_crowded = bool(self.crowded.any())
-        self.grid = True
-
-    def _bit_cells(self) -> None:
-        """Positive edges: cells are runs of doubles with the same top bits (a positive double's bits
-        grow with it), as many as fit in `_BIT_CELLS` between the first and the last edge. A cell
-        without an edge has one bin, searchsorted's at its two ends (binning is monotone); the
-        cells below and above the edges, and every value <= 0 (its bits are below the first
-        cell's as integers), are clipped to bin 0 and the last bin. Values in the few cells that
-        hold an edge are binned with searchsorted: about four ns a value less than the grid."""
-        low, high = (int(b) for b in self.edges[[0, -1]].view(np.int64))
-        shift = 1  # at least 1: a negative value's bits, shifted, minus the first cell cannot overflow
-        while (high >> shift) - (low >> shift) >= _BIT_CELLS:
-            shift += 1
-        cells = np.arange(low >> shift, (high >> shift) + 1, dtype=np.int64)
-        ends = np.stack([cells << shift, ((cells + 1) << shift) - 1]).view(np.float64)
-        bins = np.searchsorted(self.edges, ends, side="right")
-        self.table = np.concatenate(([0], np.where(bins[0] == bins[1], bins[0], -1), [self.edges.size]))
-        self.shift, self.first = shift, int(cells[0]) - 1
-        self.any_unsafe = bool((self.table < 0).any())
-        self.bits = True
-
-    def cells(self, values: np.ndarray) -> np.ndarray:
-        position = scratch("bin_position", values.size, np.float64)
-        with np.errstate(over="ignore", invalid="ignore"):
-            np.subtract(values, self.low, out=position)
-            position *= self.scale
-        np.clip(position, 0, self.top, out=position)
-        cells = scratch("bin_cells", values.size, np.intp)
-        np.copyto(cells, position, casting="unsafe")  # truncation, as astype(np.intp)
-        return cells
-
-    def __call__(self, values: np.ndarray) -> np.ndarray:
-        """Bin indices; the array is a scratch buffer, valid until this thread bins again."""
-        if self.bits:
-            index = scratch("bin_cells", values.size, np.intp)
-            np.right_shift(values.view(np.int64), self.shift, out=index)
-            index -= self.first
-            bins = scratch("bin_bins", values.size, np.intp)
-            np.take(self.table, index, out=bins, mode="clip")  # below the edges: bin 0; above: the last
-            if self.any_unsafe:
-                unsafe = scratch("bin_above", values.size, np.bool_)
-                np.less(bins, 0, out=unsafe)
-                if unsafe.any():
-                    where = np.flatnonzero(unsafe)
-                    bins[where] = np.searchsorted(self.edges, values[where], side="right")
-            return bins
-        if not self.grid:
-            return np.searchsorted(self.edges, values, side="right")
-        cells = self.cells(values)
-        bins = scratch("bin_bins", values.size, np.intp)
-        np.take(self.base, cells, out=bins, mode="clip")  # indices are in range; "clip" avoids a buffered copy
-        bound = scratch("bin_position", values.size, np.float64)  # the positions are no longer needed
-        np.take(self.sentinel, bins, out=bound, mode="clip")
-        above = scratch("bin_above", values.size, np.bool_)
-        np.greater_equal(values, bound, out=above)
-        np.add(bins, above, out=bins)
-        if self.any_crowded:
-            crowded = self.crowded[cells]
-            if crowded.any():
-                bins[crowded] = np.searchsorted(self.edges, values[crowded], side="right")
-        return bins
-
-
-_BIT_CELLS = 1 << 16  # cells of the bit binner (a 512 KiB table, as the grid's largest)
-_GRID_MIN_VALUES = 4096  # below this many values a column is binned with searchsorted directly
-
-
-@functools.lru_cache(maxsize=1024)
-def _binner(edges: tuple[float, ...]) -> _Binner:
-    return _Binner(edges)
-
-
 # --------------------------------------------------------------------------- feature profiles
 
 
@@ -289,39 +177,11 @@ class NumericProfile:
                 values = converted
             else:
                 values = values.astype(np.float64)
-        # A NaN or an infinity makes the sum NaN or infinite: a finite sum (the mean's, computed once)
-        # shows every value finite without a mask. (An overflowing sum of finite values takes the mask path.)
-        with np.errstate(invalid="ignore", over="ignore"):  # inf + -inf, or an overflow: the mask path
-            total = float(values.sum()) if values.size else 0.0
-        if pa.types.is_integer(array.type) or math.isfinite(total):
-            finite = values  # integers are always finite
-        else:
-            total = None
-            finite_mask = scratch("finite_mask", values.size, np.bool_)
-            np.isfinite(values, out=finite_mask)
-            finite_count = int(np.count_nonzero(finite_mask))
-            if finite_count == values.size:
-                finite = values
-            else:
-                profile.nan_count = int(np.count_nonzero(np.isnan(values)))
-                profile.inf_count = int(values.size - finite_count - profile.nan_count)
-                finite = values[finite_mask]
-        profile.count = int(finite.size)
-        if finite.size:
-            profile.mean = total / finite.size if total is not None else float(finite.mean())  # as ndarray.mean
-            deviations = scratch("deviations", finite.size, np.float64)
-            np.subtract(finite, profile.mean, out=deviations)
-            np.multiply(deviations, deviations, out=deviations)
-            profile.m2 = float(deviations.sum())
-            profile.min = float(finite.min())
-            profile.max = float(finite.max())
-            # The grid binner pays for its set-up on long columns; a short one (a wide file's small
-            # batches: thousands of columns, each binned once) is binned directly, with the same result.
-            bins = _binner(edges)(finite) if finite.size >= _GRID_MIN_VALUES else \
-                np.searchsorted(np.asarray(edges), finite, side="right")
-            profile.bin_counts = np.bincount(bins, minlength=len(edges) + 1).astype(np.int64)
-            profile.bin_sums = np.bincount(bins, weights=finite, minlength=len(edges) + 1)
-            profile.sketch = QuantileSketch.from_values(finite, profile.min, profile.max)
+        state = numeric_state(values, edges)
+        profile.count, profile.nan_count, profile.inf_count = state.count, state.nan_count, state.inf_count
+        if state.count:
+            profile.mean, profile.m2, profile.min, profile.max = state.mean, state.m2, state.min, state.max
+            profile.bin_counts, profile.bin_sums, profile.sketch = state.bin_counts, state.bin_sums, state.sketch
         return profile
 
     def _with_counts(self, values: np.ndarray, counts: np.ndarray) -> "NumericProfile":

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from core.profile import _Binner
+from core.numeric_kernel import BITS, GRID, Binner
 
 MAX = np.finfo(np.float64).max
 TINY = np.finfo(np.float64).smallest_subnormal
@@ -27,8 +27,8 @@ def _near(values: np.ndarray, steps: int = 3) -> np.ndarray:
 ])
 def test_bit_binner_equals_searchsorted(edges):
     edges = np.unique(edges)
-    binner = _Binner(tuple(edges))
-    assert binner.bits
+    binner = Binner(tuple(edges))
+    assert binner.mode == BITS
     rng = np.random.default_rng(edges.size)
     with np.errstate(over="ignore"):  # neighbours of the largest double, and exp beyond it, are inf (dropped)
         values = np.concatenate([
@@ -45,4 +45,4 @@ def test_bit_binner_equals_searchsorted(edges):
 
 
 def test_edges_at_or_below_zero_use_the_grid():
-    assert not _Binner((-1.0, 0.5, 2.0)).bits and not _Binner((0.0, 1.0)).bits
+    assert Binner((-1.0, 0.5, 2.0)).mode == GRID and Binner((0.0, 1.0)).mode == GRID

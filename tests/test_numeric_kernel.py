@@ -1,0 +1,154 @@
+"""The compiled numeric pass gives the definitions' answers: searchsorted bins, bincount sums, `_log_keys` keys."""
+
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+
+from core.numeric_kernel import GRID, SEARCH, Binner, numeric_state
+from core.profile import edges_from_sample
+from core.sketch import _SKETCH_MIN_MAGNITUDE, QuantileSketch, _log_keys
+
+MAX = np.finfo(np.float64).max
+TINY = np.finfo(np.float64).smallest_subnormal
+
+
+def _plain_sketch(finite: np.ndarray) -> QuantileSketch:
+    """The sketch by its definition: key = ceil(log|x| / log gamma) with numpy's logarithm."""
+    parts = []
+    for magnitudes in (finite[finite >= _SKETCH_MIN_MAGNITUDE], -finite[finite <= -_SKETCH_MIN_MAGNITUDE]):
+        keys, counts = np.unique(_log_keys(magnitudes).copy(), return_counts=True)
+        parts.append({int(k): int(c) for k, c in zip(keys, counts)})
+    zero = int(np.count_nonzero(np.abs(finite) < _SKETCH_MIN_MAGNITUDE))
+    return QuantileSketch(parts[0], parts[1], zero)
+
+
+def _check(values: np.ndarray, edges: tuple[float, ...]) -> None:
+    state = numeric_state(values, edges)
+    finite = values[np.isfinite(values)]
+    assert state.count == finite.size
+    assert state.nan_count == np.count_nonzero(np.isnan(values))
+    assert state.inf_count == np.count_nonzero(np.isinf(values))
+    bins = np.searchsorted(np.asarray(edges, np.float64), finite, side="right")
+    assert np.array_equal(state.bin_counts, np.bincount(bins, minlength=len(edges) + 1))
+    assert np.array_equal(state.bin_sums, np.bincount(bins, weights=finite, minlength=len(edges) + 1))
+    assert state.sketch == _plain_sketch(finite)
+    if finite.size:
+        assert state.min == finite.min() and state.max == finite.max()
+        with np.errstate(over="ignore"):
+            mean = finite.mean()
+        assert state.mean == pytest.approx(mean, rel=1e-12, abs=1e-300)
+        if np.isfinite(mean):
+            with np.errstate(over="ignore"):
+                m2 = float(((finite - mean) ** 2).sum())
+            assert state.m2 == pytest.approx(m2, rel=1e-9, abs=1e-12 * max(1.0, mean * mean) * finite.size)
+
+
+def _near(values: np.ndarray) -> np.ndarray:
+    return np.concatenate([values, np.nextafter(values, np.inf), np.nextafter(values, -np.inf)])
+
+
+RNG = np.random.default_rng(7)
+CASES = {
+    "normal": RNG.normal(10, 3, 50_000),
+    "lognormal tail": RNG.lognormal(0, 4, 50_000),
+    "both signs and zeros": np.concatenate([RNG.standard_cauchy(30_000), np.zeros(500), [-0.0] * 10,
+                                            RNG.uniform(-1e-12, 1e-12, 100)]),
+    "discrete on edges": RNG.integers(0, 20, 40_000).astype(np.float64),
+    "nan and inf": np.where(RNG.random(40_000) < 0.02, np.nan,
+                            np.where(RNG.random(40_000) < 0.01, np.inf, RNG.exponential(2, 40_000))),
+    "extremes": np.concatenate([RNG.lognormal(0, 1, 10_000), [TINY, -TINY, MAX, -MAX, 1e-300, -1e300]]),
+    "short column": RNG.normal(0, 1, 300),
+    "all nan": np.full(5000, np.nan),
+    "one value": np.full(10_000, 3.25),
+    "sum overflows": np.concatenate([np.full(5000, 1e308), RNG.normal(0, 1, 5000)]),
+}
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_state_equals_the_definitions(name):
+    values = CASES[name]
+    sample = np.random.default_rng(1).choice(values, 2000)
+    for edges in (edges_from_sample(sample), (), (0.5,), tuple(np.linspace(-5, 5, 40)),
+                  tuple(np.linspace(10, 10.001, 60))):  # reference edges, none, one, the grid, crowded edges
+        _check(values, edges)
+
+
+def test_values_next_to_edges_and_bucket_boundaries():
+    edges = edges_from_sample(RNG.lognormal(0, 2, 5000))
+    boundaries = np.exp(np.arange(-500, 500) * np.log((1 + 0.005) / (1 - 0.005)))  # sketch bucket boundaries
+    values = np.concatenate([_near(np.asarray(edges)), _near(boundaries), -_near(boundaries),
+                             RNG.lognormal(0, 2, 10_000)])
+    _check(values, edges)
+    _check(values[:4000], edges)  # below the table threshold: binary search
+
+
+def test_grid_and_search_binners_equal_searchsorted():
+    for edges, mode in (((-3.0, -1.0, 0.0, 0.5, 2.0), GRID), (tuple(np.linspace(-1, 1, 101)), GRID),
+                        ((-1.0,), SEARCH), ((0.0, 0.0 + 1e-300, 1.0), GRID)):
+        binner = Binner(edges)
+        assert binner.mode == mode
+        values = np.concatenate([_near(np.asarray(edges)), RNG.uniform(-5, 5, 10_000), [MAX, -MAX, 0.0, -0.0]])
+        assert np.array_equal(binner(values), np.searchsorted(np.asarray(edges), values, side="right"))
+
+
+def test_threads_give_the_same_states():
+    values = RNG.lognormal(0, 3, 200_000)
+    edges = edges_from_sample(values[:5000])
+    alone = numeric_state(values, edges)
+    with ThreadPoolExecutor(4) as pool:
+        states = list(pool.map(lambda _: numeric_state(values, edges), range(8)))
+    for state in states:
+        assert state.sketch == alone.sketch and np.array_equal(state.bin_sums, alone.bin_sums)
+        assert (state.mean, state.m2) == (alone.mean, alone.m2)
+
+
+def _passes_outputs(passes, values: np.ndarray, edges: tuple[float, ...]) -> list:
+    """Every output of every pass over `values`, through the given build of core.numeric_passes."""
+    from core.sketch import _CELL_SHIFT, _UNSAFE, _table_for
+
+    bits = values.view(np.int64)
+    outputs = [passes.scan(values), passes.scan_finite(values), passes.squared_deviations(values, 1.5, False)]
+    bins = np.empty(values.size, np.int64)
+    passes.bin_indices(values, bits, *Binner(edges).kernel_args, bins)
+    cell = lambda x: int(np.float64(x).view(np.int64)) >> _CELL_SHIFT  # noqa: E731
+    key_start, key_table = _table_for(cell(1e-12), cell(1e12))  # keys within +-2,800; beyond, values are pending
+    counts = [np.zeros(len(edges) + 1, np.int64), np.zeros(len(edges) + 1), np.zeros(6000, np.int64),
+              np.zeros(6000, np.int64), np.zeros(values.size), np.zeros(values.size)]
+    finite = np.isfinite(values)
+    bins[~finite] = 0
+    result = passes.histogram_and_sketch(values, bits, bins, key_start, key_table, _UNSAFE, _SKETCH_MIN_MAGNITUDE,
+                                         -3000, -3000, *counts)
+    return [*outputs, bins, result, *counts]
+
+
+def test_the_ahead_of_time_build_computes_what_the_jit_does(tmp_path):
+    """One source, two builds: `python -m core.numeric_build` and numba's JIT give identical outputs."""
+    import importlib.util
+
+    from core import numeric_build, numeric_passes
+
+    built = numeric_build.build(tmp_path)
+    spec = importlib.util.spec_from_file_location(numeric_build.MODULE, built)
+    ahead = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(ahead)
+    assert ahead.source_digest() == numeric_build.source_digest()
+    for name in ("lognormal tail", "both signs and zeros", "nan and inf", "extremes"):
+        values = CASES[name]
+        for edges in (edges_from_sample(values[np.isfinite(values)][:3000]), tuple(np.linspace(-5, 5, 40)), (0.5,)):
+            for jit, aot in zip(_passes_outputs(numeric_passes, values, edges), _passes_outputs(ahead, values, edges)):
+                np.testing.assert_array_equal(np.asarray(jit), np.asarray(aot))
+
+
+def test_a_build_from_other_source_is_not_used(monkeypatch):
+    from core import numeric_kernel, numeric_passes
+
+    monkeypatch.setattr(numeric_kernel, "source_digest", lambda: -1)
+    assert numeric_kernel._load_passes() == (numeric_passes, "jit")
+
+
+def test_make_installed_the_ahead_of_time_build():
+    """`make test` builds it (`make kernel`): without it every run pays numba's start-up and memory."""
+    from core import numeric_kernel
+
+    assert numeric_kernel.PASSES_BUILD == "aot", "core/_numeric_passes_aot is missing or stale: run `make kernel`"
