@@ -56,7 +56,7 @@ test: $(STAMP) system-deps kernel
 # the package that provides it; apt installs only the packages of the binaries that are missing
 # (nothing is upgraded: --no-upgrade); services it may start are stopped, so nothing holds the
 # default ports (the tests start their own servers on 127.0.0.1 high ports). `make demo` needs none.
-SYSTEM_DEPS := prometheus:prometheus promtool:prometheus \
+SYSTEM_DEPS := prometheus:prometheus promtool:prometheus gcc:gcc \
 	prometheus-alertmanager:prometheus-alertmanager amtool:prometheus-alertmanager \
 	docker-compose:docker-compose java:openjdk-17-jre-headless initdb:postgresql chromium:chromium
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)

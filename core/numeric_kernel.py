@@ -179,7 +179,7 @@ def _key_bound(magnitude: float, side: int) -> int:
 
 
 def _sketch_of(values, low, high, binner_args, bin_counts, bin_sums) -> QuantileSketch:
-    """Run the histogram-and-sketch pass (filling bin_counts and bin_sums) and return the sketch."""
+    """Run the histogram pass (filling bin_counts and bin_sums) and the sketch's, and return the sketch."""
     has_positive, has_negative = high >= _SKETCH_MIN_MAGNITUDE, low <= -_SKETCH_MIN_MAGNITUDE
     positive_range = (max(low, _SKETCH_MIN_MAGNITUDE), high) if has_positive else None
     negative_range = (max(-high, _SKETCH_MIN_MAGNITUDE), -low) if has_negative else None
@@ -199,9 +199,10 @@ def _sketch_of(values, low, high, binner_args, bin_counts, bin_sums) -> Quantile
     bits = values.view(np.int64)
     bins = scratch("bins", values.size, np.intp)
     _passes.bin_indices(values, bits, *binner_args, bins)
-    zero, n_positive, n_negative = _passes.histogram_and_sketch(
-        values, bits, bins, key_start, key_table, _UNSAFE, _SKETCH_MIN_MAGNITUDE, positive_low, negative_low,
-        bin_counts, bin_sums, positive_counts, negative_counts, pending_positive, pending_negative)
+    _passes.histogram(values, bins, bin_counts, bin_sums)
+    zero, n_positive, n_negative = _passes.sketch_counts(
+        values, bits, key_start, key_table, _UNSAFE, _SKETCH_MIN_MAGNITUDE, positive_low, negative_low,
+        positive_counts, negative_counts, pending_positive, pending_negative)
     return QuantileSketch._of(_sparse(positive_counts, positive_low, pending_positive[:n_positive]),
                               _sparse(negative_counts, negative_low, pending_negative[:n_negative]), int(zero))
 

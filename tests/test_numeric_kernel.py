@@ -113,12 +113,12 @@ def _passes_outputs(passes, values: np.ndarray, edges: tuple[float, ...]) -> lis
     passes.bin_indices(values, bits, *Binner(edges).kernel_args, bins)
     cell = lambda x: int(np.float64(x).view(np.int64)) >> _CELL_SHIFT  # noqa: E731
     key_start, key_table = _table_for(cell(1e-12), cell(1e12))  # keys within +-2,800; beyond, values are pending
-    counts = [np.zeros(len(edges) + 1, np.int64), np.zeros(len(edges) + 1), np.zeros(6000, np.int64),
-              np.zeros(6000, np.int64), np.zeros(values.size), np.zeros(values.size)]
-    finite = np.isfinite(values)
-    bins[~finite] = 0
-    result = passes.histogram_and_sketch(values, bits, bins, key_start, key_table, _UNSAFE, _SKETCH_MIN_MAGNITUDE,
-                                         -3000, -3000, *counts)
+    histogram = [np.zeros(len(edges) + 1, np.int64), np.zeros(len(edges) + 1)]
+    passes.histogram(values, bins, *histogram)
+    counts = [np.zeros(6000, np.int64), np.zeros(6000, np.int64), np.zeros(values.size), np.zeros(values.size)]
+    result = passes.sketch_counts(values, bits, key_start, key_table, _UNSAFE, _SKETCH_MIN_MAGNITUDE,
+                                  -3000, -3000, *counts)
+    counts = histogram + counts
     return [*outputs, bins, result, *counts]
 
 
