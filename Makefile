@@ -35,11 +35,11 @@ $(DEMO_STAMP): pyproject.toml
 	rm -f $(VENV)/.demo-installed-*
 	touch $(DEMO_STAMP)
 
-# The profile kernel's numeric passes, compiled ahead of time (core/numeric_build.py): a no-op when the
-# build matches core/numeric_passes.py. Without a C compiler it says so and driftline compiles the
+# The profile kernel's numeric passes, compiled ahead of time (core/kernel_build.py): a no-op when the
+# build matches core/kernel_passes.py. Without a C compiler it says so and driftline compiles the
 # same passes just in time instead (a slower start and ~130 MiB more memory), so it never fails the make.
 kernel:
-	-$(BIN)/python -m core.numeric_build
+	-$(BIN)/python -m core.kernel_build
 
 # The demo runs on whichever install is current: the full one when `make test` made it.
 demo: $(if $(wildcard $(STAMP)),$(STAMP),$(DEMO_STAMP))

@@ -56,9 +56,9 @@ def breakdown(rows: int, row_group: int = CHUNK_ROWS) -> dict[str, float]:
         return wrapper
 
     patches = [
-        *((numeric_kernel._passes, name, timed(MOMENTS, getattr(numeric_kernel._passes, name)))
+        *((numeric_kernel.PASSES, name, timed(MOMENTS, getattr(numeric_kernel.PASSES, name)))
           for name in ("scan", "scan_finite", "squared_deviations")),
-        *((numeric_kernel._passes, name, timed(HISTOGRAM, getattr(numeric_kernel._passes, name)))
+        *((numeric_kernel.PASSES, name, timed(HISTOGRAM, getattr(numeric_kernel.PASSES, name)))
           for name in ("bin_indices", "histogram_and_sketch")),
         (kernel.NumericProfile, "from_array", staticmethod(timed("numeric: all", kernel.NumericProfile.from_array))),
         (kernel.CategoricalProfile, "from_array",

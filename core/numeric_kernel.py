@@ -11,7 +11,7 @@ a table cell that straddles a bucket boundary, ~2% of them, is handed back and k
 numpy's logarithm). Only the sum and the squared deviations differ from numpy's, in rounding:
 numpy sums pairwise, this in eight lanes (~1e-13 relative on a batch).
 
-The passes themselves are core/numeric_passes.py, built ahead of time (core/numeric_build.py)
+The passes themselves are core/kernel_passes.py, built ahead of time (core/kernel_build.py)
 or, failing that, just in time by numba.
 """
 
@@ -24,11 +24,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from core.buffers import scratch
-from core.numeric_build import source_digest
+from core.kernel_build import load_passes
 from core.sketch import _CELL_SHIFT, _NO_COUNTS, _NO_KEYS, _SKETCH_LOG_GAMMA, _SKETCH_MIN_MAGNITUDE, _UNSAFE, \
     QuantileSketch, _log_keys, _table_for
 
-# Binning modes (as core.numeric_passes): binary search, the table on the values' bits, the grid.
+# Binning modes (as core.kernel_passes): binary search, the table on the values' bits, the grid.
 SEARCH, BITS, GRID = 0, 1, 2
 _BIT_CELLS = 1 << 16  # cells of the bit binner (a 512 KiB table, as the grid's largest)
 _GRID_MIN_VALUES = 4096  # below this many values a column is binned by binary search (no table set-up)
@@ -102,23 +102,11 @@ class Binner:
         """The bin of every finite value (a new array)."""
         values = np.ascontiguousarray(values, dtype=np.float64)
         bins = np.empty(values.size, np.intp)
-        _passes.bin_indices(values, values.view(np.int64), *self.kernel_args, bins)
+        PASSES.bin_indices(values, values.view(np.int64), *self.kernel_args, bins)
         return bins
 
 
-def _load_passes():
-    """The ahead-of-time build of core.numeric_passes if it is built from this source, else the JIT one."""
-    try:
-        from core import _numeric_passes_aot as built
-    except ImportError:
-        built = None
-    if built is not None and built.source_digest() == source_digest():
-        return built, "aot"
-    from core import numeric_passes
-    return numeric_passes, "jit"
-
-
-_passes, PASSES_BUILD = _load_passes()
+PASSES, PASSES_BUILD = load_passes()  # the profile kernel's compiled passes, and which build they are
 
 
 @functools.lru_cache(maxsize=1024)
@@ -151,11 +139,11 @@ def numeric_state(values: np.ndarray, edges: tuple[float, ...]) -> NumericState:
     """Moments, histogram over `edges` and quantile sketch of the float64 `values` (nulls removed)."""
     values = np.ascontiguousarray(values, dtype=np.float64)
     n_bins = len(edges) + 1
-    total, low, high = _passes.scan(values)
+    total, low, high = PASSES.scan(values)
     count, nans = values.size, 0
     if not (math.isfinite(total) and math.isfinite(low) and math.isfinite(high)):
         # A NaN or an infinity (or a sum that overflows): count the finite values apart.
-        count, nans, total, low, high = _passes.scan_finite(values)
+        count, nans, total, low, high = PASSES.scan_finite(values)
     if count == 0:
         return NumericState(0, nans, values.size - nans, 0.0, 0.0, math.inf, -math.inf,
                             np.zeros(n_bins, np.int64), np.zeros(n_bins, np.float64), QuantileSketch())
@@ -163,7 +151,7 @@ def numeric_state(values: np.ndarray, edges: tuple[float, ...]) -> NumericState:
         total = float(values[np.isfinite(values)].sum())
     mean = total / count
     all_finite = count == values.size
-    m2 = _passes.squared_deviations(values, mean, all_finite)
+    m2 = PASSES.squared_deviations(values, mean, all_finite)
     # A table pays for its set-up on long columns; a short one (a wide file's small batches:
     # thousands of columns, each binned once) is binned by binary search, with the same result.
     binner_args = binner(tuple(edges)).kernel_args if values.size >= _GRID_MIN_VALUES else _search_args(edges)
@@ -198,9 +186,9 @@ def _sketch_of(values, low, high, binner_args, bin_counts, bin_sums) -> Quantile
     pending_negative = scratch("pending_negative", values.size if has_negative else 0, np.float64)
     bits = values.view(np.int64)
     bins = scratch("bins", values.size, np.intp)
-    _passes.bin_indices(values, bits, *binner_args, bins)
-    _passes.histogram(values, bins, bin_counts, bin_sums)
-    zero, n_positive, n_negative = _passes.sketch_counts(
+    PASSES.bin_indices(values, bits, *binner_args, bins)
+    PASSES.histogram(values, bins, bin_counts, bin_sums)
+    zero, n_positive, n_negative = PASSES.sketch_counts(
         values, bits, key_start, key_table, _UNSAFE, _SKETCH_MIN_MAGNITUDE, positive_low, negative_low,
         positive_counts, negative_counts, pending_positive, pending_negative)
     return QuantileSketch._of(_sparse(positive_counts, positive_low, pending_positive[:n_positive]),

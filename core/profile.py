@@ -26,7 +26,7 @@ import pyarrow.compute as pc
 
 from core.buffers import scratch
 from core.errors import SchemaError
-from core.numeric_kernel import _GRID_MIN_VALUES, numeric_state
+from core.numeric_kernel import _GRID_MIN_VALUES, PASSES, numeric_state
 from core.pipeline import map_bounded
 from core.sketch import SKETCH_RELATIVE_ACCURACY, QuantileSketch  # noqa: F401  (re-exported)
 
@@ -293,14 +293,15 @@ class CategoricalProfile:
             dictionary = array.dictionary
             if not (pa.types.is_string(dictionary.type) or pa.types.is_large_string(dictionary.type)):
                 dictionary = pc.cast(dictionary, pa.string())
-            indices = array.indices
-            if indices.null_count:
-                indices = pc.drop_null(indices)
-            tally = np.bincount(indices.to_numpy(zero_copy_only=False).astype(np.intp, copy=False), minlength=len(dictionary))
+            tally = _count_indices(array.indices, len(dictionary))
             present = np.flatnonzero(tally)
             names = dictionary.take(pa.array(present)).to_pylist()
-            for name, count in zip(names, tally[present].tolist()):
-                profile.counts[name] = profile.counts.get(name, 0) + count  # a dictionary may repeat a value
+            counts = tally[present].tolist()
+            if len(set(names)) == len(names):
+                profile.counts = dict(zip(names, counts))
+            else:  # a dictionary may repeat a value
+                for name, count in zip(names, counts):
+                    profile.counts[name] = profile.counts.get(name, 0) + count
             return profile._bounded()
         if pa.types.is_dictionary(array.type):
             array = array.dictionary_decode()
@@ -346,6 +347,24 @@ class CategoricalProfile:
     @classmethod
     def from_dict(cls, data: dict) -> "CategoricalProfile":
         return cls(data["max_categories"], data["rows"], data["null_count"], dict(data["counts"]), data["other_count"])
+
+
+def _count_indices(indices: pa.Array, size: int) -> np.ndarray:
+    """How often each of `size` dictionary entries occurs among the valid `indices` (one compiled pass)."""
+    tally = np.zeros(size, np.int64)
+    if not len(indices):
+        return tally
+    if indices.type != pa.int32():
+        indices = pc.cast(indices, pa.int32())
+    validity, data = indices.buffers()
+    values = np.frombuffer(data, np.int32, count=indices.offset + len(indices))[indices.offset:]
+    bitmap = np.frombuffer(validity, np.uint8) if validity is not None and indices.null_count else _NO_BYTES
+    if PASSES.count_indices(values, bitmap, indices.offset, tally):
+        raise SchemaError(f"a dictionary index is outside its dictionary of {size} values")
+    return tally
+
+
+_NO_BYTES = np.empty(0, np.uint8)
 
 
 @dataclass

@@ -104,7 +104,7 @@ def test_threads_give_the_same_states():
 
 
 def _passes_outputs(passes, values: np.ndarray, edges: tuple[float, ...]) -> list:
-    """Every output of every pass over `values`, through the given build of core.numeric_passes."""
+    """Every output of every pass over `values`, through the given build of core.kernel_passes."""
     from core.sketch import _CELL_SHIFT, _UNSAFE, _table_for
 
     bits = values.view(np.int64)
@@ -123,32 +123,60 @@ def _passes_outputs(passes, values: np.ndarray, edges: tuple[float, ...]) -> lis
 
 
 def test_the_ahead_of_time_build_computes_what_the_jit_does(tmp_path):
-    """One source, two builds: `python -m core.numeric_build` and numba's JIT give identical outputs."""
+    """One source, two builds: `python -m core.kernel_build` and numba's JIT give identical outputs."""
     import importlib.util
 
-    from core import numeric_build, numeric_passes
+    from core import kernel_build, kernel_passes
 
-    built = numeric_build.build(tmp_path)
-    spec = importlib.util.spec_from_file_location(numeric_build.MODULE, built)
+    built = kernel_build.build(tmp_path)
+    spec = importlib.util.spec_from_file_location(kernel_build.MODULE, built)
     ahead = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(ahead)
-    assert ahead.source_digest() == numeric_build.source_digest()
+    assert ahead.source_digest() == kernel_build.source_digest()
     for name in ("lognormal tail", "both signs and zeros", "nan and inf", "extremes"):
         values = CASES[name]
         for edges in (edges_from_sample(values[np.isfinite(values)][:3000]), tuple(np.linspace(-5, 5, 40)), (0.5,)):
-            for jit, aot in zip(_passes_outputs(numeric_passes, values, edges), _passes_outputs(ahead, values, edges)):
+            for jit, aot in zip(_passes_outputs(kernel_passes, values, edges), _passes_outputs(ahead, values, edges)):
                 np.testing.assert_array_equal(np.asarray(jit), np.asarray(aot))
 
 
 def test_a_build_from_other_source_is_not_used(monkeypatch):
-    from core import numeric_kernel, numeric_passes
+    from core import kernel_build, kernel_passes
 
-    monkeypatch.setattr(numeric_kernel, "source_digest", lambda: -1)
-    assert numeric_kernel._load_passes() == (numeric_passes, "jit")
+    monkeypatch.setattr(kernel_build, "source_digest", lambda: -1)
+    assert kernel_build.load_passes() == (kernel_passes, "jit")
 
 
 def test_make_installed_the_ahead_of_time_build():
     """`make test` builds it (`make kernel`): without it every run pays numba's start-up and memory."""
     from core import numeric_kernel
 
-    assert numeric_kernel.PASSES_BUILD == "aot", "core/_numeric_passes_aot is missing or stale: run `make kernel`"
+    assert numeric_kernel.PASSES_BUILD == "aot", "core/_kernel_passes_aot is missing or stale: run `make kernel`"
+
+
+@pytest.mark.parametrize("nulls", [False, True])
+def test_categorical_counts_equal_value_counts(nulls):
+    """Counting dictionary indices (nulls skipped through the bitmap, slices at odd offsets) = pc.value_counts."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from core.profile import CategoricalProfile
+
+    rng = np.random.default_rng(3)
+    names = [f"v{k}" for k in range(300)]
+    indices = pa.array(rng.integers(0, 300, 50_001).astype(np.int32), mask=(rng.random(50_001) < 0.1) if nulls else None)
+    array = pa.DictionaryArray.from_arrays(indices, pa.array(names))
+    for part in (array, array.slice(13, 40_000), array.slice(7, 0)):
+        profile = CategoricalProfile.from_array(part, 10_000)
+        counted = pc.value_counts(part.dictionary_decode().drop_null())
+        expected = dict(zip(counted.field("values").to_pylist(), counted.field("counts").to_pylist()))
+        assert profile.counts == expected and profile.null_count == part.null_count
+
+
+def test_a_dictionary_with_repeated_values_adds_their_counts():
+    import pyarrow as pa
+
+    from core.profile import CategoricalProfile
+
+    array = pa.DictionaryArray.from_arrays(pa.array([0, 1, 2, 1, 0], pa.int32()), pa.array(["a", "b", "a"]))
+    assert CategoricalProfile.from_array(array, 10).counts == {"a": 3, "b": 2}

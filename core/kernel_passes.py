@@ -1,10 +1,12 @@
-"""The numeric profile's passes over a column, in numba's subset of Python.
+"""The profile kernel's passes over a column, in numba's subset of Python.
 
-These functions are the compiled heart of core.numeric_kernel (which documents what they
-compute and why they equal the definitions). They run one of two ways, from this one source:
+These functions are the compiled heart of the profile kernel: the numeric passes of
+core.numeric_kernel (which documents what they compute and why they equal the definitions)
+and the counting of a categorical column's dictionary indices (core.profile). They run one of
+two ways, from this one source:
 
-- compiled ahead of time into the extension module `core._numeric_passes_aot` by
-  `python -m core.numeric_build` (`make venv` and `make demo` run it): no LLVM in the
+- compiled ahead of time into the extension module `core._kernel_passes_aot` by
+  `python -m core.kernel_build` (`make venv` and `make demo` run it): no LLVM in the
   process, so a CLI run starts 0.6 s sooner and ~130 MiB smaller;
 - compiled just in time by numba when that module is missing or was built from another
   version of this file (then cached in __pycache__).
@@ -30,6 +32,7 @@ SIGNATURES = {
     "squared_deviations": "f8(f8[::1], f8, b1)",
     "bin_indices": f"void({_ARRAYS}, i8, f8[::1], i8[::1], i8, i8, f8, f8, f8, i8[::1], f8[::1], b1[::1], i8[::1])",
     "histogram": "void(f8[::1], i8[::1], i8[::1], f8[::1])",
+    "count_indices": "i8(i4[::1], u1[::1], i8, i8[::1])",
     "sketch_counts": f"UniTuple(i8, 3)({_ARRAYS}, i8, i8[::1], i8, f8, i8, i8, i8[::1], i8[::1], f8[::1], f8[::1])",
 }
 
@@ -225,3 +228,31 @@ def sketch_counts(values, bits, key_start, key_table, unsafe_key, min_magnitude,
         else:
             zero += 1
     return zero, pending_pos, pending_neg
+
+
+@njit(cache=True, nogil=True)
+def count_indices(indices, validity, offset, tally):
+    """Add one to `tally[index]` for every valid dictionary index; returns how many were out of range.
+
+    `validity` is the Arrow validity bitmap (empty when every index is valid) and `offset` the
+    array's offset into it, so nulls are skipped without copying the indices.
+    """
+    outside = 0
+    size = tally.size
+    if validity.size == 0:
+        for i in range(indices.size):
+            index = indices[i]
+            if 0 <= index < size:
+                tally[index] += 1
+            else:
+                outside += 1
+    else:
+        for i in range(indices.size):
+            bit = offset + i
+            if (validity[bit >> 3] >> (bit & 7)) & 1:
+                index = indices[i]
+                if 0 <= index < size:
+                    tally[index] += 1
+                else:
+                    outside += 1
+    return outside
