@@ -59,7 +59,7 @@ def breakdown(rows: int, row_group: int = CHUNK_ROWS) -> dict[str, float]:
         *((numeric_kernel.PASSES, name, timed(MOMENTS, getattr(numeric_kernel.PASSES, name)))
           for name in ("scan", "scan_finite", "squared_deviations")),
         *((numeric_kernel.PASSES, name, timed(HISTOGRAM, getattr(numeric_kernel.PASSES, name)))
-          for name in ("bin_indices", "histogram_and_sketch")),
+          for name in ("bin_indices", "histogram", "sketch_counts")),
         (kernel.NumericProfile, "from_array", staticmethod(timed("numeric: all", kernel.NumericProfile.from_array))),
         (kernel.CategoricalProfile, "from_array",
          staticmethod(timed("categorical: counting dictionary indices", kernel.CategoricalProfile.from_array))),
