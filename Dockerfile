@@ -12,9 +12,14 @@ COPY explain explain
 COPY retrain retrain
 COPY dashboards dashboards
 COPY bench bench
-# The demo folder exists (owned by driftline) before a named volume is mounted on it, so
-# the volume starts writable by the unprivileged user.
+# The profile kernel's passes are compiled ahead of time (gcc links them; removed after), from /
+# so that the installed package, not /app, gets the module. The demo folder exists (owned by
+# driftline) before a named volume is mounted on it, so the volume starts writable by the
+# unprivileged user.
 RUN pip install . \
+    && apt-get update && apt-get install -y --no-install-recommends gcc libc6-dev \
+    && cd / && python -m core.kernel_build && cd /app \
+    && apt-get purge -y gcc libc6-dev && apt-get autoremove -y && rm -rf /var/lib/apt/lists/* \
     && useradd --create-home driftline \
     && install -d -o driftline -g driftline /home/driftline/demo
 USER driftline
