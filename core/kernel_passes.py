@@ -33,6 +33,8 @@ SIGNATURES = {
     "bin_indices": f"void({_ARRAYS}, i8, f8[::1], i8[::1], i8, i8, f8, f8, f8, i8[::1], f8[::1], b1[::1], i8[::1])",
     "histogram": "void(f8[::1], i8[::1], i8[::1], f8[::1])",
     "count_indices": "i8(i4[::1], u1[::1], i8, i8[::1])",
+    "integer_range": "UniTuple(i8, 2)(i8[::1])",
+    "count_offsets": "void(i8[::1], i8, i8[::1])",
     "sketch_counts": f"UniTuple(i8, 3)({_ARRAYS}, i8, i8[::1], i8, f8, i8, i8, i8[::1], i8[::1], f8[::1], f8[::1])",
 }
 
@@ -256,3 +258,24 @@ def count_indices(indices, validity, offset, tally):
                 else:
                     outside += 1
     return outside
+
+
+@njit(cache=True, nogil=True)
+def integer_range(values):
+    """(min, max) of a non-empty int64 array in one pass."""
+    low = values[0]
+    high = values[0]
+    for i in range(1, values.size):
+        v = values[i]
+        if v < low:
+            low = v
+        elif v > high:
+            high = v
+    return low, high
+
+
+@njit(cache=True, nogil=True)
+def count_offsets(values, low, tally):
+    """tally[v - low] += 1 for every value (the caller sizes tally to the values' range)."""
+    for i in range(values.size):
+        tally[values[i] - low] += 1

@@ -163,11 +163,11 @@ class NumericProfile:
             array = pc.drop_null(array)
         values = array.to_numpy(zero_copy_only=False)
         if values.dtype.kind == "i" and values.size >= _GRID_MIN_VALUES:
-            low, high = int(values.min()), int(values.max())
+            integers = np.ascontiguousarray(values, dtype=np.int64)
+            low, high = PASSES.integer_range(integers)
             if high - low < values.size:  # counts, flags, small codes: profile the distinct values
-                offsets = scratch("int_offsets", values.size, np.intp)
-                np.subtract(values, np.int64(low), out=offsets, casting="unsafe")
-                tally = np.bincount(offsets)
+                tally = np.zeros(high - low + 1, np.int64)
+                PASSES.count_offsets(integers, low, tally)
                 present = np.flatnonzero(tally)
                 return profile._with_counts((present + low).astype(np.float64), tally[present])
         if values.dtype != np.float64:
