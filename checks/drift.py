@@ -20,7 +20,7 @@ from typing import Literal
 import numpy as np
 
 from checks import stats
-from checks.profile_cdf import profile_cdf
+from checks.profile_cdf import profile_wasserstein
 from core.results import CheckResult, FeatureDrift, worst_status
 from core.errors import ConfigError, NotFittedError
 from core.profile import (
@@ -210,7 +210,7 @@ def score_profiles(method: str, ref, cur, coarse: np.ndarray | None = None) -> f
         if method == "wasserstein":
             # Population std (ddof=0), as Evidently normalises.
             population_std = math.sqrt(ref.m2 / ref.count) if ref.count else 0.0
-            return stats.wasserstein_between_cdfs(*profile_cdf(ref), *profile_cdf(cur), population_std)
+            return profile_wasserstein(ref, cur, population_std)
         groups = coarse if coarse is not None else np.arange(len(ref.bin_counts))
         ref_counts = np.bincount(groups, weights=ref.bin_counts)
         cur_counts = np.bincount(groups, weights=cur.bin_counts, minlength=len(ref_counts))
