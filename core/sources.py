@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import glob as globlib
 import os
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -45,6 +46,10 @@ DEFAULT_BATCH_ROWS = 131_072  # at most this many rows a batch
 DEFAULT_BATCH_BYTES = 16 << 20
 MIN_BATCH_ROWS = 1024  # however wide the rows: per-batch overheads stay small
 _READ_BUFFER_BYTES = 1 << 20  # per column being read (the buffered stream of a column chunk)
+# While a wide file is read a column group at a time (core/wide.py), each file's parsed footer
+# is kept for the next group: parsing a 10,000-column footer took ~40 ms, 10 times a file. Kept
+# for at most this many columns over all files (~2.5 KB of memory a column), then parsed again.
+FOOTER_CACHE_COLUMNS = 20_000
 _STRING_BYTES_GUESS = 32  # decoded bytes per value of a string column read as plain strings
 # Batches the CSV/JSON scanner decodes ahead of the consumer (Arrow's default, 16, holds ~16
 # batches of every column at once).
@@ -153,6 +158,7 @@ class Source:
         self.filesystem, files = _resolve(location)
         self.format = _format_of(files[0], format)
         self.report = ScanReport()
+        self.footers: dict[str, tuple[pq.FileMetaData, frozenset]] | None = None  # see keep_footers
         if limits.max_bytes is not None:
             size = sum(self.filesystem.get_file_info(f).size or 0 for f in files)
             if size > limits.max_bytes:
@@ -196,6 +202,16 @@ class Source:
     @property
     def schema(self) -> pa.Schema:
         return self.dataset.schema
+
+    @contextmanager
+    def keep_footers(self):
+        """Within: each Parquet file's footer (metadata and column names) is parsed once, for reads of
+        the same files one after another (column groups of a wide file), up to FOOTER_CACHE_COLUMNS."""
+        self.footers = {}
+        try:
+            yield
+        finally:
+            self.footers = None
 
     def _window_filters(self, start: datetime | None, end: datetime | None
                         ) -> tuple[ds.Expression | None, ds.Expression | None]:
@@ -429,10 +445,18 @@ class _ParquetReader:
             if not row_groups:
                 return
         keys = ds.get_partition_keys(fragment.partition_expression)
+        footers = self.source.footers
+        footer = None if footers is None else footers.get(fragment.path)
         file = pq.ParquetFile(fragment.path, filesystem=self.source.filesystem, buffer_size=_READ_BUFFER_BYTES,
-                              pre_buffer=not self.local, read_dictionary=self.dictionary_names or None)
+                              pre_buffer=not self.local, read_dictionary=self.dictionary_names or None,
+                              metadata=None if footer is None else footer[0])
         try:
-            in_file = set(file.schema_arrow.names)
+            if footer is None:
+                footer = (file.metadata, frozenset(file.schema_arrow.names))
+                kept = sum(f[0].num_columns for f in footers.values()) if footers is not None else 0
+                if footers is not None and kept + footer[0].num_columns <= FOOTER_CACHE_COLUMNS:
+                    footers[fragment.path] = footer
+            in_file = footer[1]
             columns = [n for n in self.types if n in in_file and n not in keys]
             if self.companion in in_file and self.companion not in keys:
                 columns.append(self.companion)

@@ -183,3 +183,45 @@ def test_check_drift_on_a_wide_file_holds_no_reader_state_for_every_column(tmp_p
     assert len(result["features"]) == 4_000 and result["current_rows"] == 2_000
     assert {f["status"] for f in result["features"]} <= {"ok", "warn", "alert"}  # every column scored
     assert peak <= 520 * 2**20, f"peak RSS {peak / 2**20:.0f} MiB"
+
+
+def test_a_wide_file_read_in_column_groups_parses_each_footer_once(tmp_path, monkeypatch):
+    """Each column group reopens the files; their parsed footers (~40 ms for 10,000 columns) are kept
+    for the next group, within FOOTER_CACHE_COLUMNS, and dropped after the read. Same profile either way."""
+    import core.sources as sources
+    import core.wide as wide
+    from core.profile import build_spec
+    from core.wide import profile_source
+
+    folder = tmp_path / "data"
+    folder.mkdir()
+    for day in range(2):
+        _wide(folder / f"part{day}.parquet", 40, 300, day)
+    parsed = []
+    opened = sources.pq.ParquetFile
+
+    def counting(path, *args, metadata=None, **kwargs):
+        if metadata is None:
+            parsed.append(path)
+        return opened(path, *args, metadata=metadata, **kwargs)
+
+    monkeypatch.setattr(sources.pq, "ParquetFile", counting)
+    monkeypatch.setattr(wide, "WIDE_GROUP_COLUMNS", 10)  # 5 groups
+    source = sources.Source(str(folder))
+    spec = build_spec(source.sample(300, None))
+
+    def profile(budget: int):
+        monkeypatch.setattr(sources, "FOOTER_CACHE_COLUMNS", budget)
+        parsed.clear()
+        source = sources.Source(str(folder))
+        profiled = profile_source(source, spec)
+        assert source.footers is None  # nothing kept after the read
+        return profiled.to_dict(), sorted(parsed)
+
+    kept, parsed_kept = profile(10_000)
+    assert len(parsed_kept) == 2 and len(set(parsed_kept)) == 2  # each file once
+    one_kept, parsed_one = profile(41)  # room for one file's 41 columns: the other is parsed per group
+    assert len(parsed_one) == 1 + 5
+    none_kept, parsed_none = profile(0)
+    assert len(parsed_none) == 2 * 5
+    assert kept == one_kept == none_kept
