@@ -106,22 +106,6 @@ def _sort_knots(bins, x, f):
 
 
 @njit(cache=True)
-def _bins_of(edges, values):
-    """np.searchsorted(edges, values, side="right") (the number of edges <= each value) by a pointer
-    that walks from the last value's bin: linear on nearly sorted values, as the sketch's are."""
-    bins = np.empty(values.size, np.int64)
-    b = 0
-    for i in range(values.size):
-        value = values[i]
-        while b < edges.size and edges[b] <= value:
-            b += 1
-        while b > 0 and edges[b - 1] > value:
-            b -= 1
-        bins[i] = b
-    return bins
-
-
-@njit(cache=True)
 def profile_knots(edges, bin_counts, bin_sums, low, high, negative_keys, negative_counts, zero, positive_keys,
                   positive_counts, min_magnitude, powers, offset, gamma):
     """profile_cdf.profile_cdf on a profile's arrays: knots (x, F) of its distribution function."""
@@ -143,46 +127,59 @@ def profile_knots(edges, bin_counts, bin_sums, low, high, negative_keys, negativ
         starts[b] = running
         running += counts[b]
         ends[b] = starts[b] + counts[b]
-    # Sketch knots strictly inside a filled bin refine it; their counts are clipped to the bin's.
+    # Knots in (bin, x, f) order: per filled bin its low end, the sketch knots strictly inside it
+    # (their counts clipped to the bin's), its high end. The sketch's knots come in bucket order,
+    # which is x order but near zero: what comes out of order is put in place by the sort after.
     sketch_x, sketch_f = _sketch_knots(negative_keys, negative_counts, zero, positive_keys, positive_counts,
                                        min_magnitude, powers, offset, gamma)
-    bin_of = _bins_of(edges, sketch_x)
-    per_bin = np.zeros(n_bins + 1, np.int64)  # a stable counting sort of the inside knots by bin
-    inside = np.zeros(sketch_x.size, np.bool_)
-    for i in range(sketch_x.size):
-        b = bin_of[i]
-        if sketch_x[i] > lows[b] and sketch_x[i] < highs[b] and counts[b] > 0:
-            inside[i] = True
-            per_bin[b + 1] += 1
     n_filled = 0
     for b in range(n_bins):
-        per_bin[b + 1] += per_bin[b]
         if counts[b] != 0:
             n_filled += 1
-    n_knots = 2 * n_filled + per_bin[n_bins]
-    grouped_x = np.empty(per_bin[n_bins])
-    grouped_f = np.empty(per_bin[n_bins])
-    slot = per_bin[:n_bins].copy()
-    for i in range(sketch_x.size):
-        if inside[i]:
-            b = bin_of[i]
-            grouped_x[slot[b]] = sketch_x[i]
-            grouped_f[slot[b]] = _minimum(_maximum(sketch_f[i], starts[b]), ends[b])
-            slot[b] += 1
-    bins = np.empty(n_knots, np.int64)
-    x = np.empty(n_knots)
-    f = np.empty(n_knots)
+    bins = np.empty(2 * n_filled + sketch_x.size, np.int64)
+    x = np.empty(bins.size)
+    f = np.empty(bins.size)
     k = 0
-    for b in range(n_bins):  # per filled bin: its low end, its inside knots, its high end
-        if counts[b] == 0:
+    done = 0  # bins before this one have both ends written
+    is_open = False  # whether bin `done`'s low end is written (and its high end not yet)
+    at = 0  # np.searchsorted(edges, value, side="right"), by a pointer walking from the last value's bin
+    for i in range(sketch_x.size):
+        value = sketch_x[i]
+        while at < edges.size and edges[at] <= value:
+            at += 1
+        while at > 0 and edges[at - 1] > value:
+            at -= 1
+        if not (value > lows[at] and value < highs[at] and counts[at] > 0):
             continue
-        bins[k], x[k], f[k] = b, lows[b], starts[b]
-        k += 1
-        for i in range(per_bin[b], per_bin[b + 1]):
-            bins[k], x[k], f[k] = b, grouped_x[i], grouped_f[i]
+        if at > done and is_open:  # close the open bin
+            bins[k], x[k], f[k] = done, highs[done], ends[done]
             k += 1
-        bins[k], x[k], f[k] = b, highs[b], ends[b]
+            done += 1
+            is_open = False
+        while done < at:  # filled bins with no knot inside: both ends
+            if counts[done] != 0:
+                bins[k], x[k], f[k] = done, lows[done], starts[done]
+                bins[k + 1], x[k + 1], f[k + 1] = done, highs[done], ends[done]
+                k += 2
+            done += 1
+        if at == done and not is_open:
+            bins[k], x[k], f[k] = done, lows[done], starts[done]
+            k += 1
+            is_open = True
+        bins[k], x[k], f[k] = at, value, _minimum(_maximum(sketch_f[i], starts[at]), ends[at])
         k += 1
+    if is_open:
+        bins[k], x[k], f[k] = done, highs[done], ends[done]
+        k += 1
+        done += 1
+    while done < n_bins:
+        if counts[done] != 0:
+            bins[k], x[k], f[k] = done, lows[done], starts[done]
+            bins[k + 1], x[k + 1], f[k + 1] = done, highs[done], ends[done]
+            k += 2
+        done += 1
+    n_knots = k
+    bins, x, f = bins[:n_knots], x[:n_knots], f[:n_knots]
     _sort_knots(bins, x, f)
     # A bin whose mass rises in one cell only is a point mass at its exact (clipped) mean.
     rises = np.zeros(n_bins, np.int64)

@@ -147,3 +147,24 @@ def test_merged_grid_is_numpys_unique():
         a = np.sort(rng.integers(-5, 5, rng.integers(0, 20)).astype(np.float64))
         b = np.sort(rng.integers(-5, 5, rng.integers(0, 20)).astype(np.float64))
         assert np.array_equal(kernels._merged_grid(a, b), np.unique(np.concatenate([a, b])))
+
+
+def test_kernel_equals_the_reference_where_sketch_knots_come_out_of_order_around_zero():
+    """The smallest buckets overlap the zero bucket [-1e-12, 1e-12] (the bucket of 1e-12 starts just
+    below it), so the sketch's knots go back in x twice. With bin edges between them the knots
+    change bins backwards, which the kernel's walking bin pointer and its sort must follow."""
+    from core.sketch import _SKETCH_GAMMA, _SKETCH_MIN_MAGNITUDE
+
+    k0 = int(np.ceil(np.log(_SKETCH_MIN_MAGNITUDE) / np.log(_SKETCH_GAMMA)))
+    inner = float(_SKETCH_GAMMA ** np.float64(k0 - 1))  # < 1e-12 <= gamma**k0
+    assert inner < _SKETCH_MIN_MAGNITUDE
+    for edges in [(-(inner + _SKETCH_MIN_MAGNITUDE) / 2, (inner + _SKETCH_MIN_MAGNITUDE) / 2),
+                  (-3e-12, -(inner + _SKETCH_MIN_MAGNITUDE) / 2, 0.0, (inner + _SKETCH_MIN_MAGNITUDE) / 2, 3e-12)]:
+        n_bins = len(edges) + 1
+        bin_counts = np.full(n_bins, 4, np.int64)
+        bounds = np.r_[-5e-12, edges, 5e-12]
+        sketch = QuantileSketch(positive={k0: 5, k0 + 1: 3}, negative={k0: 6, k0 + 2: 2}, zero=4)
+        profile = NumericProfile(edges, rows=4 * n_bins, count=4 * n_bins, min=-5e-12, max=5e-12,
+                                 bin_counts=bin_counts, bin_sums=4 * (bounds[:-1] + bounds[1:]) / 2, sketch=sketch)
+        other = _profile(np.random.default_rng(1).uniform(-4e-12, 4e-12, 200), edges)
+        _assert_same(profile, other)
