@@ -24,6 +24,12 @@ from core.sketch import QuantileSketch  # noqa: E402
 REL = 1e-12
 
 
+@pytest.fixture(autouse=True)
+def _kernel_started():
+    """profile_wasserstein takes the kernel once started (a check starts it for enough scores)."""
+    cdf._kernels()
+
+
 def _profile(values, edges) -> NumericProfile:
     return NumericProfile.from_array(pa.array(np.asarray(values, np.float64)), edges)
 
@@ -168,3 +174,38 @@ def test_kernel_equals_the_reference_where_sketch_knots_come_out_of_order_around
                                  bin_counts=bin_counts, bin_sums=4 * (bounds[:-1] + bounds[1:]) / 2, sketch=sketch)
         other = _profile(np.random.default_rng(1).uniform(-4e-12, 4e-12, 200), edges)
         _assert_same(profile, other)
+
+
+def test_a_check_starts_the_kernel_for_enough_scores_only_and_scores_the_same(monkeypatch):
+    from checks.drift import compare_tables
+
+    rng = np.random.default_rng(9)
+    reference = pa.table({f"x{i}": rng.normal(0, 1, 1500) for i in range(3)})
+    current = pa.table({f"x{i}": rng.normal(0.2 * i, 1, 1500) for i in range(3)})
+    monkeypatch.setattr(cdf, "_KERNELS", None)
+    monkeypatch.setattr(cdf, "KERNEL_MIN_SCORES", 4)
+    on_numpy = compare_tables(reference, current)
+    assert cdf._KERNELS is None  # 3 scores: not worth starting numba
+    monkeypatch.setattr(cdf, "KERNEL_MIN_SCORES", 3)
+    on_kernel = compare_tables(reference, current)
+    assert cdf._KERNELS is not None and cdf._KERNELS[0] is not None
+    assert [f.score for f in on_kernel.features] == pytest.approx([f.score for f in on_numpy.features], rel=REL, abs=0)
+    assert on_numpy.features[2].score > 0.3  # scored, and drifted where planted
+
+
+def test_a_narrow_drift_check_does_not_start_the_kernel():
+    """Starting numba for it (~0.7 s, ~160 MiB) would cost a 30-column check more than it saves."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, numpy as np, pyarrow as pa\n"
+        "from checks.drift import compare_tables\n"
+        "rng = np.random.default_rng(0)\n"
+        "t = lambda s: pa.table({f'x{i}': rng.normal(s, 1, 2000) for i in range(30)})\n"
+        "result = compare_tables(t(0.0), t(0.5))\n"
+        "assert result.status == 'alert', result.status\n"
+        "assert 'checks._cdf_kernels' not in sys.modules\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
