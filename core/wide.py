@@ -48,7 +48,7 @@ def read_in_groups(source: Source, groups: list[list[str]], read: Callable[[list
     report = source.report
     rows, files, bad = report.rows, report.files, list(report.bad_files)
     counted = (rows, files)
-    with source.keep_footers() if len(groups) > 1 else nullcontext():  # each file's footer parsed once
+    with source.keep_files_open() if len(groups) > 1 else nullcontext():  # each file opened once
         for index, names in enumerate(groups):
             report.rows, report.files = rows, files
             parts.append(read(names))
