@@ -9,7 +9,9 @@ feature, one value per bin, is exact). All of this state merges exactly, so the 
 merged profile is the CDF of the union.
 
 The CDF is returned as knots (x, F) sorted by x; equal x with rising F is a jump (a point
-mass). Wasserstein-1 between two such CDFs is `stats.wasserstein_between_cdfs`. The error is
+mass). Wasserstein-1 between two such CDFs is `stats.wasserstein_between_cdfs`. (Drift scores
+call `profile_wasserstein`: the same knots and integral in numba, checks/_cdf_kernels.py; the
+numpy functions here are its reference and its fallback without numba.) The error is
 bounded by the mass that moves *inside* one cell (a fine bin cut at the sketch's 1%-wide
 buckets): the extreme bins of a heavy tail, which span orders of magnitude, are cut into
 cells 1% wide, where the old bin-mean approximation treated each as one point.
@@ -17,8 +19,13 @@ cells 1% wide, where the old bin-mean approximation treated each as one point.
 
 from __future__ import annotations
 
+import logging
+import math
+import sys
+
 import numpy as np
 
+from checks.stats import normalise_by_std, wasserstein_between_cdfs
 from core.sketch import _SKETCH_GAMMA, _SKETCH_MIN_MAGNITUDE, QuantileSketch
 
 
@@ -85,3 +92,63 @@ def profile_cdf(profile) -> tuple[np.ndarray, np.ndarray]:
     f = np.concatenate([f[spread], starts[atoms], ends[atoms]]) / total
     order = np.lexsort((f, x))
     return x[order], np.maximum.accumulate(f[order])
+
+
+# The fast path: the same knots and integral in numba (checks/_cdf_kernels.py), one compiled call
+# per profile instead of ~60 small numpy calls; the functions above stay the reference (the oracle
+# of tests/test_profile_cdf_kernel.py) and the path where numba is not started or cannot be.
+# Starting numba in a process costs ~0.7 s and ~160 MiB (its import, LLVM, the cached kernels)
+# and saves ~0.65 ms a score: a check that scores at least KERNEL_MIN_SCORES profiles starts it
+# (`start_kernel`), and once started every score uses it. A 30-column check stays on numpy.
+KERNEL_MIN_SCORES = 1000
+_KERNELS: tuple | None = None  # (module, gamma powers, key offset) once loaded; (None, None, None) without numba
+
+
+def start_kernel(scores: int) -> None:
+    """Start the numba kernel when `scores` Wasserstein scores are about to be computed, and enough are."""
+    if scores >= KERNEL_MIN_SCORES:
+        _kernels()
+
+
+def _kernels() -> tuple:
+    global _KERNELS
+    if _KERNELS is None:  # (two threads may both load it: the same tuple, assigned at once)
+        try:
+            from checks import _cdf_kernels
+        except (ImportError, RuntimeError) as exc:  # no numba, or nowhere to cache its code: slower, same scores
+            logging.getLogger("driftline.checks").warning("Wasserstein without numba (%s): the numpy path", exc)
+            _KERNELS = (None, None, None)
+        else:
+            # gamma**k as the reference's np.power gives it, for every key a sketch makes
+            # (magnitudes from the zero threshold to the largest double), so knots agree to the bit.
+            first = math.floor(math.log(_SKETCH_MIN_MAGNITUDE) / math.log(_SKETCH_GAMMA)) - 4
+            last = math.ceil(math.log(sys.float_info.max) / math.log(_SKETCH_GAMMA)) + 4
+            with np.errstate(over="ignore"):  # the last few keys overflow to inf, as np.power does
+                powers = _SKETCH_GAMMA ** np.arange(first, last + 1, dtype=np.float64)
+            _KERNELS = (_cdf_kernels, powers, -first)
+    return _KERNELS
+
+
+def fast_profile_cdf(profile) -> tuple[np.ndarray, np.ndarray]:
+    """`profile_cdf(profile)`, computed by the numba kernel (started here if need be) when numba is available."""
+    loaded = _kernels()
+    if loaded[0] is None:
+        return profile_cdf(profile)
+    kernels, powers, offset = loaded
+    sketch = profile.sketch
+    x, f = kernels.profile_knots(
+        np.asarray(profile.edges, np.float64), profile.bin_counts, profile.bin_sums, float(profile.min),
+        float(profile.max), sketch.negative_keys, sketch.negative_counts, int(sketch.zero), sketch.positive_keys,
+        sketch.positive_counts, _SKETCH_MIN_MAGNITUDE, powers, offset, _SKETCH_GAMMA)
+    if not x.size:
+        raise ValueError("cannot build the distribution of an empty profile")
+    return x, f
+
+
+def profile_wasserstein(reference, current, reference_std: float) -> float:
+    """`stats.wasserstein_between_cdfs(*profile_cdf(reference), *profile_cdf(current), reference_std)`:
+    normalised W1 between two numeric profiles, in numba once `start_kernel` has started it."""
+    if _KERNELS is None or _KERNELS[0] is None:
+        return wasserstein_between_cdfs(*profile_cdf(reference), *profile_cdf(current), reference_std)
+    distance = _KERNELS[0].w1_between(*fast_profile_cdf(reference), *fast_profile_cdf(current))
+    return normalise_by_std(distance, reference_std)

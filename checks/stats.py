@@ -75,9 +75,7 @@ def wasserstein_normalized(
     if ref_w.sum() <= 0 or cur_w.sum() <= 0:
         raise ValueError("cannot compute a distance to an empty histogram")
     distance = _weighted_w1(ref_x, ref_w / ref_w.sum(), cur_x, cur_w / cur_w.sum())
-    if not np.isfinite(reference_std):
-        reference_std = 0.0
-    return distance / max(reference_std, MIN_REFERENCE_STD)
+    return normalise_by_std(distance, reference_std)
 
 
 def _weighted_w1(x: np.ndarray, wx: np.ndarray, y: np.ndarray, wy: np.ndarray) -> float:
@@ -118,6 +116,11 @@ def wasserstein_between_cdfs(x_ref, f_ref, x_cur, f_cur, reference_std: float) -
             crossing = width * (a * a + b * b) / (2 * (a + b))
         cells = np.where(d_start * d_end >= 0, width * (a + b) / 2, crossing)
         distance = float(np.sum(np.nan_to_num(cells)))
+    return normalise_by_std(distance, reference_std)
+
+
+def normalise_by_std(distance: float, reference_std: float) -> float:
+    """A distance in units of the reference's std (floored at MIN_REFERENCE_STD; a non-finite std is 0)."""
     if not np.isfinite(reference_std):
         reference_std = 0.0
     return distance / max(reference_std, MIN_REFERENCE_STD)

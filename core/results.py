@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 from typing import Any, Literal
 
 RESULT_SCHEMA_VERSION = 1
@@ -91,7 +91,9 @@ class FeatureDrift:
     message: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
+        # Every field is a scalar or a tuple of strings: read them as they are (dataclasses.asdict
+        # deep-copies each value, ~40 us a feature, 0.4 s of a 10,000-column result).
+        data = {name: getattr(self, name) for name in _FEATURE_FIELDS}
         data["reasons"] = list(self.reasons)
         return data
 
@@ -103,6 +105,7 @@ class FeatureDrift:
         return cls(**values)
 
 
+_FEATURE_FIELDS = tuple(f.name for f in fields(FeatureDrift))
 METRIC_NAME = re.compile(r"^[a-z][a-z0-9_]{0,99}$")
 RESERVED_LABELS = ("model", "check")
 

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import glob as globlib
 import os
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import cached_property
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Iterator
@@ -45,6 +47,11 @@ DEFAULT_BATCH_ROWS = 131_072  # at most this many rows a batch
 DEFAULT_BATCH_BYTES = 16 << 20
 MIN_BATCH_ROWS = 1024  # however wide the rows: per-batch overheads stay small
 _READ_BUFFER_BYTES = 1 << 20  # per column being read (the buffered stream of a column chunk)
+# While a wide file is read a column group at a time (core/wide.py), each file stays open for the
+# next group: opening one of 10,000 columns took ~60 ms (its footer parsed, its column paths
+# listed), 10 times a file. Kept for at most this many columns over all files (~2.5 KB of memory
+# a column), then opened again.
+OPEN_FILES_COLUMNS = 20_000
 _STRING_BYTES_GUESS = 32  # decoded bytes per value of a string column read as plain strings
 # Batches the CSV/JSON scanner decodes ahead of the consumer (Arrow's default, 16, holds ~16
 # batches of every column at once).
@@ -153,6 +160,7 @@ class Source:
         self.filesystem, files = _resolve(location)
         self.format = _format_of(files[0], format)
         self.report = ScanReport()
+        self.open_files: dict[tuple, tuple[pq.ParquetFile, frozenset]] | None = None  # see keep_files_open
         if limits.max_bytes is not None:
             size = sum(self.filesystem.get_file_info(f).size or 0 for f in files)
             if size > limits.max_bytes:
@@ -196,6 +204,24 @@ class Source:
     @property
     def schema(self) -> pa.Schema:
         return self.dataset.schema
+
+    @cached_property
+    def field_types(self) -> dict[str, pa.DataType]:
+        """Column name -> type, built once: `schema.field(name)` makes a new Field per call (~1.5 us),
+        and a wide file's column groups each looked up every column."""
+        return {f.name: f.type for f in self.schema}
+
+    @contextmanager
+    def keep_files_open(self):
+        """Within: each Parquet file is opened (its footer parsed) once for reads of the same files one
+        after another (column groups of a wide file), up to OPEN_FILES_COLUMNS; closed at the end."""
+        self.open_files = {}
+        try:
+            yield
+        finally:
+            kept, self.open_files = self.open_files, None
+            for file, _ in kept.values():
+                file.close()
 
     def _window_filters(self, start: datetime | None, end: datetime | None
                         ) -> tuple[ds.Expression | None, ds.Expression | None]:
@@ -259,7 +285,7 @@ class Source:
         That takes about a third off profiling string-heavy data. Other formats, and the
         columns the window filter reads, come as they are.
         """
-        names = set(self.schema.names)  # a set: wide files list thousands of columns
+        names = self.field_types  # a dict: wide files list thousands of columns
         projected = None if columns is None else [c for c in dict.fromkeys(columns) if c in names]
         if projected is not None and self.timestamp_column in names and start is not None:
             needs_ts = not pa.types.is_timestamp(self.schema.field(self.timestamp_column).type)
@@ -391,15 +417,14 @@ class _ParquetReader:
         self.names = list(schema.names) if projected is None else list(projected)
         # (The dataset's `partitioning.schema` lists every column for a file outside key=value
         # folders, so partition keys are taken from each file's partition expression instead.)
-        skip = {source.timestamp_column, "dt", "hour"}
-
-        def read_type(name: str) -> pa.DataType:
-            kind = schema.field(name).type
-            as_dictionary = dictionary_strings and name not in skip and pa.types.is_string(kind)
-            return pa.dictionary(pa.int32(), kind) if as_dictionary else kind
-
+        self.skip = {source.timestamp_column, "dt", "hour"}
+        self.dictionary_strings = dictionary_strings
+        types_of = source.field_types
+        read_type = self._read_type
         self.types = {n: read_type(n) for n in self.names}
-        self.dictionary_names = [n for n, kind in self.types.items() if kind is not schema.field(n).type]
+        # (Compared with the very type read_type started from: `schema.field(n).type` is a new object
+        # every time, so this listed every column, and Arrow looked each one up on every file open.)
+        self.dictionary_names = [n for n, kind in self.types.items() if kind is not types_of[n]]
         # The expression may read columns that are not returned (the timestamp, partition keys).
         self.filter_names = [] if expression is None else [
             n for n in (source.timestamp_column, "dt", "hour") if n and n in schema.names and n not in self.types
@@ -411,8 +436,7 @@ class _ParquetReader:
         self.sizing = self.types  # the columns (and read types) whose width sizes a batch
         self.companion: str | None = None  # a column read only to cut batches as the whole read does
         if batch_width is not None:
-            known = set(schema.names)
-            self.sizing = {n: read_type(n) for n in batch_width if n in known}
+            self.sizing = {n: read_type(n) for n in batch_width if n in types_of}
             self.sizing.update({n: self.types[n] for n in self.filter_names})
             # Arrow ends a batch at each row group's end when it reads a dictionary column (then reads
             # the rest of the batch): a group without one would cut rows elsewhere than the whole read,
@@ -422,6 +446,30 @@ class _ParquetReader:
                 if self.companion is not None and pa.types.is_string(schema.field(self.companion).type):
                     self.dictionary_names.append(self.companion)
 
+    def _read_type(self, name: str) -> pa.DataType:
+        kind = self.source.field_types[name]
+        as_dictionary = self.dictionary_strings and name not in self.skip and pa.types.is_string(kind)
+        return pa.dictionary(pa.int32(), kind) if as_dictionary else kind
+
+    def _open(self, path: str) -> tuple[pq.ParquetFile, frozenset, bool]:
+        """(the file, its column names, whether it stays open): kept open by Source.keep_files_open,
+        where it is opened reading as dictionaries every string column a read converts (any group's)."""
+        kept = self.source.open_files
+        key = (path, self.dictionary_strings)
+        if kept is not None and key in kept:
+            return (*kept[key], True)
+        types_of = self.source.field_types
+        dictionary_names = self.dictionary_names if kept is None else [
+            n for n, kind in types_of.items() if self._read_type(n) is not kind] + self.dictionary_names
+        file = pq.ParquetFile(path, filesystem=self.source.filesystem, buffer_size=_READ_BUFFER_BYTES,
+                              pre_buffer=not self.local, read_dictionary=list(dict.fromkeys(dictionary_names)) or None)
+        names = frozenset(file.schema_arrow.names)
+        columns = 0 if kept is None else sum(f.metadata.num_columns for f, _ in kept.values())
+        if kept is None or columns + file.metadata.num_columns > OPEN_FILES_COLUMNS:
+            return file, names, False
+        kept[key] = (file, names)
+        return file, names, True
+
     def batches(self, fragment) -> Iterator[pa.RecordBatch]:
         row_groups = None
         if self.in_files is not None:  # statistics prune row groups the window cannot hold
@@ -429,10 +477,8 @@ class _ParquetReader:
             if not row_groups:
                 return
         keys = ds.get_partition_keys(fragment.partition_expression)
-        file = pq.ParquetFile(fragment.path, filesystem=self.source.filesystem, buffer_size=_READ_BUFFER_BYTES,
-                              pre_buffer=not self.local, read_dictionary=self.dictionary_names or None)
+        file, in_file, stays_open = self._open(fragment.path)
         try:
-            in_file = set(file.schema_arrow.names)
             columns = [n for n in self.types if n in in_file and n not in keys]
             if self.companion in in_file and self.companion not in keys:
                 columns.append(self.companion)
@@ -450,7 +496,8 @@ class _ParquetReader:
                 for batch in file.iter_batches(batch_size, run, columns, use_threads=True):
                     yield self._conform(batch, keys, filtered)
         finally:
-            file.close()
+            if not stays_open:
+                file.close()
 
     def _batch_size(self, columns: list[str]) -> int:
         """Rows per batch: about DEFAULT_BATCH_BYTES decoded, within [MIN_BATCH_ROWS, batch_rows]."""

@@ -15,6 +15,7 @@ CSV and JSON are parsed whole whatever the columns, so they are read in one pass
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from typing import Callable, TypeVar
 
 import pyarrow as pa
@@ -47,13 +48,14 @@ def read_in_groups(source: Source, groups: list[list[str]], read: Callable[[list
     report = source.report
     rows, files, bad = report.rows, report.files, list(report.bad_files)
     counted = (rows, files)
-    for index, names in enumerate(groups):
-        report.rows, report.files = rows, files
-        parts.append(read(names))
-        if index == 0:
-            counted = (report.rows, report.files)
-        bad += [b for b in report.bad_files[len(bad):] if b not in bad]
-        report.bad_files[:] = bad
+    with source.keep_files_open() if len(groups) > 1 else nullcontext():  # each file opened once
+        for index, names in enumerate(groups):
+            report.rows, report.files = rows, files
+            parts.append(read(names))
+            if index == 0:
+                counted = (report.rows, report.files)
+            bad += [b for b in report.bad_files[len(bad):] if b not in bad]
+            report.bad_files[:] = bad
     report.rows, report.files = counted
     return parts
 

@@ -183,3 +183,50 @@ def test_check_drift_on_a_wide_file_holds_no_reader_state_for_every_column(tmp_p
     assert len(result["features"]) == 4_000 and result["current_rows"] == 2_000
     assert {f["status"] for f in result["features"]} <= {"ok", "warn", "alert"}  # every column scored
     assert peak <= 520 * 2**20, f"peak RSS {peak / 2**20:.0f} MiB"
+
+
+def test_a_wide_file_read_in_column_groups_opens_each_file_once(tmp_path, monkeypatch):
+    """Each column group read the files again; they stay open from one group to the next (opening
+    one of 10,000 columns took ~60 ms), within OPEN_FILES_COLUMNS, and are closed after the read.
+    The same profile either way."""
+    import core.sources as sources
+    import core.wide as wide
+    from core.profile import build_spec
+    from core.wide import profile_source
+
+    folder = tmp_path / "data"
+    folder.mkdir()
+    for day in range(2):
+        _wide(folder / f"part{day}.parquet", 40, 300, day)
+    opened, closed = [], []
+    parquet_file = sources.pq.ParquetFile
+
+    class Counting(parquet_file):
+        def __init__(self, path, *args, **kwargs):
+            opened.append(path)
+            super().__init__(path, *args, **kwargs)
+
+        def close(self, *args, **kwargs):
+            closed.append(self)
+            return super().close(*args, **kwargs)
+
+    monkeypatch.setattr(sources.pq, "ParquetFile", Counting)
+    monkeypatch.setattr(wide, "WIDE_GROUP_COLUMNS", 10)  # 5 groups
+    source = sources.Source(str(folder))
+    spec = build_spec(source.sample(300, None))
+
+    def profile(budget: int):
+        monkeypatch.setattr(sources, "OPEN_FILES_COLUMNS", budget)
+        opened.clear(), closed.clear()
+        source = sources.Source(str(folder))
+        profiled = profile_source(source, spec)
+        assert source.open_files is None and len(closed) == len(opened)  # all closed after the read
+        return profiled.to_dict(), sorted(opened)
+
+    kept, opened_kept = profile(10_000)
+    assert len(opened_kept) == 2 and len(set(opened_kept)) == 2  # each file once
+    one_kept, opened_one = profile(41)  # room for one file's 41 columns: the other is opened per group
+    assert len(opened_one) == 1 + 5
+    none_kept, opened_none = profile(0)
+    assert len(opened_none) == 2 * 5
+    assert kept == one_kept == none_kept
