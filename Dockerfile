@@ -12,13 +12,13 @@ COPY explain explain
 COPY retrain retrain
 COPY dashboards dashboards
 COPY bench bench
-# The profile kernel's passes are compiled ahead of time (gcc links them; removed after), from /
+# The compiled kernels are built ahead of time (gcc links them; removed after), from /
 # so that the installed package, not /app, gets the module. The demo folder exists (owned by
 # driftline) before a named volume is mounted on it, so the volume starts writable by the
 # unprivileged user.
 RUN pip install . \
     && apt-get update && apt-get install -y --no-install-recommends gcc libc6-dev \
-    && cd / && python -m core.kernel_build && cd /app \
+    && cd / && python -m core.kernel_build core.kernel_passes checks._cdf_kernels && cd /app \
     && apt-get purge -y gcc libc6-dev && apt-get autoremove -y && rm -rf /var/lib/apt/lists/* \
     && useradd --create-home driftline \
     && install -d -o driftline -g driftline /home/driftline/demo

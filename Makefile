@@ -35,11 +35,12 @@ $(DEMO_STAMP): pyproject.toml
 	rm -f $(VENV)/.demo-installed-*
 	touch $(DEMO_STAMP)
 
-# The profile kernel's numeric passes, compiled ahead of time (core/kernel_build.py): a no-op when the
-# build matches core/kernel_passes.py. Without a C compiler it says so and driftline compiles the
-# same passes just in time instead (a slower start and ~130 MiB more memory), so it never fails the make.
+# The compiled kernels (the profile kernel's passes, Wasserstein scoring), built ahead of time
+# (core/kernel_build.py): a no-op when a build matches its source. Without a C compiler it says so
+# and driftline compiles the same code just in time instead (a slower start and ~130 MiB more
+# memory), so it never fails the make.
 kernel:
-	-$(BIN)/python -m core.kernel_build
+	-$(BIN)/python -m core.kernel_build core.kernel_passes checks._cdf_kernels
 
 # The demo runs on whichever install is current: the full one when `make test` made it.
 demo: $(if $(wildcard $(STAMP)),$(STAMP),$(DEMO_STAMP))

@@ -9,14 +9,22 @@ lists instead of np.unique; searchsorted becomes two walking pointers; the final
 pairwise summation. Sketch bucket bounds gamma**k come from a table numpy computed (the
 reference's own np.power), so the knots are the reference's to the bit.
 
-Imported on first use only (checks/profile_cdf.py): numba stays out of imports. Compiled code is
-cached on disk (`cache=True`), so only the first run on a machine pays the compilation.
+Loaded on first use only (checks/profile_cdf.py), through core.kernel_build: the ahead-of-time
+build `make kernel` makes (no numba in the process), or else this module compiled just in time
+(cached on disk, `cache=True`, so only the first run on a machine pays the compilation).
 """
 
 from __future__ import annotations
 
 import numpy as np
 from numba import njit
+
+# What the ahead-of-time build exports (core/kernel_build.py): the two entry points.
+SIGNATURES = {
+    "profile_knots": "UniTuple(f8[::1], 2)(f8[::1], i8[::1], f8[::1], f8, f8, i4[::1], i8[::1], i8, i4[::1], "
+                     "i8[::1], f8, f8[::1], i8, f8)",
+    "w1_between": "f8(f8[::1], f8[::1], f8[::1], f8[::1])",
+}
 
 
 @njit(cache=True)

@@ -26,6 +26,7 @@ import sys
 import numpy as np
 
 from checks.stats import normalise_by_std, wasserstein_between_cdfs
+from core import kernel_build
 from core.sketch import _SKETCH_GAMMA, _SKETCH_MIN_MAGNITUDE, QuantileSketch
 
 
@@ -114,7 +115,7 @@ def _kernels() -> tuple:
     global _KERNELS
     if _KERNELS is None:  # (two threads may both load it: the same tuple, assigned at once)
         try:
-            from checks import _cdf_kernels
+            _cdf_kernels, _ = kernel_build.load("checks._cdf_kernels")  # the ahead-of-time build if made
         except (ImportError, RuntimeError) as exc:  # no numba, or nowhere to cache its code: slower, same scores
             logging.getLogger("driftline.checks").warning("Wasserstein without numba (%s): the numpy path", exc)
             _KERNELS = (None, None, None)

@@ -140,7 +140,8 @@ def test_without_numba_the_reference_scores(monkeypatch):
 
 
 def test_pairwise_sum_is_numpys_sum():
-    kernels = cdf._kernels()[0]
+    from checks import _cdf_kernels as kernels  # the source (the ahead-of-time build exports the entry points)
+
     rng = np.random.default_rng(2)
     for n in [0, 1, 7, 8, 9, 15, 16, 127, 128, 129, 136, 255, 256, 1000, 4097, 100_003]:
         values = rng.standard_cauchy(n) * 10.0 ** rng.integers(-8, 8, n)
@@ -148,7 +149,8 @@ def test_pairwise_sum_is_numpys_sum():
 
 
 def test_merged_grid_is_numpys_unique():
-    kernels = cdf._kernels()[0]
+    from checks import _cdf_kernels as kernels
+
     rng = np.random.default_rng(4)
     for _ in range(50):
         a = np.sort(rng.integers(-5, 5, rng.integers(0, 20)).astype(np.float64))
@@ -210,3 +212,32 @@ def test_a_narrow_drift_check_does_not_start_the_kernel():
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
+
+
+def test_the_ahead_of_time_build_equals_the_jit(tmp_path):
+    """`make kernel` builds checks/_cdf_kernels ahead of time: its knots and W1 equal numba's JIT ones."""
+    import importlib.util
+
+    from checks import _cdf_kernels
+    from core import kernel_build
+
+    built = kernel_build.build("checks._cdf_kernels", tmp_path)
+    spec = importlib.util.spec_from_file_location("_cdf_kernels_aot", built)
+    ahead = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(ahead)
+    _, powers, offset = cdf._kernels()
+    for reference_values, current_values in _pairs(np.random.default_rng(3)).values():
+        edges = edges_from_sample(np.asarray(reference_values, np.float64))
+        knots = []
+        for values in (reference_values, current_values):
+            profile = _profile(values, edges)
+            sketch = profile.sketch
+            arguments = (np.asarray(profile.edges, np.float64), profile.bin_counts, profile.bin_sums,
+                         float(profile.min), float(profile.max), sketch.negative_keys, sketch.negative_counts,
+                         int(sketch.zero), sketch.positive_keys, sketch.positive_counts,
+                         cdf._SKETCH_MIN_MAGNITUDE, powers, offset, cdf._SKETCH_GAMMA)
+            jit, aot = _cdf_kernels.profile_knots(*arguments), ahead.profile_knots(*arguments)
+            for a, b in zip(jit, aot):
+                np.testing.assert_array_equal(a, b)
+            knots.extend(aot)
+        assert _cdf_kernels.w1_between(*knots) == ahead.w1_between(*knots)
