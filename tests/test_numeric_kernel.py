@@ -149,9 +149,10 @@ def test_a_build_from_other_source_is_not_used(monkeypatch):
 
 def test_make_installed_the_ahead_of_time_build():
     """`make test` builds it (`make kernel`): without it every run pays numba's start-up and memory."""
-    from core import numeric_kernel
+    from core import kernel_build, numeric_kernel
 
     assert numeric_kernel.PASSES_BUILD == "aot", "core/_kernel_passes_aot is missing or stale: run `make kernel`"
+    assert kernel_build.ahead_of_time("checks._cdf_kernels") is not None, "run `make kernel`"
 
 
 @pytest.mark.parametrize("nulls", [False, True])
