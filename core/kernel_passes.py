@@ -199,9 +199,10 @@ def sketch_counts(values, bits, key_start, key_table, unsafe_key, min_magnitude,
     `bits` is `values` viewed as int64; `key_table` is the sketch's shared key table (cell
     `key_start` first, `unsafe_key` where a cell straddles a bucket boundary). Bucket counts go
     to `positive_counts[key - positive_low]` and `negative_counts[key of -v - negative_low]`; a
-    value whose key the table cannot give is written to `pending_positive` / `pending_negative`
-    (as a magnitude) for the caller to key. Returns (zero-bucket count, pending positive,
-    pending negative).
+    value whose key the table cannot give (or, by a bug, one outside the arrays: nothing is
+    written out of bounds) is written to `pending_positive` / `pending_negative` (as a
+    magnitude) for the caller to key. Returns (zero-bucket count, pending positive, pending
+    negative).
     """
     zero = 0
     pending_pos = 0
@@ -213,20 +214,20 @@ def sketch_counts(values, bits, key_start, key_table, unsafe_key, min_magnitude,
             continue
         if v >= min_magnitude:
             cell = (bits[i] >> 40) - key_start
-            key = key_table[cell] if 0 <= cell <= last_cell else unsafe_key
-            if key == unsafe_key:
+            at = (key_table[cell] if 0 <= cell <= last_cell else unsafe_key) - positive_low
+            if 0 <= at < positive_counts.size:  # (never outside: a key the table lacks reads unsafe_key)
+                positive_counts[at] += 1
+            else:
                 pending_positive[pending_pos] = v
                 pending_pos += 1
-            else:
-                positive_counts[key - positive_low] += 1
         elif v <= -min_magnitude:
             cell = ((bits[i] & 0x7FFFFFFFFFFFFFFF) >> 40) - key_start  # the magnitude's bits: sign cleared
-            key = key_table[cell] if 0 <= cell <= last_cell else unsafe_key
-            if key == unsafe_key:
+            at = (key_table[cell] if 0 <= cell <= last_cell else unsafe_key) - negative_low
+            if 0 <= at < negative_counts.size:
+                negative_counts[at] += 1
+            else:
                 pending_negative[pending_neg] = -v
                 pending_neg += 1
-            else:
-                negative_counts[key - negative_low] += 1
         else:
             zero += 1
     return zero, pending_pos, pending_neg
