@@ -37,7 +37,7 @@ def _bin_dir(tmp_path: Path, present: list[str]) -> str:
 
 
 def test_system_deps_installs_only_the_packages_of_missing_binaries(tmp_path):
-    path = _bin_dir(tmp_path, ["prometheus", "promtool", "amtool", "java", "chromium"])
+    path = _bin_dir(tmp_path, ["prometheus", "promtool", "amtool", "java", "chromium", "gcc"])
     done = _make("system-deps", "APT_GET=echo APT", "INITDB_GLOB=/nonexistent/initdb", path=path)
     assert done.returncode == 0, done.stderr
     installs = [line for line in done.stdout.splitlines() if line.startswith("APT install")]
@@ -50,7 +50,7 @@ def test_system_deps_installs_only_the_packages_of_missing_binaries(tmp_path):
 
 def test_system_deps_does_nothing_when_every_binary_is_there(tmp_path):
     path = _bin_dir(tmp_path, ["prometheus", "promtool", "prometheus-alertmanager", "amtool", "docker-compose",
-                               "java", "initdb", "chromium"])
+                               "java", "initdb", "chromium", "gcc"])
     done = _make("system-deps", "APT_GET=echo APT", f"INITDB_GLOB={tmp_path}/bin/initdb", path=path)
     assert done.returncode == 0, done.stderr
     assert "APT" not in done.stdout
