@@ -1,13 +1,13 @@
 """The profile kernel's passes over a column, in numba's subset of Python.
 
 These functions are the compiled heart of the profile kernel: the numeric passes of
-core.numeric_kernel (which documents what they compute and why they equal the definitions)
-and the counting of a categorical column's dictionary indices (core.profile). They run one of
-two ways, from this one source:
+core.numeric_kernel (which documents what they compute and why they equal the definitions),
+and the counting of a string column's dictionary indices and of an integer column's values
+(core.profile). They run one of two ways, from this one source:
 
 - compiled ahead of time into the extension module `core._kernel_passes_aot` by
-  `python -m core.kernel_build` (`make venv` and `make demo` run it): no LLVM in the
-  process, so a CLI run starts 0.6 s sooner and ~130 MiB smaller;
+  `python -m core.kernel_build` (`make kernel`, which `make test`, `make demo` and `make bench`
+  run): no numba or LLVM in the process, so a CLI run starts 0.6 s sooner and ~130 MiB smaller;
 - compiled just in time by numba when that module is missing or was built from another
   version of this file (then cached in __pycache__).
 
