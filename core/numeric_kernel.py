@@ -57,7 +57,7 @@ class Binner:
 
     def __init__(self, edges: tuple[float, ...]) -> None:
         self.edges = np.asarray(edges, dtype=np.float64)
-        self.kernel_args = (SEARCH, self.edges, _NO_INTS, 0, 0, 0.0, 0.0, 0.0, _NO_INTS, _NO_FLOATS, _NO_FLAGS)
+        self.kernel_args = _search_args(self.edges)
         if self.edges.size and self.edges[0] > 0 and math.isfinite(self.edges[-1]):
             self._bit_cells()
         elif self.edges.size >= 2:
@@ -114,8 +114,8 @@ def binner(edges: tuple[float, ...]) -> Binner:
     return Binner(edges)
 
 
-def _search_args(edges: tuple[float, ...]) -> tuple:
-    """Kernel arguments that bin by binary search alone: a short column is not worth a table."""
+def _search_args(edges) -> tuple:
+    """Kernel arguments that bin by binary search alone (no table: a short column is not worth one)."""
     return (SEARCH, np.asarray(edges, dtype=np.float64), _NO_INTS, 0, 0, 0.0, 0.0, 0.0, _NO_INTS, _NO_FLOATS, _NO_FLAGS)
 
 

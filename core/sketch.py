@@ -74,9 +74,9 @@ class QuantileSketch:
         if low is None or high is None:
             low, high = float(values.min()), float(values.max())
         if low >= _SKETCH_MIN_MAGNITUDE:  # all positive (the common case): no masks, no copies
-            return QuantileSketch._of(_buckets(values, low, high), empty, 0)
+            return QuantileSketch._of(_buckets(values), empty, 0)
         if high <= -_SKETCH_MIN_MAGNITUDE:
-            return QuantileSketch._of(empty, _buckets(-values, -high, -low), 0)
+            return QuantileSketch._of(empty, _buckets(-values), 0)
         magnitude = np.abs(values)
         is_zero = magnitude < _SKETCH_MIN_MAGNITUDE
         parts = []
@@ -192,6 +192,7 @@ def _log_keys(magnitudes: np.ndarray) -> np.ndarray:
 # so every value in the cell gets the key `_log_keys` gives it. Cells that hold a bucket boundary
 # (~1.7% of them) are marked, and their values take the logarithm. The table is the same for
 # every column, so it is built once per range of octaves seen (a few milliseconds) and shared.
+# The profile kernel looks keys up in it (core/kernel_passes.sketch_counts).
 _CELL_SHIFT = 40  # 52 mantissa bits - 12
 _UNSAFE = np.iinfo(np.int64).min
 _MAX_TABLE_CELLS = 1 << 21  # 512 octaves (16 MiB): beyond, the values take the logarithm
@@ -231,32 +232,12 @@ def _table_for(first: int, last: int) -> tuple[int, np.ndarray] | None:
     return _key_table
 
 
-def bucket_keys(magnitudes: np.ndarray, low: float, high: float) -> np.ndarray:
-    """`_log_keys(magnitudes)` (positive finite values within [low, high]) by table look-up: the same keys."""
-    found = _table_for(int(np.float64(low).view(np.int64)) >> _CELL_SHIFT,
-                       int(np.float64(high).view(np.int64)) >> _CELL_SHIFT) if low >= _SKETCH_MIN_MAGNITUDE else None
-    if found is None:
-        return _log_keys(magnitudes)
-    start, table = found
-    cells = scratch("sketch_cells", magnitudes.size, np.int64)
-    np.right_shift(magnitudes.view(np.int64), _CELL_SHIFT, out=cells)
-    cells -= start
-    keys = scratch("sketch_keys", magnitudes.size, np.int64)
-    np.take(table, cells, out=keys, mode="clip")  # indices are in range; "clip" avoids a buffered copy
-    unsafe = scratch("sketch_unsafe", magnitudes.size, np.bool_)
-    np.equal(keys, _UNSAFE, out=unsafe)
-    if unsafe.any():
-        where = np.flatnonzero(unsafe)
-        keys[where] = _log_keys(magnitudes[where])
-    return keys
+def _buckets(magnitudes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Count positive magnitudes (all >= the zero threshold) into log buckets ceil(log(x) / log(gamma)).
 
-
-def _buckets(magnitudes: np.ndarray, low: float | None = None,
-             high: float | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Count positive magnitudes (all >= the zero threshold) into log buckets ceil(log(x) / log(gamma))."""
-    if low is None or high is None:
-        low, high = float(magnitudes.min()), float(magnitudes.max())
-    buckets = bucket_keys(magnitudes, low, high)
+    The definition, with a logarithm per value: the profile kernel gets the same keys from the
+    table above (core/numeric_kernel.py); this serves from_values (tests, oracles, small data)."""
+    buckets = _log_keys(magnitudes)
     low_key = int(buckets.min())
     buckets -= low_key
     counts = np.bincount(buckets)
