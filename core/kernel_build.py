@@ -56,11 +56,6 @@ def load(module: str = PROFILE_KERNEL) -> tuple[ModuleType, str]:
     return importlib.import_module(module), "jit"
 
 
-def load_passes() -> tuple[ModuleType, str]:
-    """The profile kernel's passes: `load(PROFILE_KERNEL)`."""
-    return load(PROFILE_KERNEL)
-
-
 def built_digest(module: str = PROFILE_KERNEL, output_dir: Path | None = None) -> int | None:
     """The digest the build of `module` in `output_dir` (default: beside it) was made from, or None."""
     source, _, name = _locate(module)

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from core.buffers import scratch
-from core.kernel_build import load_passes
+from core.kernel_build import load
 from core.sketch import _CELL_SHIFT, _NO_COUNTS, _NO_KEYS, _SKETCH_LOG_GAMMA, _SKETCH_MIN_MAGNITUDE, _UNSAFE, \
     QuantileSketch, _log_keys, _table_for
 
@@ -106,7 +106,7 @@ class Binner:
         return bins
 
 
-PASSES, PASSES_BUILD = load_passes()  # the profile kernel's compiled passes, and which build they are
+PASSES, PASSES_BUILD = load()  # the profile kernel's compiled passes, and which build they are
 
 
 @functools.lru_cache(maxsize=1024)

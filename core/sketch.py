@@ -66,13 +66,12 @@ class QuantileSketch:
         return f"QuantileSketch(positive={self.positive}, negative={self.negative}, zero={self.zero})"
 
     @staticmethod
-    def from_values(values: np.ndarray, low: float | None = None, high: float | None = None) -> "QuantileSketch":
-        """The sketch of finite `values`; `low` and `high` are their min and max when the caller knows them."""
+    def from_values(values: np.ndarray) -> "QuantileSketch":
+        """The sketch of finite `values`."""
         empty = (_NO_KEYS, _NO_COUNTS)
         if values.size == 0:
             return QuantileSketch._of(empty, empty, 0)
-        if low is None or high is None:
-            low, high = float(values.min()), float(values.max())
+        low, high = float(values.min()), float(values.max())
         if low >= _SKETCH_MIN_MAGNITUDE:  # all positive (the common case): no masks, no copies
             return QuantileSketch._of(_buckets(values), empty, 0)
         if high <= -_SKETCH_MIN_MAGNITUDE:

@@ -144,7 +144,7 @@ def test_a_build_from_other_source_is_not_used(monkeypatch):
     from core import kernel_build, kernel_passes
 
     monkeypatch.setattr(kernel_build, "source_digest", lambda module: -1)
-    assert kernel_build.load_passes() == (kernel_passes, "jit")
+    assert kernel_build.load() == (kernel_passes, "jit")
 
 
 def test_make_installed_the_ahead_of_time_build():
