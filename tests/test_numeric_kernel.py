@@ -133,6 +133,7 @@ def test_the_ahead_of_time_build_computes_what_the_jit_does(tmp_path):
     ahead = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(ahead)
     assert ahead.source_digest() == kernel_build.source_digest("core.kernel_passes")
+    assert _releases_the_gil(built)
     for name in ("lognormal tail", "both signs and zeros", "nan and inf", "extremes"):
         values = CASES[name]
         for edges in (edges_from_sample(values[np.isfinite(values)][:3000]), tuple(np.linspace(-5, 5, 40)), (0.5,)):
@@ -152,7 +153,20 @@ def test_make_installed_the_ahead_of_time_build():
     from core import kernel_build, numeric_kernel
 
     assert numeric_kernel.PASSES_BUILD == "aot", "core/_kernel_passes_aot is missing or stale: run `make kernel`"
-    assert kernel_build.ahead_of_time("checks._cdf_kernels") is not None, "run `make kernel`"
+    cdf = kernel_build.ahead_of_time("checks._cdf_kernels")
+    assert cdf is not None, "run `make kernel`"
+    assert _releases_the_gil(numeric_kernel.PASSES.__file__) and _releases_the_gil(cdf.__file__)
+
+
+def _releases_the_gil(extension) -> bool:
+    """Whether a built kernel's wrappers let other threads run while it computes: they call
+    PyEval_SaveThread (and PyEval_RestoreThread after), which numba's ahead-of-time compiler
+    emits only when asked (core.kernel_build); without, the profile kernel's two workers took
+    turns on the GIL."""
+    from pathlib import Path
+
+    binary = Path(extension).read_bytes()
+    return b"PyEval_SaveThread" in binary and b"PyEval_RestoreThread" in binary
 
 
 @pytest.mark.parametrize("nulls", [False, True])
