@@ -53,8 +53,11 @@ def build_reference(
     sample_rows: int = REFERENCE_SAMPLE_ROWS,
     max_categories: int = 10_000,
     n_bins: int | None = None,
+    keep_sample: bool = True,
 ) -> Reference:
-    """Fix the spec from a sample, then profile the reference in `n_chunks` row-order chunks."""
+    """Fix the spec from a sample, then profile the reference in `n_chunks` row-order chunks.
+
+    `keep_sample`: keep REPORT_SAMPLE_ROWS of the sample in the reference, for reports."""
     columns = set(source.schema.names)
     present = [name for name in features if name in columns]
     counted = source.report.rows  # the source may have been read before (a sniffing sample, say)
@@ -90,7 +93,7 @@ def build_reference(
     profile = chunks[0]
     for chunk in chunks[1:]:
         profile = profile.merge(chunk)
-    return Reference(spec, profile, [c for c in chunks if c.rows], _report_sample(sample))
+    return Reference(spec, profile, [c for c in chunks if c.rows], _report_sample(sample) if keep_sample else None)
 
 
 def _slices(batches, chunk_rows: int, n_chunks: int) -> Iterator[tuple[int, pa.RecordBatch]]:

@@ -24,7 +24,21 @@ def use_returning_memory_pool() -> None:
         os.environ.setdefault("ARROW_DEFAULT_MEMORY_POOL", "jemalloc")
 
 
-use_returning_memory_pool()  # the CLI is the application: a process-wide choice belongs here
+def use_one_blas_thread() -> None:
+    """Have numpy's OpenBLAS run on the calling thread, unless OPENBLAS_NUM_THREADS says otherwise.
+
+    driftline's numpy work is vector passes, not matrix products, and its parallelism is its own
+    (the profile kernel's workers; LightGBM and torch have theirs). OpenBLAS still starts a
+    thread per core when numpy loads, and they spin: ~0.07 CPU-s of every `check drift` on two
+    cores. OpenBLAS reads the variable when it loads, so this runs before any command imports numpy.
+    """
+    if "numpy" not in sys.modules:
+        os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+
+# The CLI is the application: process-wide choices belong here.
+use_returning_memory_pool()
+use_one_blas_thread()
 
 import typer  # noqa: E402  (after the memory pool choice above)
 from rich.console import Console  # noqa: E402

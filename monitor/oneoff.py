@@ -112,9 +112,8 @@ def drift_between(
     if engine is None:
         # Row-order chunks only feed learned thresholds; with static ones a chunk per row block is
         # ten kernel passes and profiles per column for nothing (a 10,000-column file feels it).
-        built = build_reference(reference_source, kinds, **({"n_chunks": 1} if check.threshold_mode == "static" else {}))
-        if report is None:
-            built.sample = None  # rows kept for the report only: free them before reading the current data
+        built = build_reference(reference_source, kinds, keep_sample=report is not None,  # rows for the report only
+                                **({"n_chunks": 1} if check.threshold_mode == "static" else {}))
         current_profile = profile_source(current_source, built.spec)  # wide files: a column group at a time
     else:
         built = engine.reference(reference_source, kinds)
