@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import functools
 import math
+import threading
 from dataclasses import dataclass, field, replace
 from typing import Iterable, Literal
 
@@ -294,13 +295,13 @@ class CategoricalProfile:
             if not (pa.types.is_string(dictionary.type) or pa.types.is_large_string(dictionary.type)):
                 dictionary = pc.cast(dictionary, pa.string())
             tally = _count_indices(array.indices, len(dictionary))
+            names, distinct = dictionary_names(dictionary)
             present = np.flatnonzero(tally)
-            names = dictionary.take(pa.array(present)).to_pylist()
-            counts = tally[present].tolist()
-            if len(set(names)) == len(names):
-                profile.counts = dict(zip(names, counts))
-            else:  # a dictionary may repeat a value
-                for name, count in zip(names, counts):
+            if distinct and present.size == len(names):  # every value occurs (the usual case)
+                profile.counts = dict(zip(names, tally.tolist()))
+            else:  # some do not (or a dictionary repeats a value)
+                for index, count in zip(present.tolist(), tally[present].tolist()):
+                    name = names[index]
                     profile.counts[name] = profile.counts.get(name, 0) + count
             return profile._bounded()
         if pa.types.is_dictionary(array.type):
@@ -347,6 +348,32 @@ class CategoricalProfile:
     @classmethod
     def from_dict(cls, data: dict) -> "CategoricalProfile":
         return cls(data["max_categories"], data["rows"], data["null_count"], dict(data["counts"]), data["other_count"])
+
+
+_DICTIONARIES_KEPT = 64  # per thread: a batch's string columns, several files' worth
+_dictionary_names_kept = threading.local()
+
+
+def dictionary_names(dictionary: pa.Array) -> tuple[list[str], bool]:
+    """A dictionary's values as Python strings, and whether they are distinct.
+
+    Every batch carries its own copy of its row group's dictionary, so consecutive batches of a
+    column bring equal dictionaries: the strings of the last few each thread saw are kept and
+    reused when an equal one comes (Arrow compares the buffers, ~1 us), instead of building a
+    thousand Python strings and hashing them for every column of every batch."""
+    kept: dict = getattr(_dictionary_names_kept, "by_size", None)
+    if kept is None:
+        kept = _dictionary_names_kept.by_size = {}
+    key = (len(dictionary), dictionary.nbytes)
+    entry = kept.get(key)
+    if entry is not None and entry[0].equals(dictionary):
+        return entry[1], entry[2]
+    names = dictionary.to_pylist()
+    entry = (dictionary, names, len(set(names)) == len(names))
+    if len(kept) >= _DICTIONARIES_KEPT:
+        kept.pop(next(iter(kept)))
+    kept[key] = entry
+    return entry[1], entry[2]
 
 
 def _count_indices(indices: pa.Array, size: int) -> np.ndarray:
