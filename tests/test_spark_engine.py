@@ -243,6 +243,32 @@ def test_reference_chunks_reduced_on_the_executors_match(spark_engine, reference
     assert sum(c.rows for c in reduced.chunks) == reference_table.num_rows
 
 
+@pytest.mark.parametrize("partitions, limit", [(1, 2_999), (4, 2_999)])
+def test_max_rows_holds_inside_the_profile_job(spark_engine, reference_table, tmp_path, monkeypatch, partitions,
+                                               limit):
+    """A partition over the limit stops on its executor; partitions each under it but over it together
+    are refused before the driver merges any of them (as the label-profile job does)."""
+    import core.engines.spark.profile as spark_profile
+    from core.errors import LimitExceededError
+
+    write_parts(sample_table(3_000, seed=12), tmp_path / "cur", [])
+    spec = build_spec(reference_table, FEATURES)
+    decoded = []
+    decode = spark_profile._decode
+    monkeypatch.setattr(spark_profile, "_decode", lambda payload: decoded.append(1) or decode(payload))
+    source = spark_engine.source(str(tmp_path / "cur"))
+
+    def profile(frame):
+        return spark_profile.profile_frame(frame.repartition(partitions), spec, max_rows=limit, location="cur")
+
+    with pytest.raises(LimitExceededError, match=f"cur: more than {limit} rows in the window") as raised:
+        source.run(profile, list(FEATURES))
+    stopped_on_executor = spark_profile.TOO_MANY_ROWS in str(raised.value.__cause__ or "")
+    assert stopped_on_executor == (partitions == 1) and decoded == []
+    assert source.run(lambda frame: spark_profile.profile_frame(frame, spec, max_rows=3_000), list(FEATURES))[0].rows \
+        == 3_000
+
+
 def test_limits_hold_on_spark(spark_engine, reference_table, tmp_path):
     from core.errors import LimitExceededError
     from core.sources import Limits

@@ -42,7 +42,9 @@ class SparkEngine:
     def profile(self, source: SparkSource, columns: list[str], spec: ProfileSpec, start: datetime | None = None,
                 end: datetime | None = None) -> DatasetProfile:
         self.timings = SparkTimings()
-        profiles = source.run(lambda frame: profile_frame(frame, spec, timings=self.timings), columns, start, end)
+        profiles = source.run(lambda frame: profile_frame(frame, spec, timings=self.timings,
+                                                          max_rows=source.limits.max_rows, location=source.location),
+                              columns, start, end)
         source.count_rows(profiles[0].rows)
         return profiles[0]
 

@@ -12,12 +12,10 @@ from __future__ import annotations
 
 import json
 
-from core.engines.spark.profile import TREE_REDUCE_ABOVE
-from core.errors import LimitExceededError
+from core.engines.spark.profile import TOO_MANY_ROWS, TREE_REDUCE_ABOVE, check_rows, rows_within
 from core.label_profile import LabelProfile, LabelSpec, empty_label_profile
 
 _OUTPUT_SCHEMA = "rows long, profile binary"
-_TOO_MANY = "driftline: partition over max_rows"
 
 
 def _encode(profile: LabelProfile) -> bytes:
@@ -39,7 +37,7 @@ def _kernel(spec_json: str, max_rows: int | None, where: str):
         for batch in batches:
             profile = profile.merge(profile_label_batch(batch, spec, where))
             if max_rows is not None and profile.rows > max_rows:
-                raise RuntimeError(f"{_TOO_MANY} ({max_rows})")
+                raise RuntimeError(f"{TOO_MANY_ROWS} ({max_rows})")
         yield pa.RecordBatch.from_pydict({"rows": pa.array([profile.rows], pa.int64()),
                                           "profile": pa.array([_encode(profile)], pa.binary())})
 
@@ -58,23 +56,14 @@ def label_profile_frame(frame, spec: LabelSpec, max_rows: int | None = None, whe
         return merged
     partitions = frame.rdd.getNumPartitions()
     partials = frame.mapInArrow(_kernel(json.dumps(spec.to_dict()), max_rows, where), _OUTPUT_SCHEMA)
-    try:
+    with rows_within(max_rows, location):
         if partitions > TREE_REDUCE_ABOVE:  # merged on the executors; one profile comes back
             payload = partials.rdd.map(lambda row: bytes(row.profile)).treeReduce(_merge_payloads, depth=2)
             merged = merged.merge(_decode(payload))
-            _check_rows(merged.rows, max_rows, location)
+            check_rows(merged.rows, max_rows, location)
             return merged
         rows = partials.collect()  # one small payload per partition (at most TREE_REDUCE_ABOVE)
-    except Exception as exc:
-        if _TOO_MANY in str(exc):
-            raise LimitExceededError(f"{location}: more than {max_rows} rows in the window (limit max_rows)") from exc
-        raise
-    _check_rows(sum(r.rows for r in rows), max_rows, location)
+    check_rows(sum(r.rows for r in rows), max_rows, location)
     for row in rows:
         merged = merged.merge(_decode(bytes(row.profile)))
     return merged
-
-
-def _check_rows(total: int, max_rows: int | None, location: str) -> None:
-    if max_rows is not None and total > max_rows:
-        raise LimitExceededError(f"{location}: more than {max_rows} rows in the window (limit max_rows)")
