@@ -8,9 +8,9 @@ compiler is needed once, for linking), which imports neither numba nor LLVM: a p
 source and this recipe); `load` returns it only while that matches, and otherwise the module
 itself, compiled just in time by numba, so a stale build never runs old code.
 
-Like the just-in-time functions (`nogil=True`), the built ones release the GIL while they run:
-numba's ahead-of-time compiler does not by itself, and the profile kernel's workers then took
-turns on it (a 2-core `check drift` used ~1.4 cores).
+Like the just-in-time functions (`nogil=True`), the built ones release the GIL while they run.
+numba's ahead-of-time compiler does not do that by itself, and without it the profile kernel's
+two workers took turns on the GIL in every compiled pass.
 """
 
 from __future__ import annotations

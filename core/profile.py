@@ -294,15 +294,7 @@ class CategoricalProfile:
             dictionary = array.dictionary
             if not (pa.types.is_string(dictionary.type) or pa.types.is_large_string(dictionary.type)):
                 dictionary = pc.cast(dictionary, pa.string())
-            tally = _count_indices(array.indices, len(dictionary))
-            names, distinct = dictionary_names(dictionary)
-            present = np.flatnonzero(tally)
-            if distinct and present.size == len(names):  # every value occurs (the usual case)
-                profile.counts = dict(zip(names, tally.tolist()))
-            else:  # some do not (or a dictionary repeats a value)
-                for index, count in zip(present.tolist(), tally[present].tolist()):
-                    name = names[index]
-                    profile.counts[name] = profile.counts.get(name, 0) + count
+            profile.counts = _named_counts(dictionary, _count_indices(array.indices, len(dictionary)))
             return profile._bounded()
         if pa.types.is_dictionary(array.type):
             array = array.dictionary_decode()
@@ -350,17 +342,36 @@ class CategoricalProfile:
         return cls(data["max_categories"], data["rows"], data["null_count"], dict(data["counts"]), data["other_count"])
 
 
-_DICTIONARIES_KEPT = 64  # per thread: a batch's string columns, several files' worth
+# Dictionary strings kept per thread for reuse (~8 MB of Python strings); a larger dictionary
+# (an ID-like column) is not kept, and only the values that occur are turned into strings.
+_KEPT_STRINGS = 100_000
+_KEPT_DICTIONARY_MAX = 20_000
 _dictionary_names_kept = threading.local()
 
 
-def dictionary_names(dictionary: pa.Array) -> tuple[list[str], bool]:
+def _named_counts(dictionary: pa.Array, tally: np.ndarray) -> dict[str, int]:
+    """Value -> count from a dictionary and the tally of its indices (counts of a repeated value add)."""
+    present = np.flatnonzero(tally)
+    if len(dictionary) <= _KEPT_DICTIONARY_MAX:
+        names, distinct = _dictionary_names(dictionary)
+        if distinct and present.size == len(names):  # every value occurs (the usual case)
+            return dict(zip(names, tally.tolist()))
+        names = [names[i] for i in present.tolist()]
+    else:
+        names = dictionary.take(pa.array(present)).to_pylist()
+    counts: dict[str, int] = {}
+    for name, count in zip(names, tally[present].tolist()):
+        counts[name] = counts.get(name, 0) + count
+    return counts
+
+
+def _dictionary_names(dictionary: pa.Array) -> tuple[list[str], bool]:
     """A dictionary's values as Python strings, and whether they are distinct.
 
     Every batch carries its own copy of its row group's dictionary, so consecutive batches of a
-    column bring equal dictionaries: the strings of the last few each thread saw are kept and
-    reused when an equal one comes (Arrow compares the buffers, ~1 us), instead of building a
-    thousand Python strings and hashing them for every column of every batch."""
+    column bring equal dictionaries: the strings of the last ones each thread saw (up to
+    _KEPT_STRINGS) are reused when an equal one comes (Arrow compares the buffers, ~1 us), instead
+    of building a thousand Python strings and hashing them for every column of every batch."""
     kept: dict = getattr(_dictionary_names_kept, "by_size", None)
     if kept is None:
         kept = _dictionary_names_kept.by_size = {}
@@ -369,11 +380,11 @@ def dictionary_names(dictionary: pa.Array) -> tuple[list[str], bool]:
     if entry is not None and entry[0].equals(dictionary):
         return entry[1], entry[2]
     names = dictionary.to_pylist()
-    entry = (dictionary, names, len(set(names)) == len(names))
-    if len(kept) >= _DICTIONARIES_KEPT:
-        kept.pop(next(iter(kept)))
-    kept[key] = entry
-    return entry[1], entry[2]
+    kept.pop(key, None)
+    while kept and sum(len(e[1]) for e in kept.values()) + len(names) > _KEPT_STRINGS:
+        kept.pop(next(iter(kept)))  # the oldest first
+    kept[key] = (dictionary, names, len(set(names)) == len(names))
+    return names, kept[key][2]
 
 
 def _count_indices(indices: pa.Array, size: int) -> np.ndarray:

@@ -197,16 +197,21 @@ def test_a_dictionary_with_repeated_values_adds_their_counts():
     assert CategoricalProfile.from_array(array, 10).counts == {"a": 3, "b": 2}
 
 
-def test_dictionaries_of_the_same_size_are_told_apart():
-    """Dictionary strings are reused across batches only for an equal dictionary, not one of the same size."""
+@pytest.mark.parametrize("kept", [True, False])
+def test_dictionaries_of_the_same_size_are_told_apart(kept, monkeypatch):
+    """Dictionary strings are reused across batches only for an equal dictionary, not one of the same size;
+    a dictionary too large to keep gives the same counts (absent and repeated values too)."""
     import pyarrow as pa
 
+    import core.profile
     from core.profile import CategoricalProfile
 
+    if not kept:
+        monkeypatch.setattr(core.profile, "_KEPT_DICTIONARY_MAX", 0)
     indices = pa.array([0, 1, 1, 2], pa.int32())
     seen = []
-    for values in (["ab", "cd", "ef"], ["ba", "dc", "fe"], ["ab", "cd", "ef"], ["ab", "cd", "ab"]):
+    for values in (["ab", "cd", "ef"], ["ba", "dc", "fe"], ["ab", "cd", "ef"], ["ab", "cd", "ab"], ["ab", "cd", "ef", "x"]):
         array = pa.DictionaryArray.from_arrays(indices, pa.array(values))
         seen.append(CategoricalProfile.from_array(array, 10).counts)
     assert seen == [{"ab": 1, "cd": 2, "ef": 1}, {"ba": 1, "dc": 2, "fe": 1}, {"ab": 1, "cd": 2, "ef": 1},
-                    {"ab": 2, "cd": 2}]
+                    {"ab": 2, "cd": 2}, {"ab": 1, "cd": 2, "ef": 1}]
