@@ -36,6 +36,8 @@ SIGNATURES = {
     "integer_range": "UniTuple(i8, 2)(i8[::1])",
     "count_offsets": "void(i8[::1], i8, i8[::1])",
     "sketch_counts": f"UniTuple(i8, 3)({_ARRAYS}, i8, i8[::1], i8, f8, i8, i8, i8[::1], i8[::1], f8[::1], f8[::1])",
+    "valid_floats": "i8(f8[::1], u1[::1], i8, f8[::1])",
+    "valid_integers": "i8(i8[::1], u1[::1], i8, i8[::1])",
 }
 
 
@@ -280,3 +282,30 @@ def count_offsets(values, low, tally):
     """tally[v - low] += 1 for every value (the caller sizes tally to the values' range)."""
     for i in range(values.size):
         tally[values[i] - low] += 1
+
+
+@njit(cache=True, nogil=True)
+def _valid(values, validity, offset, out):
+    n = 0
+    last = out.size - 1
+    for i in range(values.size):
+        bit = offset + i
+        # Every value is written and kept only if valid (the next one overwrites a null): no branch
+        # to mispredict, twice as fast. Writes stop at the last slot, whatever the bitmap says.
+        out[n if n < last else last] = values[i]
+        n += (validity[bit >> 3] >> (bit & 7)) & 1
+    return n
+
+
+@njit(cache=True, nogil=True)
+def valid_floats(values, validity, offset, out):
+    """Copy the values whose bit is set in the Arrow validity bitmap (read from bit `offset`) into
+    `out` (one slot longer than their count), in order, and return how many: `pc.drop_null` into
+    a reused buffer."""
+    return _valid(values, validity, offset, out)
+
+
+@njit(cache=True, nogil=True)
+def valid_integers(values, validity, offset, out):
+    """As valid_floats, for int64 values."""
+    return _valid(values, validity, offset, out)

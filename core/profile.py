@@ -160,9 +160,7 @@ class NumericProfile:
         profile = NumericProfile(edges)
         profile.rows = len(array)
         profile.null_count = array.null_count
-        if profile.null_count:
-            array = pc.drop_null(array)
-        values = array.to_numpy(zero_copy_only=False)
+        values = _non_null_values(array) if profile.null_count else array.to_numpy(zero_copy_only=False)
         if values.dtype.kind == "i" and values.size >= _GRID_MIN_VALUES:
             integers = np.ascontiguousarray(values, dtype=np.int64)
             low, high = PASSES.integer_range(integers)
@@ -385,6 +383,26 @@ def _dictionary_names(dictionary: pa.Array) -> tuple[list[str], bool]:
         kept.pop(next(iter(kept)))  # the oldest first
     kept[key] = (dictionary, names, len(set(names)) == len(names))
     return names, kept[key][2]
+
+
+_VALID_PASSES = {pa.float64(): ("valid_floats", np.float64), pa.int64(): ("valid_integers", np.int64)}
+
+
+def _non_null_values(array: pa.Array) -> np.ndarray:
+    """The array's non-null values as numpy. float64 and int64 columns (most) are compacted by one
+    compiled pass into a reused buffer: `pc.drop_null` allocated a fresh column for every batch."""
+    compact = _VALID_PASSES.get(array.type)
+    if compact is None:
+        return pc.drop_null(array).to_numpy(zero_copy_only=False)
+    name, dtype = compact
+    validity, data = array.buffers()
+    values = np.frombuffer(data, dtype, count=array.offset + len(array))[array.offset:]
+    count = len(array) - array.null_count
+    out = scratch(name, count + 1, dtype)  # one spare slot: the pass writes every value, keeps the valid
+    kept = getattr(PASSES, name)(values, np.frombuffer(validity, np.uint8), array.offset, out)
+    if kept != count:
+        raise SchemaError(f"a column's validity bitmap holds {kept} values where its null count leaves {count}")
+    return out[:count]
 
 
 def _count_indices(indices: pa.Array, size: int) -> np.ndarray:

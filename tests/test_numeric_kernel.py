@@ -119,7 +119,11 @@ def _passes_outputs(passes, values: np.ndarray, edges: tuple[float, ...]) -> lis
     result = passes.sketch_counts(values, bits, key_start, key_table, _UNSAFE, _SKETCH_MIN_MAGNITUDE,
                                   -3000, -3000, *counts)
     counts = histogram + counts
-    return [*outputs, bins, result, *counts]
+    validity = np.packbits(np.arange(values.size + 3) % 3 != 0, bitorder="little")  # every third one null
+    valid = [np.zeros(values.size + 1), np.zeros(values.size + 1, np.int64)]
+    kept = [passes.valid_floats(values, validity, 3, valid[0]),
+            passes.valid_integers(values.view(np.int64), validity, 3, valid[1])]
+    return [*outputs, bins, result, *counts, kept, *valid]
 
 
 def test_the_ahead_of_time_build_computes_what_the_jit_does(tmp_path):
@@ -215,3 +219,40 @@ def test_dictionaries_of_the_same_size_are_told_apart(kept, monkeypatch):
         seen.append(CategoricalProfile.from_array(array, 10).counts)
     assert seen == [{"ab": 1, "cd": 2, "ef": 1}, {"ba": 1, "dc": 2, "fe": 1}, {"ab": 1, "cd": 2, "ef": 1},
                     {"ab": 2, "cd": 2}, {"ab": 1, "cd": 2, "ef": 1}]
+
+
+@pytest.mark.parametrize("kind", ["float64", "int64", "int32", "float32"])
+def test_a_column_with_nulls_profiles_as_its_non_null_values(kind):
+    """Non-null values compacted by the kernel (float64, int64) or by Arrow (others), at odd slice offsets:
+    the profile of the values alone, with the nulls counted."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from core.profile import NumericProfile, _non_null_values
+
+    rng = np.random.default_rng(11)
+    raw = rng.lognormal(1, 1, 60_001) if kind.startswith("float") else rng.integers(-5, 20_000, 60_001)
+    array = pa.array(raw.astype(kind), mask=rng.random(60_001) < 0.07)
+    edges = edges_from_sample(raw[:5000].astype(np.float64))
+    for part in (array, array.slice(13, 40_000), array.slice(9, 3)):
+        expected = pc.drop_null(part).to_numpy(zero_copy_only=False)
+        assert np.array_equal(_non_null_values(part), expected)
+        with_nulls, alone = NumericProfile.from_array(part, edges), NumericProfile.from_array(pc.drop_null(part), edges)
+        assert (with_nulls.rows, with_nulls.null_count) == (len(part), part.null_count)
+        assert (with_nulls.count, with_nulls.mean, with_nulls.m2, with_nulls.min, with_nulls.max) == (
+            alone.count, alone.mean, alone.m2, alone.min, alone.max)
+        assert with_nulls.sketch == alone.sketch and np.array_equal(with_nulls.bin_sums, alone.bin_sums)
+
+
+def test_a_null_count_that_disagrees_with_the_bitmap_is_named_not_trusted():
+    """The compaction writes within its buffer whatever the bitmap says, and the mismatch is an error."""
+    import pyarrow as pa
+
+    from core.errors import SchemaError
+    from core.profile import _non_null_values
+
+    values = np.arange(1000, dtype=np.float64)
+    every_one_valid = pa.py_buffer(np.packbits(np.ones(1000, bool), bitorder="little").tobytes())
+    lying = pa.Array.from_buffers(pa.float64(), 1000, [every_one_valid, pa.py_buffer(values.tobytes())], null_count=900)
+    with pytest.raises(SchemaError, match="validity bitmap holds 1000 values where its null count leaves 100"):
+        _non_null_values(lying)
