@@ -395,14 +395,22 @@ def _non_null_values(array: pa.Array) -> np.ndarray:
     if compact is None:
         return pc.drop_null(array).to_numpy(zero_copy_only=False)
     name, dtype = compact
-    validity, data = array.buffers()
-    values = np.frombuffer(data, dtype, count=array.offset + len(array))[array.offset:]
+    values, bitmap = _as_numpy(array, dtype)
     count = len(array) - array.null_count
     out = scratch(name, count + 1, dtype)  # one spare slot: the pass writes every value, keeps the valid
-    kept = getattr(PASSES, name)(values, np.frombuffer(validity, np.uint8), array.offset, out)
+    kept = getattr(PASSES, name)(values, bitmap, array.offset, out)
     if kept != count:
         raise SchemaError(f"a column's validity bitmap holds {kept} values where its null count leaves {count}")
     return out[:count]
+
+
+def _as_numpy(array: pa.Array, dtype) -> tuple[np.ndarray, np.ndarray]:
+    """A primitive array's values and validity bitmap as numpy views, no copy (the bitmap is empty
+    when no value is null; it starts at bit `array.offset`, the values at the array's first)."""
+    validity, data = array.buffers()
+    values = np.frombuffer(data, dtype, count=array.offset + len(array))[array.offset:]
+    bitmap = np.frombuffer(validity, np.uint8) if validity is not None and array.null_count else _NO_BYTES
+    return values, bitmap
 
 
 def _count_indices(indices: pa.Array, size: int) -> np.ndarray:
@@ -412,9 +420,7 @@ def _count_indices(indices: pa.Array, size: int) -> np.ndarray:
         return tally
     if indices.type != pa.int32():
         indices = pc.cast(indices, pa.int32())
-    validity, data = indices.buffers()
-    values = np.frombuffer(data, np.int32, count=indices.offset + len(indices))[indices.offset:]
-    bitmap = np.frombuffer(validity, np.uint8) if validity is not None and indices.null_count else _NO_BYTES
+    values, bitmap = _as_numpy(indices, np.int32)
     if PASSES.count_indices(values, bitmap, indices.offset, tally):
         raise SchemaError(f"a dictionary index is outside its dictionary of {size} values")
     return tally
