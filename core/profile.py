@@ -391,6 +391,8 @@ _VALID_PASSES = {pa.float64(): ("valid_floats", np.float64), pa.int64(): ("valid
 def _non_null_values(array: pa.Array) -> np.ndarray:
     """The array's non-null values as numpy. float64 and int64 columns (most) are compacted by one
     compiled pass into a reused buffer: `pc.drop_null` allocated a fresh column for every batch."""
+    if not array.null_count:  # (then the bitmap may be absent, and _as_numpy gives none)
+        return array.to_numpy(zero_copy_only=False)
     compact = _VALID_PASSES.get(array.type)
     if compact is None:
         return pc.drop_null(array).to_numpy(zero_copy_only=False)
